@@ -1,0 +1,57 @@
+//! Typed configuration, read once at start-up. Variable names match the
+//! `Environment` of the functions in `template.yaml`.
+
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {0} is required but not set")]
+pub struct MissingVariable(pub &'static str);
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `TABLE_NAME`: the single table.
+    pub table_name: String,
+    /// `USER_POOL_ID`: the Cognito user pool.
+    pub user_pool_id: String,
+    /// `USER_POOL_CLIENT_ID`: the app client mobile apps sign in with.
+    pub user_pool_client_id: String,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, MissingVariable> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, MissingVariable> {
+        let required = |name: &'static str| {
+            lookup(name)
+                .filter(|value| !value.trim().is_empty())
+                .ok_or(MissingVariable(name))
+        };
+        Ok(Self {
+            table_name: required("TABLE_NAME")?,
+            user_pool_id: required("USER_POOL_ID")?,
+            user_pool_client_id: required("USER_POOL_CLIENT_ID")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let err = Config::from_lookup(|name| (name == "TABLE_NAME").then(|| "t".to_string()))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable USER_POOL_ID is required but not set"
+        );
+    }
+
+    #[test]
+    fn reads_every_variable() {
+        let config = Config::from_lookup(|name| Some(format!("{name}-value"))).unwrap();
+        assert_eq!(config.table_name, "TABLE_NAME-value");
+        assert_eq!(config.user_pool_client_id, "USER_POOL_CLIENT_ID-value");
+    }
+}

@@ -1,0 +1,372 @@
+//! The Cognito adapter: accounts, passwords and tokens. Cognito's errors map
+//! to stable codes here, once, with no oracle for whether an email exists on
+//! the routes that do not need one.
+
+use aws_sdk_cognitoidentityprovider::Client;
+use aws_sdk_cognitoidentityprovider::config::http::HttpResponse;
+use aws_sdk_cognitoidentityprovider::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_cognitoidentityprovider::types::{AttributeType, AuthFlowType};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::email::Email;
+use crate::{Code, Error, aws};
+
+#[derive(Debug, Clone)]
+pub struct Identity {
+    client: Client,
+    user_pool_id: String,
+    client_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignedUp {
+    pub user_id: String,
+    pub confirmed: bool,
+}
+
+#[derive(Clone)]
+pub struct Tokens {
+    pub access_token: String,
+    pub id_token: String,
+    /// Only sign-in issues one; refreshing keeps the one the client has.
+    pub refresh_token: Option<String>,
+    pub expires_in: i32,
+}
+
+// Tokens are secrets: never print them, even in debug logs.
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who the id token says signed in.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct IdClaims {
+    pub sub: String,
+    pub email: String,
+}
+
+impl Tokens {
+    /// The id token's claims. It came from Cognito a moment ago over the
+    /// SDK's connection, so it is read, not verified; requests are verified by
+    /// the API's JWT authorizer.
+    pub fn id_claims(&self) -> Result<IdClaims, Error> {
+        let payload = self
+            .id_token
+            .split('.')
+            .nth(1)
+            .ok_or_else(|| Error::internal("id token has no payload"))?;
+        let json = URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .map_err(Error::internal)?;
+        serde_json::from_slice(&json).map_err(Error::internal)
+    }
+}
+
+/// What Cognito's `NotAuthorizedException` and `UserNotFoundException` mean
+/// depends on the operation.
+struct Meaning {
+    not_authorized: (Code, &'static str),
+    user_not_found: (Code, &'static str),
+}
+
+const BAD_CREDENTIALS: (Code, &str) = (Code::BadCredentials, "wrong email or password");
+const BAD_CODE: (Code, &str) = (Code::CodeMismatch, "the code is wrong for this email");
+
+fn map_error<E>(err: SdkError<E, HttpResponse>, meaning: Meaning) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    // Cognito's messages name the rule that failed, never the value.
+    let message = |fallback: &str| {
+        err.message()
+            .filter(|m| !m.is_empty())
+            .unwrap_or(fallback)
+            .to_string()
+    };
+    let (code, detail) = match aws::error_code(&err) {
+        Some("UsernameExistsException" | "AliasExistsException") => (
+            Code::UserExists,
+            "an account with this email already exists".to_string(),
+        ),
+        Some("UserNotConfirmedException") => (
+            Code::NotConfirmed,
+            "confirm the account with the code sent by email first".to_string(),
+        ),
+        Some("NotAuthorizedException") => {
+            (meaning.not_authorized.0, meaning.not_authorized.1.into())
+        }
+        Some("UserNotFoundException") => {
+            (meaning.user_not_found.0, meaning.user_not_found.1.into())
+        }
+        Some("InvalidPasswordException") => (
+            Code::WeakPassword,
+            message("the password does not meet the password policy"),
+        ),
+        Some("CodeMismatchException") => (Code::CodeMismatch, "the code is wrong".into()),
+        Some("ExpiredCodeException") => (
+            Code::CodeExpired,
+            "the code has expired; request a new one".into(),
+        ),
+        Some("InvalidParameterException") => (Code::InvalidRequest, message("invalid request")),
+        Some(
+            "TooManyRequestsException"
+            | "LimitExceededException"
+            | "TooManyFailedAttemptsException"
+            | "CodeDeliveryFailureException",
+        ) => (
+            Code::TooManyRequests,
+            "too many attempts; wait a moment and retry".into(),
+        ),
+        _ => return aws::classify(err),
+    };
+    Error::new(code, detail)
+}
+
+impl Identity {
+    pub fn new(client: Client, user_pool_id: impl Into<String>, client_id: impl Into<String>) -> Self {
+        Self {
+            client,
+            user_pool_id: user_pool_id.into(),
+            client_id: client_id.into(),
+        }
+    }
+
+    pub async fn sign_up(&self, email: &Email, password: &str) -> Result<SignedUp, Error> {
+        let email_attribute = AttributeType::builder()
+            .name("email")
+            .value(email.as_str())
+            .build()
+            .map_err(Error::internal)?;
+        let output = self
+            .client
+            .sign_up()
+            .client_id(&self.client_id)
+            .username(email.as_str())
+            .password(password)
+            .user_attributes(email_attribute)
+            .send()
+            .await
+            .map_err(|err| {
+                map_error(
+                    err,
+                    Meaning {
+                        not_authorized: (Code::InvalidRequest, "sign-up is not allowed"),
+                        user_not_found: (Code::InvalidRequest, "sign-up is not allowed"),
+                    },
+                )
+            })?;
+        Ok(SignedUp {
+            user_id: output.user_sub,
+            confirmed: output.user_confirmed,
+        })
+    }
+
+    pub async fn confirm(&self, email: &Email, code: &str) -> Result<(), Error> {
+        self.client
+            .confirm_sign_up()
+            .client_id(&self.client_id)
+            .username(email.as_str())
+            .confirmation_code(code)
+            .send()
+            .await
+            .map_err(|err| {
+                map_error(
+                    err,
+                    Meaning {
+                        // Cognito says NotAuthorized for an already confirmed user.
+                        not_authorized: (Code::CodeMismatch, "the account cannot be confirmed with this code"),
+                        user_not_found: BAD_CODE,
+                    },
+                )
+            })?;
+        Ok(())
+    }
+
+    pub async fn sign_in(&self, email: &Email, password: &str) -> Result<Tokens, Error> {
+        let output = self
+            .client
+            .initiate_auth()
+            .client_id(&self.client_id)
+            .auth_flow(AuthFlowType::UserPasswordAuth)
+            .auth_parameters("USERNAME", email.as_str())
+            .auth_parameters("PASSWORD", password)
+            .send()
+            .await
+            .map_err(|err| {
+                map_error(
+                    err,
+                    Meaning {
+                        not_authorized: BAD_CREDENTIALS,
+                        user_not_found: BAD_CREDENTIALS,
+                    },
+                )
+            })?;
+        tokens(output.authentication_result)
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, Error> {
+        const REFUSED: (Code, &str) = (
+            Code::InvalidRefreshToken,
+            "the refresh token is expired, revoked or not valid; sign in again",
+        );
+        let output = self
+            .client
+            .initiate_auth()
+            .client_id(&self.client_id)
+            .auth_flow(AuthFlowType::RefreshTokenAuth)
+            .auth_parameters("REFRESH_TOKEN", refresh_token)
+            .send()
+            .await
+            .map_err(|err| {
+                map_error(
+                    err,
+                    Meaning {
+                        not_authorized: REFUSED,
+                        user_not_found: REFUSED,
+                    },
+                )
+            })?;
+        let mut tokens = tokens(output.authentication_result)?;
+        tokens.refresh_token = None;
+        Ok(tokens)
+    }
+
+    /// Revokes every refresh token of the user the access token belongs to.
+    pub async fn global_sign_out(&self, access_token: &str) -> Result<(), Error> {
+        const REFUSED: (Code, &str) = (Code::TokenRevoked, "the session has already ended");
+        self.client
+            .global_sign_out()
+            .access_token(access_token)
+            .send()
+            .await
+            .map_err(|err| {
+                map_error(
+                    err,
+                    Meaning {
+                        not_authorized: REFUSED,
+                        user_not_found: REFUSED,
+                    },
+                )
+            })?;
+        Ok(())
+    }
+
+    /// Sends a reset code. Answers the same whether or not the account exists.
+    pub async fn forgot_password(&self, email: &Email) -> Result<(), Error> {
+        let result = self
+            .client
+            .forgot_password()
+            .client_id(&self.client_id)
+            .username(email.as_str())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if aws::error_code(&err) == Some("UserNotFoundException") => Ok(()),
+            Err(err) => Err(map_error(
+                err,
+                Meaning {
+                    not_authorized: (Code::InvalidRequest, "password reset is not allowed for this account"),
+                    user_not_found: BAD_CODE,
+                },
+            )),
+        }
+    }
+
+    pub async fn reset_password(&self, email: &Email, code: &str, password: &str) -> Result<(), Error> {
+        self.client
+            .confirm_forgot_password()
+            .client_id(&self.client_id)
+            .username(email.as_str())
+            .confirmation_code(code)
+            .password(password)
+            .send()
+            .await
+            .map_err(|err| {
+                map_error(
+                    err,
+                    Meaning {
+                        not_authorized: BAD_CODE,
+                        user_not_found: BAD_CODE,
+                    },
+                )
+            })?;
+        Ok(())
+    }
+
+    /// Deletes the Cognito user. Deleting a user that is already gone is fine.
+    pub async fn delete_user(&self, user_id: &str) -> Result<(), Error> {
+        let result = self
+            .client
+            .admin_delete_user()
+            .user_pool_id(&self.user_pool_id)
+            .username(user_id)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if aws::error_code(&err) == Some("UserNotFoundException") => Ok(()),
+            Err(err) => Err(aws::classify(err)),
+        }
+    }
+}
+
+fn tokens(
+    result: Option<aws_sdk_cognitoidentityprovider::types::AuthenticationResultType>,
+) -> Result<Tokens, Error> {
+    // No result means Cognito wants a challenge (MFA, new password); this
+    // pool is configured for none.
+    let result = result.ok_or_else(|| Error::internal("Cognito answered a challenge"))?;
+    match (result.access_token, result.id_token) {
+        (Some(access_token), Some(id_token)) => Ok(Tokens {
+            access_token,
+            id_token,
+            refresh_token: result.refresh_token,
+            expires_in: result.expires_in,
+        }),
+        _ => Err(Error::internal("Cognito returned no tokens")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt_with_payload(payload: &str) -> String {
+        format!("e30.{}.c2ln", URL_SAFE_NO_PAD.encode(payload))
+    }
+
+    #[test]
+    fn reads_the_id_token_claims() {
+        let tokens = Tokens {
+            access_token: "a".into(),
+            id_token: jwt_with_payload(r#"{"sub":"u-1","email":"ann@example.com","aud":"c"}"#),
+            refresh_token: None,
+            expires_in: 3600,
+        };
+        assert_eq!(
+            tokens.id_claims().unwrap(),
+            IdClaims {
+                sub: "u-1".into(),
+                email: "ann@example.com".into()
+            }
+        );
+    }
+
+    #[test]
+    fn tokens_do_not_print_secrets() {
+        let tokens = Tokens {
+            access_token: "secret-access".into(),
+            id_token: "secret-id".into(),
+            refresh_token: Some("secret-refresh".into()),
+            expires_in: 3600,
+        };
+        let printed = format!("{tokens:?}");
+        assert!(!printed.contains("secret"), "{printed}");
+    }
+}

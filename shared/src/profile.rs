@@ -1,0 +1,180 @@
+//! The user's profile item and the table operations that span a whole user.
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, aws, keys};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Profile {
+    pub user_id: String,
+    pub email: String,
+    pub created_at: DateTime<Utc>,
+    /// Access tokens issued before this instant (Unix seconds) are refused:
+    /// Cognito's global sign-out revokes refresh tokens only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_valid_after: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ProfileItem {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    #[serde(flatten)]
+    profile: Profile,
+}
+
+/// The single table.
+#[derive(Debug, Clone)]
+pub struct Table {
+    client: Client,
+    name: String,
+}
+
+impl Table {
+    pub fn new(client: Client, name: impl Into<String>) -> Self {
+        Self {
+            client,
+            name: name.into(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Writes the profile unless one exists: the first sign-in creates it,
+    /// later ones leave `createdAt` alone.
+    pub async fn create_profile_if_absent(&self, profile: &Profile) -> Result<(), Error> {
+        let item = serde_dynamo::to_item(ProfileItem {
+            pk: keys::user(&profile.user_id),
+            sk: keys::PROFILE.into(),
+            profile: profile.clone(),
+        })
+        .map_err(Error::internal)?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if aws::error_code(&err) == Some("ConditionalCheckFailedException") => Ok(()),
+            Err(err) => Err(aws::classify(err)),
+        }
+    }
+
+    pub async fn profile(&self, user_id: &str) -> Result<Option<Profile>, Error> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .key(keys::PK, AttributeValue::S(keys::user(user_id)))
+            .key(keys::SK, AttributeValue::S(keys::PROFILE.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(aws::classify)?;
+        output
+            .item
+            .map(|item| serde_dynamo::from_item::<_, ProfileItem>(item).map(|i| i.profile))
+            .transpose()
+            .map_err(Error::internal)
+    }
+
+    /// Refuses every access token issued before `at` (Unix seconds).
+    pub async fn revoke_tokens(&self, user_id: &str, at: i64) -> Result<(), Error> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key(keys::PK, AttributeValue::S(keys::user(user_id)))
+            .key(keys::SK, AttributeValue::S(keys::PROFILE.into()))
+            .update_expression("SET tokensValidAfter = :at")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":at", AttributeValue::N(at.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if aws::error_code(&err) == Some("ConditionalCheckFailedException") => {
+                Err(Error::not_found("profile"))
+            }
+            Err(err) => Err(aws::classify(err)),
+        }
+    }
+
+    /// Deletes every item in the user's partition (profile, devices, media,
+    /// watermarks). Returns how many items were deleted.
+    pub async fn delete_user_partition(&self, user_id: &str) -> Result<usize, Error> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("PK = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(keys::user(user_id)))
+            .projection_expression("PK, SK")
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut keys = Vec::new();
+        while let Some(item) = pages.next().await {
+            keys.push(item.map_err(aws::classify)?);
+        }
+        let deleted = keys.len();
+        for chunk in keys.chunks(25) {
+            let requests = chunk
+                .iter()
+                .map(|key| {
+                    let delete = DeleteRequest::builder()
+                        .set_key(Some(key.clone()))
+                        .build()
+                        .map_err(Error::internal)?;
+                    Ok(WriteRequest::builder().delete_request(delete).build())
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            self.batch_write(requests).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// `BatchWriteItem` until nothing is left unprocessed, backing off between
+    /// rounds as AWS asks.
+    async fn batch_write(&self, mut requests: Vec<WriteRequest>) -> Result<(), Error> {
+        for attempt in 0..8u32 {
+            if requests.is_empty() {
+                return Ok(());
+            }
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
+            }
+            let output = self
+                .client
+                .batch_write_item()
+                .request_items(&self.name, requests)
+                .send()
+                .await
+                .map_err(aws::classify)?;
+            requests = output
+                .unprocessed_items
+                .and_then(|mut left| left.remove(&self.name))
+                .unwrap_or_default();
+        }
+        Err(Error::unavailable(std::io::Error::other(
+            "BatchWriteItem left items unprocessed after 8 attempts",
+        )))
+    }
+}
