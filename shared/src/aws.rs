@@ -78,7 +78,10 @@ where
         }
         SdkError::ServiceError(service) => {
             service.raw().status().is_server_error()
-                || service.err().code().is_some_and(|code| THROTTLING.contains(&code))
+                || service
+                    .err()
+                    .code()
+                    .is_some_and(|code| THROTTLING.contains(&code))
         }
         _ => false,
     };

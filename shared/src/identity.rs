@@ -12,6 +12,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::email::Email;
 use crate::{Code, Error, aws};
 
+pub fn client(sdk: &aws_config::SdkConfig) -> Client {
+    Client::new(sdk)
+}
+
 #[derive(Debug, Clone)]
 pub struct Identity {
     client: Client,
@@ -128,7 +132,11 @@ where
 }
 
 impl Identity {
-    pub fn new(client: Client, user_pool_id: impl Into<String>, client_id: impl Into<String>) -> Self {
+    pub fn new(
+        client: Client,
+        user_pool_id: impl Into<String>,
+        client_id: impl Into<String>,
+    ) -> Self {
         Self {
             client,
             user_pool_id: user_pool_id.into(),
@@ -179,7 +187,10 @@ impl Identity {
                     err,
                     Meaning {
                         // Cognito says NotAuthorized for an already confirmed user.
-                        not_authorized: (Code::CodeMismatch, "the account cannot be confirmed with this code"),
+                        not_authorized: (
+                            Code::CodeMismatch,
+                            "the account cannot be confirmed with this code",
+                        ),
                         user_not_found: BAD_CODE,
                     },
                 )
@@ -271,14 +282,22 @@ impl Identity {
             Err(err) => Err(map_error(
                 err,
                 Meaning {
-                    not_authorized: (Code::InvalidRequest, "password reset is not allowed for this account"),
+                    not_authorized: (
+                        Code::InvalidRequest,
+                        "password reset is not allowed for this account",
+                    ),
                     user_not_found: BAD_CODE,
                 },
             )),
         }
     }
 
-    pub async fn reset_password(&self, email: &Email, code: &str, password: &str) -> Result<(), Error> {
+    pub async fn reset_password(
+        &self,
+        email: &Email,
+        code: &str,
+        password: &str,
+    ) -> Result<(), Error> {
         self.client
             .confirm_forgot_password()
             .client_id(&self.client_id)
@@ -296,6 +315,46 @@ impl Identity {
                     },
                 )
             })?;
+        Ok(())
+    }
+
+    /// The `sub` of the account with this email.
+    pub async fn user_id(&self, email: &Email) -> Result<String, Error> {
+        let output = self
+            .client
+            .admin_get_user()
+            .user_pool_id(&self.user_pool_id)
+            .username(email.as_str())
+            .send()
+            .await
+            .map_err(|err| {
+                map_error(
+                    err,
+                    Meaning {
+                        not_authorized: BAD_CODE,
+                        user_not_found: BAD_CODE,
+                    },
+                )
+            })?;
+        output
+            .user_attributes()
+            .iter()
+            .find(|attribute| attribute.name() == "sub")
+            .and_then(|attribute| attribute.value())
+            .map(str::to_string)
+            .ok_or_else(|| Error::internal("Cognito user has no sub"))
+    }
+
+    /// Revokes every refresh token of a user, as an administrator. The email
+    /// is the username the sessions were opened with.
+    pub async fn admin_sign_out(&self, email: &Email) -> Result<(), Error> {
+        self.client
+            .admin_user_global_sign_out()
+            .user_pool_id(&self.user_pool_id)
+            .username(email.as_str())
+            .send()
+            .await
+            .map_err(aws::classify)?;
         Ok(())
     }
 

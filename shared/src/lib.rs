@@ -13,5 +13,6 @@ pub mod telemetry;
 #[cfg(feature = "cognito")]
 pub mod identity;
 
+pub use aws_config;
 pub use config::Config;
 pub use error::{Code, Error, Problem};

@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, aws, keys};
 
+pub fn client(sdk: &aws_config::SdkConfig) -> Client {
+    Client::new(sdk)
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Profile {
@@ -17,6 +21,20 @@ pub struct Profile {
     /// Cognito's global sign-out revokes refresh tokens only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens_valid_after: Option<i64>,
+    /// The `jti` of the token that signed out: it was issued in the same
+    /// second as `tokensValidAfter` (token times have one-second precision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_token_id: Option<String>,
+}
+
+impl Profile {
+    /// Whether an access token issued at `issued_at` with id `token_id` was
+    /// revoked by a sign-out, a password reset or a deletion.
+    pub fn revokes(&self, issued_at: i64, token_id: Option<&str>) -> bool {
+        self.tokens_valid_after
+            .is_some_and(|after| issued_at < after)
+            || (token_id.is_some() && token_id == self.revoked_token_id.as_deref())
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -55,12 +73,13 @@ impl Table {
     /// Writes the profile unless one exists: the first sign-in creates it,
     /// later ones leave `createdAt` alone.
     pub async fn create_profile_if_absent(&self, profile: &Profile) -> Result<(), Error> {
-        let item = serde_dynamo::to_item(ProfileItem {
-            pk: keys::user(&profile.user_id),
-            sk: keys::PROFILE.into(),
-            profile: profile.clone(),
-        })
-        .map_err(Error::internal)?;
+        let item: std::collections::HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(ProfileItem {
+                pk: keys::user(&profile.user_id),
+                sk: keys::PROFILE.into(),
+                profile: profile.clone(),
+            })
+            .map_err(Error::internal)?;
         let result = self
             .client
             .put_item()
@@ -94,17 +113,29 @@ impl Table {
             .map_err(Error::internal)
     }
 
-    /// Refuses every access token issued before `at` (Unix seconds).
-    pub async fn revoke_tokens(&self, user_id: &str, at: i64) -> Result<(), Error> {
+    /// Refuses every access token issued before `at` (Unix seconds), and the
+    /// token `token_id` whatever its time.
+    pub async fn revoke_tokens(
+        &self,
+        user_id: &str,
+        at: i64,
+        token_id: Option<&str>,
+    ) -> Result<(), Error> {
         let result = self
             .client
             .update_item()
             .table_name(&self.name)
             .key(keys::PK, AttributeValue::S(keys::user(user_id)))
             .key(keys::SK, AttributeValue::S(keys::PROFILE.into()))
-            .update_expression("SET tokensValidAfter = :at")
+            .update_expression("SET tokensValidAfter = :at, revokedTokenId = :jti")
             .condition_expression("attribute_exists(PK)")
             .expression_attribute_values(":at", AttributeValue::N(at.to_string()))
+            .expression_attribute_values(
+                ":jti",
+                token_id.map_or(AttributeValue::Null(true), |id| {
+                    AttributeValue::S(id.into())
+                }),
+            )
             .send()
             .await;
         match result {
@@ -176,5 +207,44 @@ impl Table {
         Err(Error::unavailable(std::io::Error::other(
             "BatchWriteItem left items unprocessed after 8 attempts",
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(after: Option<i64>, jti: Option<&str>) -> Profile {
+        Profile {
+            user_id: "u".into(),
+            email: "u@example.com".into(),
+            created_at: Utc::now(),
+            tokens_valid_after: after,
+            revoked_token_id: jti.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn revokes_older_tokens_and_the_signed_out_one() {
+        let p = profile(Some(100), Some("signed-out"));
+        assert!(p.revokes(99, Some("other")));
+        assert!(p.revokes(100, Some("signed-out")));
+        assert!(!p.revokes(100, Some("new-session")));
+        assert!(!p.revokes(101, None));
+        assert!(!profile(None, None).revokes(0, None));
+    }
+
+    #[test]
+    fn profile_items_round_trip() {
+        let p = profile(Some(5), None);
+        let item: std::collections::HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(ProfileItem {
+                pk: keys::user("u"),
+                sk: keys::PROFILE.into(),
+                profile: p.clone(),
+            })
+            .unwrap();
+        let back: ProfileItem = serde_dynamo::from_item(item).unwrap();
+        assert_eq!(back.profile, p);
     }
 }

@@ -1,1 +1,174 @@
+//! A test client that talks HTTP to the local stack exactly like a phone.
+//! Each test starts its own stack (own table, user pool and port) against
+//! the emulator at `AWS_ENDPOINT_URL`, so tests run in parallel.
 
+use local_stack::{LocalStack, Options};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+pub use local_stack;
+
+pub struct TestStack {
+    pub stack: LocalStack,
+    pub emulator_url: String,
+    http: reqwest::Client,
+}
+
+/// The emulator `scripts/test` started. Running `cargo test` alone needs one.
+pub fn emulator_url() -> String {
+    std::env::var("AWS_ENDPOINT_URL").expect(
+        "AWS_ENDPOINT_URL is not set: run scripts/test, which starts the emulator for the tests",
+    )
+}
+
+/// A response: status, content type and JSON body (Null when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub body: Value,
+}
+
+impl Reply {
+    /// Asserts this is a problem document with `status` and `code`.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "{self:?}");
+        assert_eq!(self.content_type, "application/problem+json", "{self:?}");
+        assert_eq!(self.body["code"], code, "{self:?}");
+        assert_eq!(self.body["status"], status, "{self:?}");
+        assert!(
+            self.body["title"].is_string() && self.body["detail"].is_string(),
+            "{self:?}"
+        );
+    }
+}
+
+/// A confirmed, signed-in user.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub email: String,
+    pub password: String,
+    pub user_id: String,
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+pub const PASSWORD: &str = "Corr3ct-Horse";
+
+impl TestStack {
+    pub async fn start() -> Self {
+        let emulator_url = emulator_url();
+        let stack = local_stack::start(Options {
+            emulator_url: emulator_url.clone(),
+            region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
+            api_port: 0,
+            stack_name: format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            template: Options::default_template(),
+        })
+        .await
+        .expect("the local stack starts");
+        Self {
+            stack,
+            emulator_url,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.stack.api_url)
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let response = request.send().await.expect("the local stack answers");
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let bytes = response.bytes().await.expect("a body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Reply {
+            status,
+            content_type,
+            body,
+        }
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        let builder = self.http.request(method, self.url(path));
+        match token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: Value, token: Option<&str>) -> Reply {
+        self.send(self.request("POST", path, token).json(&body))
+            .await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.send(self.request("GET", path, token)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Reply {
+        self.send(self.request("DELETE", path, token)).await
+    }
+
+    pub async fn sign_in(&self, email: &str, password: &str) -> Reply {
+        self.post(
+            "/auth/sign-in",
+            json!({"email": email, "password": password}),
+            None,
+        )
+        .await
+    }
+
+    /// Signs up, confirms and signs in a fresh user.
+    pub async fn user(&self) -> User {
+        let email = format!("user-{}@example.com", uuid::Uuid::new_v4().simple());
+        let signed_up = self
+            .post(
+                "/auth/sign-up",
+                json!({"email": email, "password": PASSWORD}),
+                None,
+            )
+            .await;
+        assert_eq!(signed_up.status, 201, "{signed_up:?}");
+        let confirmed = self
+            .post(
+                "/auth/confirm",
+                json!({"email": email, "code": "123456"}),
+                None,
+            )
+            .await;
+        assert_eq!(confirmed.status, 204, "{confirmed:?}");
+        let tokens = self.sign_in(&email, PASSWORD).await;
+        assert_eq!(tokens.status, 200, "{tokens:?}");
+        User {
+            email,
+            password: PASSWORD.into(),
+            user_id: signed_up.body["userId"].as_str().unwrap().into(),
+            access_token: tokens.body["accessToken"].as_str().unwrap().into(),
+            refresh_token: tokens.body["refreshToken"].as_str().unwrap().into(),
+        }
+    }
+
+    pub async fn stop(self) {
+        self.stack.stop().await;
+    }
+}

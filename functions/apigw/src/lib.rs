@@ -20,6 +20,8 @@ pub struct Caller {
     pub user_id: String,
     /// When the access token was issued (Unix seconds).
     pub issued_at: i64,
+    /// The token's `jti`.
+    pub token_id: Option<String>,
 }
 
 /// A success: status plus an optional JSON body.
@@ -67,7 +69,10 @@ pub fn caller(req: &Request) -> Result<Caller, Error> {
         .and_then(|authorizer| authorizer.jwt.as_ref())
         .map(|jwt| &jwt.claims)
         .ok_or_else(unauthorized)?;
-    let user_id = claims.get("sub").filter(|s| !s.is_empty()).ok_or_else(unauthorized)?;
+    let user_id = claims
+        .get("sub")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(unauthorized)?;
     let issued_at = claims
         .get("iat")
         .and_then(|iat| iat.parse().ok())
@@ -75,6 +80,7 @@ pub fn caller(req: &Request) -> Result<Caller, Error> {
     Ok(Caller {
         user_id: user_id.clone(),
         issued_at,
+        token_id: claims.get("jti").cloned(),
     })
 }
 
@@ -148,7 +154,13 @@ pub fn respond(route: &str, started: Instant, result: Result<Reply, Error>) -> R
     let latency_ms = started.elapsed().as_millis() as u64;
     match result {
         Ok(reply) => {
-            tracing::info!(route, status = reply.status, latency_ms, cold_start, "request");
+            tracing::info!(
+                route,
+                status = reply.status,
+                latency_ms,
+                cold_start,
+                "request"
+            );
             let builder = Response::builder().status(reply.status);
             match reply.body {
                 Some(body) => builder
@@ -216,14 +228,16 @@ pub mod testing {
             event["body"] = json!(body);
         }
         if let Some(claims) = claims {
-            event["requestContext"]["authorizer"] = json!({"jwt": {"claims": claims, "scopes": null}});
+            event["requestContext"]["authorizer"] =
+                json!({"jwt": {"claims": claims, "scopes": null}});
         }
         event
     }
 
     /// Deserializes a v2 event exactly as `lambda_http` does in Lambda.
     pub fn request(event: Value) -> Request {
-        let lambda: LambdaRequest = serde_json::from_value(event).expect("a valid API Gateway v2 event");
+        let lambda: LambdaRequest =
+            serde_json::from_value(event).expect("a valid API Gateway v2 event");
         Request::from(lambda)
     }
 }
@@ -246,13 +260,18 @@ mod tests {
 
     #[test]
     fn reads_route_and_caller() {
-        let req = request(event("GET /me", None, Some(json!({"sub": "u-1", "iat": "1700000000"}))));
+        let req = request(event(
+            "GET /me",
+            None,
+            Some(json!({"sub": "u-1", "iat": "1700000000"})),
+        ));
         assert_eq!(route_key(&req), "GET /me");
         assert_eq!(
             caller(&req).unwrap(),
             Caller {
                 user_id: "u-1".into(),
-                issued_at: 1_700_000_000
+                issued_at: 1_700_000_000,
+                token_id: None,
             }
         );
     }

@@ -1,0 +1,218 @@
+//! Creates the template's resources in the emulator, named after the stack so
+//! that several stacks (parallel tests) share one emulator.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, anyhow};
+use aws_config::SdkConfig;
+use aws_sdk_cognitoidentityprovider::types::{
+    ExplicitAuthFlowsType, PasswordPolicyType, UserPoolPolicyType, UsernameAttributeType,
+    VerifiedAttributeType,
+};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
+};
+use serde_yaml::Value;
+
+use crate::template::{Template, strings};
+
+/// Physical names and ids of what was created.
+#[derive(Debug, Clone)]
+pub struct Resources {
+    pub table_name: String,
+    pub user_pool_id: String,
+    pub user_pool_client_id: String,
+    /// Logical id -> physical name/id, to resolve `!Ref` in environments.
+    pub physical: BTreeMap<String, String>,
+}
+
+pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str) -> Result<Resources> {
+    let mut physical = BTreeMap::new();
+
+    let (table_id, table) = template.single("AWS::DynamoDB::Table")?;
+    let table_name = format!("{stack}-{}", table_id.to_lowercase());
+    create_table(sdk, &table, &table_name).await?;
+    physical.insert(table_id, table_name.clone());
+
+    let (pool_id_logical, pool) = template.single("AWS::Cognito::UserPool")?;
+    let (client_logical, client) = template.single("AWS::Cognito::UserPoolClient")?;
+    let (user_pool_id, user_pool_client_id) =
+        create_user_pool(sdk, &pool, &client, &format!("{stack}-users")).await?;
+    physical.insert(pool_id_logical, user_pool_id.clone());
+    physical.insert(client_logical, user_pool_client_id.clone());
+
+    Ok(Resources {
+        table_name,
+        user_pool_id,
+        user_pool_client_id,
+        physical,
+    })
+}
+
+fn str_of<'a>(value: &'a Value, key: &str) -> Result<&'a str> {
+    value
+        .get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("template: {key} missing"))
+}
+
+fn key_schema(value: &Value) -> Result<Vec<KeySchemaElement>> {
+    value
+        .get("KeySchema")
+        .and_then(Value::as_sequence)
+        .ok_or_else(|| anyhow!("template: KeySchema missing"))?
+        .iter()
+        .map(|k| {
+            Ok(KeySchemaElement::builder()
+                .attribute_name(str_of(k, "AttributeName")?)
+                .key_type(KeyType::from(str_of(k, "KeyType")?))
+                .build()?)
+        })
+        .collect()
+}
+
+async fn create_table(sdk: &SdkConfig, table: &Value, name: &str) -> Result<()> {
+    let client = aws_sdk_dynamodb::Client::new(sdk);
+    let mut create = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_key_schema(Some(key_schema(table)?));
+    for attribute in table
+        .get("AttributeDefinitions")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+    {
+        create = create.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(str_of(attribute, "AttributeName")?)
+                .attribute_type(ScalarAttributeType::from(str_of(
+                    attribute,
+                    "AttributeType",
+                )?))
+                .build()?,
+        );
+    }
+    for index in table
+        .get("GlobalSecondaryIndexes")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+    {
+        let projection = index
+            .get("Projection")
+            .and_then(|p| p.get("ProjectionType"))
+            .and_then(Value::as_str)
+            .unwrap_or("ALL");
+        create = create.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(str_of(index, "IndexName")?)
+                .set_key_schema(Some(key_schema(index)?))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(projection))
+                        .build(),
+                )
+                .build()?,
+        );
+    }
+    if let Some(view) = table
+        .get("StreamSpecification")
+        .and_then(|s| s.get("StreamViewType"))
+        .and_then(Value::as_str)
+    {
+        create = create.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::from(view))
+                .build()?,
+        );
+    }
+    create.send().await.context("creating the table")?;
+
+    if let Some(ttl) = table.get("TimeToLiveSpecification") {
+        client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(str_of(ttl, "AttributeName")?)
+                    .enabled(ttl.get("Enabled").and_then(Value::as_bool).unwrap_or(true))
+                    .build()?,
+            )
+            .send()
+            .await
+            .context("enabling TTL")?;
+    }
+    Ok(())
+}
+
+async fn create_user_pool(
+    sdk: &SdkConfig,
+    pool: &Value,
+    client: &Value,
+    name: &str,
+) -> Result<(String, String)> {
+    let cognito = aws_sdk_cognitoidentityprovider::Client::new(sdk);
+    let mut create = cognito.create_user_pool().pool_name(name);
+    if let Some(policy) = pool.get("Policies").and_then(|p| p.get("PasswordPolicy")) {
+        let flag = |key: &str| policy.get(key).and_then(Value::as_bool).unwrap_or(false);
+        create = create.policies(
+            UserPoolPolicyType::builder()
+                .password_policy(
+                    PasswordPolicyType::builder()
+                        .minimum_length(
+                            policy
+                                .get("MinimumLength")
+                                .and_then(Value::as_i64)
+                                .unwrap_or(8) as i32,
+                        )
+                        .require_lowercase(flag("RequireLowercase"))
+                        .require_uppercase(flag("RequireUppercase"))
+                        .require_numbers(flag("RequireNumbers"))
+                        .require_symbols(flag("RequireSymbols"))
+                        .build(),
+                )
+                .build(),
+        );
+    }
+    for attribute in strings(pool, "UsernameAttributes") {
+        create = create.username_attributes(UsernameAttributeType::from(attribute.as_str()));
+    }
+    for attribute in strings(pool, "AutoVerifiedAttributes") {
+        create = create.auto_verified_attributes(VerifiedAttributeType::from(attribute.as_str()));
+    }
+    let pool_id = create
+        .send()
+        .await
+        .context("creating the user pool")?
+        .user_pool
+        .and_then(|p| p.id)
+        .ok_or_else(|| anyhow!("the emulator returned no user pool id"))?;
+
+    let mut create_client = cognito
+        .create_user_pool_client()
+        .user_pool_id(&pool_id)
+        .client_name(format!("{name}-app"))
+        .generate_secret(
+            client
+                .get("GenerateSecret")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        );
+    for flow in strings(client, "ExplicitAuthFlows") {
+        create_client =
+            create_client.explicit_auth_flows(ExplicitAuthFlowsType::from(flow.as_str()));
+    }
+    let client_id = create_client
+        .send()
+        .await
+        .context("creating the user pool client")?
+        .user_pool_client
+        .and_then(|c| c.client_id)
+        .ok_or_else(|| anyhow!("the emulator returned no client id"))?;
+    Ok((pool_id, client_id))
+}

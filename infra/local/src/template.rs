@@ -1,0 +1,230 @@
+//! What the local stack needs from `template.yaml`: the table definition, the
+//! user pool and its client, the bucket, the HTTP routes (and which are
+//! public), and each function's environment. Read from the file, never
+//! restated, so the two cannot drift.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_yaml::Value;
+
+#[derive(Debug, Clone)]
+pub struct Template {
+    resources: serde_yaml::Mapping,
+    globals_env: BTreeMap<String, Value>,
+}
+
+/// One HTTP API route and the function behind it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub method: String,
+    pub path: String,
+    pub function: String,
+    pub public: bool,
+}
+
+impl Route {
+    pub fn key(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+}
+
+impl Template {
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Self::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        let doc: Value = serde_yaml::from_str(text).context("template.yaml is not YAML")?;
+        let resources = doc
+            .get("Resources")
+            .and_then(Value::as_mapping)
+            .cloned()
+            .ok_or_else(|| anyhow!("template has no Resources"))?;
+        let globals_env = doc
+            .get("Globals")
+            .and_then(|g| g.get("Function"))
+            .and_then(|f| f.get("Environment"))
+            .and_then(|e| e.get("Variables"))
+            .and_then(Value::as_mapping)
+            .map(|vars| {
+                vars.iter()
+                    .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.clone())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Self {
+            resources,
+            globals_env,
+        })
+    }
+
+    /// Logical ids and properties of the resources of one type.
+    pub fn resources_of(&self, kind: &str) -> Vec<(String, Value)> {
+        self.resources
+            .iter()
+            .filter(|(_, r)| r.get("Type").and_then(Value::as_str) == Some(kind))
+            .filter_map(|(id, r)| {
+                Some((
+                    id.as_str()?.to_string(),
+                    r.get("Properties").cloned().unwrap_or(Value::Null),
+                ))
+            })
+            .collect()
+    }
+
+    /// The one resource of a type the stack needs exactly one of.
+    pub fn single(&self, kind: &str) -> Result<(String, Value)> {
+        let mut found = self.resources_of(kind);
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            n => bail!("template must declare exactly one {kind}, found {n}"),
+        }
+    }
+
+    /// Every `HttpApi` event of every function.
+    pub fn routes(&self) -> Vec<Route> {
+        let mut routes = Vec::new();
+        for (function, props) in self.resources_of("AWS::Serverless::Function") {
+            let Some(events) = props.get("Events").and_then(Value::as_mapping) else {
+                continue;
+            };
+            for event in events.values() {
+                if event.get("Type").and_then(Value::as_str) != Some("HttpApi") {
+                    continue;
+                }
+                let Some(p) = event.get("Properties") else {
+                    continue;
+                };
+                let (Some(method), Some(path)) = (
+                    p.get("Method").and_then(Value::as_str),
+                    p.get("Path").and_then(Value::as_str),
+                ) else {
+                    continue;
+                };
+                let public = p
+                    .get("Auth")
+                    .and_then(|a| a.get("Authorizer"))
+                    .and_then(Value::as_str)
+                    == Some("NONE");
+                routes.push(Route {
+                    method: method.to_ascii_uppercase(),
+                    path: path.to_string(),
+                    function: function.clone(),
+                    public,
+                });
+            }
+        }
+        routes
+    }
+
+    /// A function's environment: globals overlaid with its own variables,
+    /// `!Ref`s resolved through `physical` (logical id -> name or id).
+    pub fn environment(
+        &self,
+        function: &str,
+        physical: &BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
+        let mut vars = self.globals_env.clone();
+        if let Some(own) = self
+            .resources
+            .get(function)
+            .and_then(|f| f.get("Properties"))
+            .and_then(|p| p.get("Environment"))
+            .and_then(|e| e.get("Variables"))
+            .and_then(Value::as_mapping)
+        {
+            for (k, v) in own {
+                if let Some(k) = k.as_str() {
+                    vars.insert(k.to_string(), v.clone());
+                }
+            }
+        }
+        vars.into_iter()
+            .filter_map(|(name, value)| Some((name, resolve(&value, physical)?)))
+            .collect()
+    }
+}
+
+/// A scalar, or a `!Ref` to a resource the stack created. Anything else
+/// (`!GetAtt`, `!Sub` of pseudo parameters) has no local meaning.
+fn resolve(value: &Value, physical: &BTreeMap<String, String>) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Tagged(tagged) if tagged.tag == "Ref" => {
+            physical.get(tagged.value.as_str()?).cloned()
+        }
+        Value::Mapping(map) => physical.get(map.get("Ref")?.as_str()?).cloned(),
+        _ => None,
+    }
+}
+
+/// `Properties.X` as a string list (e.g. `UsernameAttributes`).
+pub fn strings(props: &Value, key: &str) -> Vec<String> {
+    props
+        .get(key)
+        .and_then(Value::as_sequence)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project_template() -> Template {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml");
+        Template::load(&path).unwrap()
+    }
+
+    #[test]
+    fn reads_routes_and_public_flags() {
+        let routes = project_template().routes();
+        let find = |key: &str| routes.iter().find(|r| r.key() == key).cloned();
+        let sign_up = find("POST /auth/sign-up").expect("sign-up route");
+        assert!(sign_up.public);
+        assert_eq!(sign_up.function, "AuthFunction");
+        assert!(!find("GET /me").unwrap().public);
+        assert!(!find("POST /auth/sign-out").unwrap().public);
+        assert!(find("GET /health").unwrap().public);
+    }
+
+    #[test]
+    fn the_table_has_the_designed_keys_stream_and_ttl() {
+        let (_, table) = project_template().single("AWS::DynamoDB::Table").unwrap();
+        let text = serde_yaml::to_string(&table).unwrap();
+        for needle in [
+            "PK",
+            "SK",
+            "GSI1",
+            "GSI1PK",
+            "GSI1SK",
+            "NEW_AND_OLD_IMAGES",
+            "expiresAt",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from the table");
+        }
+    }
+
+    #[test]
+    fn environment_resolves_refs() {
+        let physical = BTreeMap::from([
+            ("Table".to_string(), "t-1".to_string()),
+            ("UserPool".to_string(), "pool-1".to_string()),
+            ("UserPoolClient".to_string(), "client-1".to_string()),
+        ]);
+        let env = project_template().environment("AuthFunction", &physical);
+        assert_eq!(env["TABLE_NAME"], "t-1");
+        assert_eq!(env["USER_POOL_ID"], "pool-1");
+        assert_eq!(env["USER_POOL_CLIENT_ID"], "client-1");
+    }
+}

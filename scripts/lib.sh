@@ -1,0 +1,62 @@
+# Shared by scripts/dev and scripts/test: the project-local virtualenv with
+# the pinned emulator and linters, and an emulator on loopback that is
+# stopped when the calling script exits.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+ensure_venv() {
+  local stamp="$VENV/.requirements"
+  if [ -f "$stamp" ] && cmp -s "$stamp" "$ROOT/infra/requirements.txt"; then
+    return
+  fi
+  say "installing the emulator and linters into .venv (infra/requirements.txt)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/infra/requirements.txt"
+  cp "$ROOT/infra/requirements.txt" "$stamp"
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start_emulator PORT LOGFILE: starts moto on 127.0.0.1:PORT, waits until it
+# answers, and sets EMULATOR_PID. The caller's trap stops it.
+start_emulator() {
+  local port="$1" log="$2"
+  say "starting the AWS emulator (moto) on 127.0.0.1:$port"
+  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+  EMULATOR_PID=$!
+  for _ in $(seq 1 100); do
+    if curl -fsS -o /dev/null "http://127.0.0.1:$port/moto-api/data.json" 2>/dev/null; then
+      return 0
+    fi
+    if ! kill -0 "$EMULATOR_PID" 2>/dev/null; then
+      echo "the emulator exited; its log:" >&2
+      cat "$log" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+  echo "the emulator did not answer within 20 s; its log: $log" >&2
+  return 1
+}
+
+stop_emulator() {
+  if [ -n "${EMULATOR_PID:-}" ] && kill -0 "$EMULATOR_PID" 2>/dev/null; then
+    kill "$EMULATOR_PID" 2>/dev/null || true
+    wait "$EMULATOR_PID" 2>/dev/null || true
+  fi
+}
+
+# Dummy credentials: the emulator accepts any, and no real AWS account is used.
+export_emulator_env() {
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$1"
+  export AWS_REGION="${AWS_REGION:-us-east-1}"
+  export AWS_DEFAULT_REGION="$AWS_REGION"
+  export AWS_ACCESS_KEY_ID="testing"
+  export AWS_SECRET_ACCESS_KEY="testing"
+  unset AWS_SESSION_TOKEN AWS_PROFILE
+}
