@@ -13,6 +13,9 @@ pub struct Config {
     pub user_pool_id: String,
     /// `USER_POOL_CLIENT_ID`: the app client mobile apps sign in with.
     pub user_pool_client_id: String,
+    /// `SYNC_MAX_CLOCK_SKEW_SECONDS`: how far ahead a client's hlc may be
+    /// (default 300).
+    pub max_clock_skew_seconds: u64,
 }
 
 impl Config {
@@ -30,6 +33,9 @@ impl Config {
             table_name: required("TABLE_NAME")?,
             user_pool_id: required("USER_POOL_ID")?,
             user_pool_client_id: required("USER_POOL_CLIENT_ID")?,
+            max_clock_skew_seconds: lookup("SYNC_MAX_CLOCK_SKEW_SECONDS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(300),
         })
     }
 }

@@ -24,13 +24,15 @@ pub enum Code {
     NotFound,
     MethodNotAllowed,
     UserExists,
+    MutationGap,
+    ClockSkew,
     TooManyRequests,
     ServiceUnavailable,
     Internal,
 }
 
 impl Code {
-    pub const ALL: [Code; 18] = [
+    pub const ALL: [Code; 20] = [
         Code::InvalidRequest,
         Code::MalformedJson,
         Code::UnsupportedMediaType,
@@ -46,6 +48,8 @@ impl Code {
         Code::NotFound,
         Code::MethodNotAllowed,
         Code::UserExists,
+        Code::MutationGap,
+        Code::ClockSkew,
         Code::TooManyRequests,
         Code::ServiceUnavailable,
         Code::Internal,
@@ -57,7 +61,8 @@ impl Code {
             | Code::MalformedJson
             | Code::WeakPassword
             | Code::CodeMismatch
-            | Code::CodeExpired => 400,
+            | Code::CodeExpired
+            | Code::ClockSkew => 400,
             Code::Unauthorized
             | Code::BadCredentials
             | Code::InvalidRefreshToken
@@ -65,7 +70,7 @@ impl Code {
             Code::NotConfirmed => 403,
             Code::NotFound => 404,
             Code::MethodNotAllowed => 405,
-            Code::UserExists => 409,
+            Code::UserExists | Code::MutationGap => 409,
             Code::PayloadTooLarge => 413,
             Code::UnsupportedMediaType => 415,
             Code::TooManyRequests => 429,
@@ -91,6 +96,8 @@ impl Code {
             Code::NotFound => "not_found",
             Code::MethodNotAllowed => "method_not_allowed",
             Code::UserExists => "user_exists",
+            Code::MutationGap => "mutation_gap",
+            Code::ClockSkew => "clock_skew",
             Code::TooManyRequests => "too_many_requests",
             Code::ServiceUnavailable => "service_unavailable",
             Code::Internal => "internal",
@@ -114,6 +121,8 @@ impl Code {
             Code::NotFound => "Not found",
             Code::MethodNotAllowed => "Method not allowed",
             Code::UserExists => "An account with this email already exists",
+            Code::MutationGap => "Mutations are missing before this batch",
+            Code::ClockSkew => "The client clock is too far ahead",
             Code::TooManyRequests => "Too many requests",
             Code::ServiceUnavailable => "The service is temporarily unavailable",
             Code::Internal => "Internal error",
@@ -134,6 +143,8 @@ impl std::fmt::Display for Code {
 pub struct Error {
     pub code: Code,
     pub detail: String,
+    /// Extra members of the problem document (RFC 9457 extensions).
+    pub extensions: serde_json::Map<String, serde_json::Value>,
     #[source]
     source: Option<BoxError>,
 }
@@ -143,8 +154,17 @@ impl Error {
         Self {
             code,
             detail: detail.into(),
+            extensions: serde_json::Map::new(),
             source: None,
         }
+    }
+
+    /// Adds a member to the problem document, e.g. the watermark of a gap.
+    pub fn with_extension(mut self, name: &str, value: impl Serialize) -> Self {
+        if let Ok(value) = serde_json::to_value(value) {
+            self.extensions.insert(name.to_string(), value);
+        }
+        self
     }
 
     pub fn invalid(detail: impl Into<String>) -> Self {
@@ -160,6 +180,7 @@ impl Error {
         Self {
             code: Code::Internal,
             detail: "an internal error occurred; it has been logged".into(),
+            extensions: serde_json::Map::new(),
             source: Some(source.into()),
         }
     }
@@ -169,6 +190,7 @@ impl Error {
         Self {
             code: Code::ServiceUnavailable,
             detail: "a backing service did not answer in time; retry later".into(),
+            extensions: serde_json::Map::new(),
             source: Some(source.into()),
         }
     }
@@ -184,6 +206,7 @@ impl Error {
             status: self.code.status(),
             code: self.code.as_str(),
             detail: self.detail.clone(),
+            extensions: self.extensions.clone(),
         }
     }
 }
@@ -197,6 +220,8 @@ pub struct Problem {
     pub status: u16,
     pub code: &'static str,
     pub detail: String,
+    #[serde(flatten)]
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Problem {

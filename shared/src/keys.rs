@@ -4,10 +4,30 @@
 pub const PK: &str = "PK";
 pub const SK: &str = "SK";
 
+pub const GSI1: &str = "GSI1";
+pub const GSI1PK: &str = "GSI1PK";
+pub const GSI1SK: &str = "GSI1SK";
+
 pub const PROFILE: &str = "PROFILE";
+/// The user's sync version counter.
+pub const SYNC_VERSION: &str = "SYNCVER";
 
 pub fn user(sub: &str) -> String {
     format!("USER#{sub}")
+}
+
+/// The partition of one collection of a user's sync records.
+pub fn collection(sub: &str, collection: &str) -> String {
+    format!("USER#{sub}#{collection}")
+}
+
+pub fn record(record_id: &str) -> String {
+    format!("REC#{record_id}")
+}
+
+/// A client's watermark: the last mutation id applied.
+pub fn client(client_id: &str) -> String {
+    format!("CLIENT#{client_id}")
 }
 
 #[cfg(test)]
@@ -17,5 +37,6 @@ mod tests {
     #[test]
     fn user_keys_start_with_the_sub() {
         assert_eq!(user("abc"), "USER#abc");
+        assert!(collection("abc", "notes").starts_with(&user("abc")));
     }
 }

@@ -8,6 +8,7 @@ pub mod email;
 pub mod error;
 pub mod keys;
 pub mod profile;
+pub mod sync;
 pub mod telemetry;
 
 #[cfg(feature = "cognito")]

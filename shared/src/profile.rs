@@ -147,23 +147,33 @@ impl Table {
         }
     }
 
-    /// Deletes every item in the user's partition (profile, devices, media,
-    /// watermarks). Returns how many items were deleted.
-    pub async fn delete_user_partition(&self, user_id: &str) -> Result<usize, Error> {
-        let mut pages = self
+    /// Deletes every item of the user: their partition (profile, devices,
+    /// media, watermarks) and their sync records, found through GSI1.
+    /// Returns how many items were deleted.
+    pub async fn delete_user_items(&self, user_id: &str) -> Result<usize, Error> {
+        let user = AttributeValue::S(keys::user(user_id));
+        let partition = self
             .client
             .query()
             .table_name(&self.name)
             .key_condition_expression("PK = :pk")
-            .expression_attribute_values(":pk", AttributeValue::S(keys::user(user_id)))
+            .expression_attribute_values(":pk", user.clone())
             .projection_expression("PK, SK")
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
+            .consistent_read(true);
+        let indexed = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .index_name(keys::GSI1)
+            .key_condition_expression("GSI1PK = :pk")
+            .expression_attribute_values(":pk", user)
+            .projection_expression("PK, SK");
         let mut keys = Vec::new();
-        while let Some(item) = pages.next().await {
-            keys.push(item.map_err(aws::classify)?);
+        for query in [partition, indexed] {
+            let mut pages = query.into_paginator().items().send();
+            while let Some(item) = pages.next().await {
+                keys.push(item.map_err(aws::classify)?);
+            }
         }
         let deleted = keys.len();
         for chunk in keys.chunks(25) {

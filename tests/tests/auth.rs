@@ -139,6 +139,15 @@ async fn deleting_the_account_removes_the_user_and_their_items() {
     let api = TestStack::start().await;
     let user = api.user().await;
     let other = api.user().await;
+    let synced = api
+        .post(
+            "/sync/push",
+            json!({"clientId": "p", "mutations": [{"id": 1, "collection": "notes", "recordId": "n",
+                   "op": "put", "fields": {"a": 1}, "hlc": "001700000000000-00000-p"}]}),
+            Some(&user.access_token),
+        )
+        .await;
+    assert_eq!(synced.status, 200, "{synced:?}");
     let deleted = api.delete("/me", Some(&user.access_token)).await;
     assert_eq!(deleted.status, 204, "{deleted:?}");
     api.sign_in(&user.email, PASSWORD)

@@ -282,7 +282,7 @@ async fn me(deps: &Deps, caller: &Caller) -> Result<Reply, Error> {
 /// deletion is finished by calling again with the same token.
 async fn delete_me(deps: &Deps, caller: &Caller) -> Result<Reply, Error> {
     current_profile(deps, caller).await?;
-    let items = deps.table.delete_user_partition(&caller.user_id).await?;
+    let items = deps.table.delete_user_items(&caller.user_id).await?;
     deps.identity.delete_user(&caller.user_id).await?;
     tracing::info!(items, "account deleted");
     Ok(Reply::empty(204))

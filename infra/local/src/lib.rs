@@ -138,6 +138,13 @@ fn handler_for(
                 Box::pin(async move { auth::handle(&deps, req).await })
             }))
         }
+        "SyncFunction" => {
+            let deps = Arc::new(sync::Deps::new(sdk, config));
+            Some(Arc::new(move |req| {
+                let deps = deps.clone();
+                Box::pin(async move { sync::handle(&deps, req).await })
+            }))
+        }
         _ => None,
     }
 }

@@ -1,0 +1,151 @@
+//! The `sync` function: `POST /sync/push` and `GET /sync/pull`.
+
+use std::time::Instant;
+
+use apigw::{Caller, Reply, json_body};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::{Deserialize, Serialize};
+use shared::aws_config::SdkConfig;
+use shared::profile::Table;
+use shared::sync::store::{Change, SyncStore};
+use shared::sync::{Limits, WireMutation, hlc::valid_client_id, validate};
+use shared::{Config, Error};
+
+/// A push of 1000 mutations with a few small fields each fits well within.
+pub const PUSH_BODY_LIMIT: usize = 1024 * 1024;
+pub const DEFAULT_PULL_LIMIT: i32 = 100;
+pub const MAX_PULL_LIMIT: i32 = 500;
+
+#[derive(Debug, Clone)]
+pub struct Deps {
+    pub store: SyncStore,
+    pub limits: Limits,
+}
+
+impl Deps {
+    pub fn new(sdk: &SdkConfig, config: &Config) -> Self {
+        Self {
+            store: SyncStore::new(Table::new(shared::profile::client(sdk), &config.table_name)),
+            limits: Limits {
+                max_clock_skew_ms: config.max_clock_skew_seconds * 1000,
+                ..Limits::default()
+            },
+        }
+    }
+}
+
+pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
+    let started = Instant::now();
+    let route = apigw::route_key(&req).to_string();
+    let result = match route.as_str() {
+        "POST /sync/push" => match (apigw::caller(&req), json_body(&req, PUSH_BODY_LIMIT)) {
+            (Ok(caller), Ok(body)) => push(deps, &caller, body).await,
+            (Err(err), _) | (_, Err(err)) => Err(err),
+        },
+        "GET /sync/pull" => match apigw::caller(&req) {
+            Ok(caller) => pull(deps, &caller, &req).await,
+            Err(err) => Err(err),
+        },
+        _ => Err(Error::not_found("route")),
+    };
+    apigw::respond(&route, started, result)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PushBody {
+    client_id: String,
+    mutations: Vec<WireMutation>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PushReply {
+    last_mutation_id: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PullReply {
+    changes: Vec<Change>,
+    cursor: String,
+    has_more: bool,
+    last_mutation_id: u64,
+}
+
+async fn push(deps: &Deps, caller: &Caller, body: PushBody) -> Result<Reply, Error> {
+    let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+    let mutations = validate(&body.client_id, body.mutations, &deps.limits, now_ms)?;
+    let count = mutations.len();
+    let watermark = deps
+        .store
+        .push(&caller.user_id, &body.client_id, mutations)
+        .await?;
+    tracing::info!(mutations = count, watermark, "sync push");
+    Reply::ok(PushReply {
+        last_mutation_id: watermark,
+    })
+}
+
+async fn pull(deps: &Deps, caller: &Caller, req: &Request) -> Result<Reply, Error> {
+    let query = req.query_string_parameters();
+    let client_id = query
+        .first("clientId")
+        .filter(|id| valid_client_id(id))
+        .ok_or_else(|| Error::invalid("clientId is required: 1-64 of [A-Za-z0-9_.:-]"))?;
+    let after = match query.first("cursor").filter(|c| !c.is_empty()) {
+        Some(cursor) => decode_cursor(cursor)?,
+        None => 0,
+    };
+    let limit = match query.first("limit") {
+        Some(raw) => raw
+            .parse::<i32>()
+            .ok()
+            .filter(|n| (1..=MAX_PULL_LIMIT).contains(n))
+            .ok_or_else(|| Error::invalid(format!("limit must be 1 to {MAX_PULL_LIMIT}")))?,
+        None => DEFAULT_PULL_LIMIT,
+    };
+    let (changes, has_more) = deps
+        .store
+        .changes_since(&caller.user_id, after, limit)
+        .await?;
+    let last_mutation_id = deps.store.watermark(&caller.user_id, client_id).await?;
+    let next = changes.last().map_or(after, |change| change.version);
+    Reply::ok(PullReply {
+        changes,
+        cursor: encode_cursor(next),
+        has_more,
+        last_mutation_id,
+    })
+}
+
+/// Cursors are opaque to clients: a version today, something else tomorrow.
+fn encode_cursor(version: u64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("v1:{version}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<u64, Error> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| text.strip_prefix("v1:").and_then(|v| v.parse().ok()))
+        .ok_or_else(|| Error::invalid("cursor is not valid; pull without one to start over"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        for version in [0, 1, 42, u64::MAX] {
+            assert_eq!(decode_cursor(&encode_cursor(version)).unwrap(), version);
+        }
+        for bad in ["", "abc", "djE6eA", "!!"] {
+            assert!(decode_cursor(bad).is_err(), "{bad}");
+        }
+    }
+}

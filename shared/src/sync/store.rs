@@ -1,0 +1,457 @@
+//! Sync on the single table: records, the user's version counter and client
+//! watermarks. Reads are one consistent `BatchGetItem`; each chunk is one
+//! `TransactWriteItems` with optimistic conditions, retried from a fresh
+//! read when another push won the race.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, Put, ReturnConsumedCapacity, TransactWriteItem, Update,
+};
+use serde::{Deserialize, Serialize};
+
+use super::merge::RecordState;
+use super::{Chunk, Mutation, RECORDS_PER_CHUNK, RecordKey, plan, unapplied};
+use crate::profile::Table;
+use crate::{Error, aws, keys};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// A sync record as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RecordItem {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    #[serde(rename = "GSI1PK")]
+    gsi1pk: String,
+    #[serde(rename = "GSI1SK")]
+    gsi1sk: u64,
+    collection: String,
+    #[serde(rename = "recordId")]
+    record_id: String,
+    #[serde(flatten)]
+    state: RecordState,
+    ver: u64,
+    /// The client whose push wrote this version: the stream consumer pokes
+    /// the user's other devices, not this one.
+    origin: String,
+    #[serde(rename = "updatedAt")]
+    updated_at: i64,
+}
+
+/// A change as pull returns it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    pub collection: String,
+    pub record_id: String,
+    pub deleted: bool,
+    pub fields: BTreeMap<String, serde_json::Value>,
+    /// The hlc of each field, for clients that merge locally.
+    pub stamps: BTreeMap<String, String>,
+    pub version: u64,
+}
+
+/// What the store read before planning a push.
+#[derive(Debug, Default)]
+struct Snapshot {
+    watermark: u64,
+    version: u64,
+    records: BTreeMap<RecordKey, (RecordState, u64)>,
+}
+
+/// DynamoDB work done, for the cost benchmark.
+#[derive(Debug, Default)]
+pub struct Usage {
+    pub calls: AtomicU64,
+    /// Consumed capacity units, in thousandths.
+    pub capacity_milli: AtomicU64,
+}
+
+impl Usage {
+    fn add(&self, capacity: Option<f64>) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.capacity_milli
+            .fetch_add((capacity.unwrap_or(0.0) * 1000.0) as u64, Ordering::Relaxed);
+    }
+}
+
+/// A push that lost a race: re-read and try again.
+const ATTEMPTS: usize = 5;
+
+/// Sync operations over the table.
+#[derive(Debug, Clone)]
+pub struct SyncStore {
+    table: Table,
+    usage: Arc<Usage>,
+}
+
+impl SyncStore {
+    pub fn new(table: Table) -> Self {
+        Self {
+            table,
+            usage: Arc::default(),
+        }
+    }
+
+    pub fn usage(&self) -> &Usage {
+        &self.usage
+    }
+
+    /// Applies a validated push exactly once and returns the client's
+    /// watermark afterwards.
+    pub async fn push(
+        &self,
+        user: &str,
+        client_id: &str,
+        mutations: Vec<Mutation>,
+    ) -> Result<u64, Error> {
+        let keys: BTreeSet<RecordKey> = mutations.iter().map(|m| m.key.clone()).collect();
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                let jitter = (chrono::Utc::now().timestamp_subsec_micros() % 20) as u64;
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    10 * attempt as u64 + jitter,
+                ))
+                .await;
+            }
+            let mut snapshot = self.snapshot(user, client_id, &keys).await?;
+            let fresh = unapplied(mutations.clone(), snapshot.watermark)?;
+            if fresh.is_empty() {
+                return Ok(snapshot.watermark);
+            }
+            let current = snapshot
+                .records
+                .iter()
+                .map(|(key, (state, _))| (key.clone(), state.clone()))
+                .collect();
+            let mut lost_race = false;
+            for chunk in plan(&current, &fresh, RECORDS_PER_CHUNK) {
+                if !self.commit(user, client_id, &mut snapshot, &chunk).await? {
+                    lost_race = true;
+                    break;
+                }
+            }
+            if !lost_race {
+                return Ok(snapshot.watermark);
+            }
+            tracing::info!(attempt, "sync push lost a race; retrying from a fresh read");
+        }
+        Err(Error::unavailable(std::io::Error::other(
+            "sync push kept conflicting with concurrent pushes",
+        )))
+    }
+
+    /// Reads the watermark, the version counter and the current records.
+    async fn snapshot(
+        &self,
+        user: &str,
+        client_id: &str,
+        records: &BTreeSet<RecordKey>,
+    ) -> Result<Snapshot, Error> {
+        let mut wanted: Vec<Item> = vec![
+            key(keys::user(user), keys::SYNC_VERSION.into()),
+            key(keys::user(user), keys::client(client_id)),
+        ];
+        wanted.extend(records.iter().map(|r| {
+            key(
+                keys::collection(user, &r.collection),
+                keys::record(&r.record_id),
+            )
+        }));
+        let mut snapshot = Snapshot::default();
+        for batch in wanted.chunks(100) {
+            let mut pending = batch.to_vec();
+            for round in 0..8u32 {
+                if pending.is_empty() {
+                    break;
+                }
+                if round > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << round)).await;
+                }
+                let output = self
+                    .table
+                    .client()
+                    .batch_get_item()
+                    .request_items(
+                        self.table.name(),
+                        KeysAndAttributes::builder()
+                            .set_keys(Some(std::mem::take(&mut pending)))
+                            .consistent_read(true)
+                            .build()
+                            .map_err(Error::internal)?,
+                    )
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .send()
+                    .await
+                    .map_err(aws::classify)?;
+                self.usage.add(
+                    output
+                        .consumed_capacity()
+                        .iter()
+                        .filter_map(|c| c.capacity_units())
+                        .reduce(|a, b| a + b),
+                );
+                for item in output
+                    .responses
+                    .and_then(|mut r| r.remove(self.table.name()))
+                    .unwrap_or_default()
+                {
+                    read_into(&mut snapshot, item)?;
+                }
+                pending = output
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(self.table.name()))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+            }
+            if !pending.is_empty() {
+                return Err(Error::unavailable(std::io::Error::other(
+                    "BatchGetItem kept keys unprocessed",
+                )));
+            }
+        }
+        Ok(snapshot)
+    }
+
+    /// Commits one chunk; false if a condition failed (a concurrent push).
+    async fn commit(
+        &self,
+        user: &str,
+        client_id: &str,
+        snapshot: &mut Snapshot,
+        chunk: &Chunk,
+    ) -> Result<bool, Error> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut items = Vec::with_capacity(chunk.changed.len() + 2);
+        let mut version = snapshot.version;
+        let mut written = Vec::with_capacity(chunk.changed.len());
+        for (record, state) in &chunk.changed {
+            version += 1;
+            let item = RecordItem {
+                pk: keys::collection(user, &record.collection),
+                sk: keys::record(&record.record_id),
+                gsi1pk: keys::user(user),
+                gsi1sk: version,
+                collection: record.collection.clone(),
+                record_id: record.record_id.clone(),
+                state: state.clone(),
+                ver: version,
+                origin: client_id.to_string(),
+                updated_at: now,
+            };
+            let mut put = Put::builder()
+                .table_name(self.table.name())
+                .set_item(Some(serde_dynamo::to_item(&item).map_err(Error::internal)?));
+            put = match snapshot.records.get(record) {
+                Some((_, stored_version)) => put
+                    .condition_expression("ver = :stored")
+                    .expression_attribute_values(":stored", number(*stored_version)),
+                None => put.condition_expression("attribute_not_exists(PK)"),
+            };
+            items.push(
+                TransactWriteItem::builder()
+                    .put(put.build().map_err(Error::internal)?)
+                    .build(),
+            );
+            written.push((record.clone(), state.clone(), version));
+        }
+        if version != snapshot.version {
+            items.push(counter_update(
+                self.table.name(),
+                key(keys::user(user), keys::SYNC_VERSION.into()),
+                "ver",
+                snapshot.version,
+                version,
+            )?);
+        }
+        items.push(counter_update(
+            self.table.name(),
+            key(keys::user(user), keys::client(client_id)),
+            "lastMutationId",
+            snapshot.watermark,
+            chunk.last_mutation_id,
+        )?);
+
+        let result = self
+            .table
+            .client()
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                self.usage.add(
+                    output
+                        .consumed_capacity()
+                        .iter()
+                        .filter_map(|c| c.capacity_units())
+                        .reduce(|a, b| a + b),
+                );
+            }
+            Err(err) if aws::error_code(&err) == Some("TransactionCanceledException") => {
+                self.usage.add(None);
+                let conflict = match err.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(canceled)) => {
+                        canceled.cancellation_reasons().iter().any(|r| {
+                            matches!(
+                                r.code(),
+                                Some("ConditionalCheckFailed" | "TransactionConflict")
+                            )
+                        })
+                    }
+                    _ => false,
+                };
+                if conflict {
+                    return Ok(false);
+                }
+                return Err(aws::classify(err));
+            }
+            Err(err) => return Err(aws::classify(err)),
+        }
+        snapshot.version = version;
+        snapshot.watermark = chunk.last_mutation_id;
+        for (record, state, version) in written {
+            snapshot.records.insert(record, (state, version));
+        }
+        Ok(true)
+    }
+
+    /// Changes after `after_version`, oldest first, and whether more follow.
+    pub async fn changes_since(
+        &self,
+        user: &str,
+        after_version: u64,
+        limit: i32,
+    ) -> Result<(Vec<Change>, bool), Error> {
+        let output = self
+            .table
+            .client()
+            .query()
+            .table_name(self.table.name())
+            .index_name(keys::GSI1)
+            .key_condition_expression("GSI1PK = :user AND GSI1SK > :after")
+            .expression_attribute_values(":user", AttributeValue::S(keys::user(user)))
+            .expression_attribute_values(":after", number(after_version))
+            .scan_index_forward(true)
+            .limit(limit)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(aws::classify)?;
+        self.usage
+            .add(output.consumed_capacity().and_then(|c| c.capacity_units()));
+        let has_more = output.last_evaluated_key().is_some_and(|k| !k.is_empty());
+        let changes = output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| {
+                let record: RecordItem = serde_dynamo::from_item(item).map_err(Error::internal)?;
+                Ok(Change {
+                    deleted: record.state.is_deleted(),
+                    fields: record.state.values(),
+                    stamps: record.state.stamps(),
+                    collection: record.collection,
+                    record_id: record.record_id,
+                    version: record.ver,
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok((changes, has_more))
+    }
+
+    /// The last mutation id applied for a client (0 if none).
+    pub async fn watermark(&self, user: &str, client_id: &str) -> Result<u64, Error> {
+        let output = self
+            .table
+            .client()
+            .get_item()
+            .table_name(self.table.name())
+            .set_key(Some(key(keys::user(user), keys::client(client_id))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(aws::classify)?;
+        Ok(output
+            .item
+            .as_ref()
+            .and_then(|item| item.get("lastMutationId"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0))
+    }
+}
+
+fn key(pk: String, sk: String) -> Item {
+    HashMap::from([
+        (keys::PK.to_string(), AttributeValue::S(pk)),
+        (keys::SK.to_string(), AttributeValue::S(sk)),
+    ])
+}
+
+fn number(n: u64) -> AttributeValue {
+    AttributeValue::N(n.to_string())
+}
+
+/// Moves a counter from `from` to `to`, only if it still holds `from`.
+fn counter_update(
+    table: &str,
+    key: Item,
+    attribute: &str,
+    from: u64,
+    to: u64,
+) -> Result<TransactWriteItem, Error> {
+    let condition = if from == 0 {
+        "attribute_not_exists(#c) OR #c = :from"
+    } else {
+        "#c = :from"
+    };
+    let update = Update::builder()
+        .table_name(table)
+        .set_key(Some(key))
+        .update_expression("SET #c = :to")
+        .condition_expression(condition)
+        .expression_attribute_names("#c", attribute)
+        .expression_attribute_values(":from", number(from))
+        .expression_attribute_values(":to", number(to))
+        .build()
+        .map_err(Error::internal)?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
+
+fn read_into(snapshot: &mut Snapshot, item: Item) -> Result<(), Error> {
+    let sk = item
+        .get(keys::SK)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default();
+    let number_of = |name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    if sk == keys::SYNC_VERSION {
+        snapshot.version = number_of("ver");
+    } else if sk.starts_with("CLIENT#") {
+        snapshot.watermark = number_of("lastMutationId");
+    } else {
+        let record: RecordItem = serde_dynamo::from_item(item).map_err(Error::internal)?;
+        snapshot.records.insert(
+            RecordKey {
+                collection: record.collection,
+                record_id: record.record_id,
+            },
+            (record.state, record.ver),
+        );
+    }
+    Ok(())
+}
