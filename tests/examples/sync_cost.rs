@@ -1,0 +1,78 @@
+//! DynamoDB calls and consumed capacity per pushed mutation, for batches of
+//! 1, 25, 100 and 1000 mutations on distinct records (the worst case: every
+//! mutation changes a record), next to the lower bound. Run by scripts/bench
+//! against the emulator at AWS_ENDPOINT_URL.
+
+use std::sync::atomic::Ordering;
+
+use shared::profile::Table;
+use shared::sync::hlc::Hlc;
+use shared::sync::store::SyncStore;
+use shared::sync::{Limits, WireMutation, validate};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let emulator = e2e::emulator_url();
+    // The emulator copies the whole table for every item of a transaction,
+    // so large chunks take seconds there: give it time.
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&emulator)
+        .region(aws_config::Region::new("us-east-1"))
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_timeout(std::time::Duration::from_secs(300))
+                .build(),
+        )
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await;
+    let template =
+        local_stack::template::Template::load(&local_stack::Options::default_template())?;
+    let now = chrono::Utc::now().timestamp_millis() as u64;
+
+    println!(
+        "| mutations | DynamoDB calls | calls / mutation | lower bound calls | capacity units the emulator reported | est. capacity / mutation (AWS pricing) |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for n in [1u64, 25, 100, 1000] {
+        // A table per batch size, so earlier runs do not slow the emulator.
+        let stack = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let resources = local_stack::provision::provision(&sdk, &template, &stack).await?;
+        let table = Table::new(shared::profile::client(&sdk), &resources.table_name);
+        let store = SyncStore::new(table);
+        let user = format!("bench-user-{n}");
+        let wires = (1..=n)
+            .map(|id| WireMutation {
+                id,
+                collection: "notes".into(),
+                record_id: format!("r{id}"),
+                op: "put".into(),
+                fields: Some(
+                    serde_json::json!({"title": "a short note", "done": false})
+                        .as_object()
+                        .unwrap()
+                        .clone(),
+                ),
+                hlc: Hlc::new(now, id as u32, "bench").to_string(),
+            })
+            .collect();
+        let mutations = validate("bench", wires, &Limits::default(), now)?;
+        store.push(&user, "bench", mutations).await?;
+        let calls = store.usage().calls.load(Ordering::Relaxed);
+        let reported = store.usage().capacity_milli.load(Ordering::Relaxed) as f64 / 1000.0;
+        // Lower bound: one TransactWriteItems per 100 changed items and one
+        // BatchGetItem per 100 keys read.
+        let lower = n.div_ceil(100) * 2;
+        // AWS model for these small (< 1 KB) items: a transactional write is
+        // 2 WCU per item (records + counter + watermark per chunk), a
+        // consistent read 1 RCU per item read (records, counter, watermark).
+        let chunks = n.div_ceil(98);
+        let estimate = (2 * (n + 2 * chunks) + (n + 2)) as f64;
+        println!(
+            "| {n} | {calls} | {:.3} | {lower} | {reported:.1} | {:.2} |",
+            calls as f64 / n as f64,
+            estimate / n as f64
+        );
+    }
+    Ok(())
+}
