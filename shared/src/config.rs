@@ -13,6 +13,17 @@ pub struct Config {
     pub user_pool_id: String,
     /// `USER_POOL_CLIENT_ID`: the app client mobile apps sign in with.
     pub user_pool_client_id: String,
+    /// `MEDIA_BUCKET`: originals and variants.
+    pub media_bucket: String,
+    /// `MAX_UPLOAD_BYTES`: the largest upload a client may declare
+    /// (default 25 MB).
+    pub max_upload_bytes: u64,
+    /// `UPLOAD_URL_TTL_SECONDS`: how long a presigned upload stays valid
+    /// (default 600).
+    pub upload_url_ttl_seconds: u64,
+    /// `MEDIA_CDN_BASE_URL`: serve variants from a CDN instead of
+    /// presigned GETs (optional).
+    pub media_cdn_base_url: Option<String>,
     /// `SYNC_MAX_CLOCK_SKEW_SECONDS`: how far ahead a client's hlc may be
     /// (default 300).
     pub max_clock_skew_seconds: u64,
@@ -29,13 +40,20 @@ impl Config {
                 .filter(|value| !value.trim().is_empty())
                 .ok_or(MissingVariable(name))
         };
+        let number = |name: &str, default: u64| {
+            lookup(name)
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(default)
+        };
         Ok(Self {
             table_name: required("TABLE_NAME")?,
             user_pool_id: required("USER_POOL_ID")?,
             user_pool_client_id: required("USER_POOL_CLIENT_ID")?,
-            max_clock_skew_seconds: lookup("SYNC_MAX_CLOCK_SKEW_SECONDS")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(300),
+            media_bucket: required("MEDIA_BUCKET")?,
+            max_upload_bytes: number("MAX_UPLOAD_BYTES", 25 * 1024 * 1024),
+            upload_url_ttl_seconds: number("UPLOAD_URL_TTL_SECONDS", 600),
+            media_cdn_base_url: lookup("MEDIA_CDN_BASE_URL").filter(|v| !v.trim().is_empty()),
+            max_clock_skew_seconds: number("SYNC_MAX_CLOCK_SKEW_SECONDS", 300),
         })
     }
 }

@@ -25,6 +25,11 @@ pub fn record(record_id: &str) -> String {
     format!("REC#{record_id}")
 }
 
+/// A media item (ids are UUIDv7: sort order is upload order).
+pub fn media(media_id: &str) -> String {
+    format!("MEDIA#{media_id}")
+}
+
 /// A client's watermark: the last mutation id applied.
 pub fn client(client_id: &str) -> String {
     format!("CLIENT#{client_id}")

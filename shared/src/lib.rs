@@ -7,12 +7,16 @@ pub mod config;
 pub mod email;
 pub mod error;
 pub mod keys;
+pub mod media;
+pub mod presign;
 pub mod profile;
 pub mod sync;
 pub mod telemetry;
 
 #[cfg(feature = "cognito")]
 pub mod identity;
+#[cfg(feature = "s3")]
+pub mod objects;
 
 pub use aws_config;
 pub use config::Config;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use shared::aws_config::SdkConfig;
 use shared::email::Email;
 use shared::identity::{Identity, Tokens};
+use shared::objects::Objects;
 use shared::profile::{Profile, Table};
 use shared::{Code, Config, Error};
 
@@ -16,6 +17,7 @@ use shared::{Code, Config, Error};
 pub struct Deps {
     pub identity: Identity,
     pub table: Table,
+    pub objects: Objects,
 }
 
 impl Deps {
@@ -27,6 +29,7 @@ impl Deps {
                 &config.user_pool_client_id,
             ),
             table: Table::new(shared::profile::client(sdk), &config.table_name),
+            objects: Objects::new(sdk, &config.media_bucket),
         }
     }
 }
@@ -282,8 +285,12 @@ async fn me(deps: &Deps, caller: &Caller) -> Result<Reply, Error> {
 /// deletion is finished by calling again with the same token.
 async fn delete_me(deps: &Deps, caller: &Caller) -> Result<Reply, Error> {
     current_profile(deps, caller).await?;
+    let objects = deps
+        .objects
+        .delete(&[], &shared::media::user_prefixes(&caller.user_id))
+        .await?;
     let items = deps.table.delete_user_items(&caller.user_id).await?;
     deps.identity.delete_user(&caller.user_id).await?;
-    tracing::info!(items, "account deleted");
+    tracing::info!(items, objects, "account deleted");
     Ok(Reply::empty(204))
 }

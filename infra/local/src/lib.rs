@@ -124,6 +124,18 @@ pub async fn start(options: Options) -> Result<LocalStack> {
     })
 }
 
+/// A function crate's `Deps` and `handle`, as an in-process handler.
+macro_rules! in_process {
+    ($function:ident, $sdk:expr, $config:expr) => {{
+        let deps = Arc::new($function::Deps::new($sdk, $config));
+        let handler: Handler = Arc::new(move |req| {
+            let deps = deps.clone();
+            Box::pin(async move { $function::handle(&deps, req).await })
+        });
+        Some(handler)
+    }};
+}
+
 /// The in-process handler of a function of the template, by logical id.
 fn handler_for(
     function: &str,
@@ -131,20 +143,9 @@ fn handler_for(
     config: &shared::Config,
 ) -> Option<Handler> {
     match function {
-        "AuthFunction" => {
-            let deps = Arc::new(auth::Deps::new(sdk, config));
-            Some(Arc::new(move |req| {
-                let deps = deps.clone();
-                Box::pin(async move { auth::handle(&deps, req).await })
-            }))
-        }
-        "SyncFunction" => {
-            let deps = Arc::new(sync::Deps::new(sdk, config));
-            Some(Arc::new(move |req| {
-                let deps = deps.clone();
-                Box::pin(async move { sync::handle(&deps, req).await })
-            }))
-        }
+        "AuthFunction" => in_process!(auth, sdk, config),
+        "SyncFunction" => in_process!(sync, sdk, config),
+        "UploadFunction" => in_process!(upload, sdk, config),
         _ => None,
     }
 }

@@ -24,9 +24,10 @@ async fn main() -> Result<()> {
     let mut stack = local_stack::start(options).await?;
     let r = &stack.resources;
     eprintln!(
-        "\nlocal stack ready\n  API           {}\n  emulator      {emulator_url}\n  table         {}\n  user pool     {}\n  app client    {}\n  routes        {}\n\nCtrl-C stops it.\n",
+        "\nlocal stack ready\n  API           {}\n  emulator      {emulator_url}\n  table         {}\n  bucket        {}\n  user pool     {}\n  app client    {}\n  routes        {}\n\nCtrl-C stops it.\n",
         stack.api_url,
         r.table_name,
+        r.bucket,
         r.user_pool_id,
         r.user_pool_client_id,
         stack.routes.len(),

@@ -22,6 +22,7 @@ use crate::template::{Template, strings};
 #[derive(Debug, Clone)]
 pub struct Resources {
     pub table_name: String,
+    pub bucket: String,
     pub user_pool_id: String,
     pub user_pool_client_id: String,
     /// Logical id -> physical name/id, to resolve `!Ref` in environments.
@@ -36,6 +37,16 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str) -> Res
     create_table(sdk, &table, &table_name).await?;
     physical.insert(table_id, table_name.clone());
 
+    let (bucket_id, _) = template.single("AWS::S3::Bucket")?;
+    let bucket = format!("{stack}-{}", bucket_id.to_lowercase());
+    aws_sdk_s3::Client::new(sdk)
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .context("creating the media bucket")?;
+    physical.insert(bucket_id, bucket.clone());
+
     let (pool_id_logical, pool) = template.single("AWS::Cognito::UserPool")?;
     let (client_logical, client) = template.single("AWS::Cognito::UserPoolClient")?;
     let (user_pool_id, user_pool_client_id) =
@@ -45,6 +56,7 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str) -> Res
 
     Ok(Resources {
         table_name,
+        bucket,
         user_pool_id,
         user_pool_client_id,
         physical,
