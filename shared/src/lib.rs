@@ -17,6 +17,8 @@ pub mod telemetry;
 pub mod identity;
 #[cfg(feature = "s3")]
 pub mod objects;
+#[cfg(feature = "pipeline")]
+pub mod pipeline;
 
 pub use aws_config;
 pub use config::Config;
