@@ -172,3 +172,33 @@ impl TestStack {
         self.stack.stop().await;
     }
 }
+
+/// Asks for an upload and posts `bytes` to the returned form.
+pub async fn upload(api: &TestStack, user: &User, content_type: &str, bytes: &[u8]) -> String {
+    let created = api
+        .post(
+            "/uploads",
+            serde_json::json!({"contentType": content_type, "bytes": bytes.len()}),
+            Some(&user.access_token),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let media_id = created.body["mediaId"].as_str().unwrap().to_string();
+    let form = &created.body["upload"];
+    let mut multipart = reqwest::multipart::Form::new();
+    for (name, value) in form["fields"].as_object().unwrap() {
+        multipart = multipart.text(name.clone(), value.as_str().unwrap().to_string());
+    }
+    multipart = multipart.part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes.to_vec()).file_name("photo"),
+    );
+    let posted = reqwest::Client::new()
+        .post(form["url"].as_str().unwrap())
+        .multipart(multipart)
+        .send()
+        .await
+        .unwrap();
+    assert!(posted.status().is_success(), "{:?}", posted.text().await);
+    media_id
+}

@@ -1,38 +1,9 @@
 //! Uploads end to end: a presigned POST the phone sends straight to S3, then
 //! media status, listing, deletion and isolation between users.
 
-use e2e::{TestStack, User};
+use e2e::TestStack;
+use e2e::upload;
 use serde_json::{Value, json};
-
-/// Asks for an upload and posts `bytes` to the returned form.
-pub async fn upload(api: &TestStack, user: &User, content_type: &str, bytes: &[u8]) -> String {
-    let created = api
-        .post(
-            "/uploads",
-            json!({"contentType": content_type, "bytes": bytes.len()}),
-            Some(&user.access_token),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{created:?}");
-    let media_id = created.body["mediaId"].as_str().unwrap().to_string();
-    let form = &created.body["upload"];
-    let mut multipart = reqwest::multipart::Form::new();
-    for (name, value) in form["fields"].as_object().unwrap() {
-        multipart = multipart.text(name.clone(), value.as_str().unwrap().to_string());
-    }
-    multipart = multipart.part(
-        "file",
-        reqwest::multipart::Part::bytes(bytes.to_vec()).file_name("photo"),
-    );
-    let posted = reqwest::Client::new()
-        .post(form["url"].as_str().unwrap())
-        .multipart(multipart)
-        .send()
-        .await
-        .unwrap();
-    assert!(posted.status().is_success(), "{:?}", posted.text().await);
-    media_id
-}
 
 #[tokio::test]
 async fn an_upload_lands_in_s3_under_the_pinned_key() {

@@ -3,6 +3,7 @@
 //! running in process on real API Gateway v2 events.
 
 pub mod authorizer;
+pub mod events;
 pub mod provision;
 pub mod server;
 pub mod template;
@@ -45,11 +46,15 @@ pub struct LocalStack {
     pub routes: Vec<template::Route>,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
+    pollers: Vec<JoinHandle<()>>,
 }
 
 impl LocalStack {
     /// Stops serving and waits for in-flight requests to finish.
     pub async fn stop(mut self) {
+        for poller in &self.pollers {
+            poller.abort();
+        }
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
@@ -65,6 +70,9 @@ impl LocalStack {
 impl Drop for LocalStack {
     fn drop(&mut self) {
         self.server.abort();
+        for poller in &self.pollers {
+            poller.abort();
+        }
     }
 }
 
@@ -87,6 +95,21 @@ pub async fn start(options: Options) -> Result<LocalStack> {
         let handler = handler_for(&function, &sdk, &config)
             .with_context(|| format!("the local stack has no handler for {function}"))?;
         handlers.insert(function, handler);
+    }
+
+    let mut pollers = Vec::new();
+    for (function, queue_url) in &resources.upload_queues {
+        let env = template.environment(function, &resources.physical);
+        let config = shared::Config::from_lookup(|name| env.get(name).cloned())
+            .with_context(|| format!("environment of {function}"))?;
+        let handler = s3_handler_for(function, &sdk, &config)
+            .with_context(|| format!("the local stack has no S3 handler for {function}"))?;
+        pollers.push(events::spawn_s3_poller(
+            aws_sdk_sqs::Client::new(&sdk),
+            queue_url.clone(),
+            function.clone(),
+            handler,
+        ));
     }
 
     let authorizer = authorizer::Authorizer::new(
@@ -121,6 +144,7 @@ pub async fn start(options: Options) -> Result<LocalStack> {
         routes,
         shutdown: Some(shutdown),
         server,
+        pollers,
     })
 }
 
@@ -146,6 +170,24 @@ fn handler_for(
         "AuthFunction" => in_process!(auth, sdk, config),
         "SyncFunction" => in_process!(sync, sdk, config),
         "UploadFunction" => in_process!(upload, sdk, config),
+        _ => None,
+    }
+}
+
+/// The in-process S3 event handler of a function, by logical id.
+fn s3_handler_for(
+    function: &str,
+    sdk: &aws_config::SdkConfig,
+    config: &shared::Config,
+) -> Option<events::S3Handler> {
+    match function {
+        "ResizeFunction" => {
+            let deps = Arc::new(resize::Deps::new(sdk, config));
+            Some(Arc::new(move |event| {
+                let deps = deps.clone();
+                Box::pin(async move { resize::handle(&deps, event).await })
+            }))
+        }
         _ => None,
     }
 }

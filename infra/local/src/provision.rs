@@ -23,22 +23,40 @@ use crate::template::{Template, strings};
 pub struct Resources {
     pub table_name: String,
     pub bucket: String,
+    /// (function, queue URL) for each S3 event source.
+    pub upload_queues: Vec<(String, String)>,
     pub user_pool_id: String,
     pub user_pool_client_id: String,
     /// Logical id -> physical name/id, to resolve `!Ref` in environments.
     pub physical: BTreeMap<String, String>,
 }
 
+/// The emulator's account.
+pub const ACCOUNT_ID: &str = "123456789012";
+
 pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str) -> Result<Resources> {
-    let mut physical = BTreeMap::new();
+    let region = sdk
+        .region()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|| "us-east-1".into());
+    let mut physical = BTreeMap::from([
+        ("AWS::StackName".to_string(), stack.to_string()),
+        ("AWS::AccountId".to_string(), ACCOUNT_ID.to_string()),
+        ("AWS::Region".to_string(), region.clone()),
+        ("AWS::Partition".to_string(), "aws".to_string()),
+    ]);
 
     let (table_id, table) = template.single("AWS::DynamoDB::Table")?;
     let table_name = format!("{stack}-{}", table_id.to_lowercase());
     create_table(sdk, &table, &table_name).await?;
     physical.insert(table_id, table_name.clone());
 
-    let (bucket_id, _) = template.single("AWS::S3::Bucket")?;
-    let bucket = format!("{stack}-{}", bucket_id.to_lowercase());
+    let (bucket_id, bucket_props) = template.single("AWS::S3::Bucket")?;
+    let bucket = bucket_props
+        .get("BucketName")
+        .and_then(|name| crate::template::resolve(name, &physical))
+        .unwrap_or_else(|| format!("{stack}-{}", bucket_id.to_lowercase()))
+        .to_lowercase();
     aws_sdk_s3::Client::new(sdk)
         .create_bucket()
         .bucket(&bucket)
@@ -46,6 +64,17 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str) -> Res
         .await
         .context("creating the media bucket")?;
     physical.insert(bucket_id, bucket.clone());
+
+    // S3 event sources: notifications go to a queue the stack polls, as the
+    // emulator cannot invoke a function.
+    let mut upload_queues = Vec::new();
+    for source in template.s3_sources() {
+        let queue = format!("{stack}-{}", source.function.to_lowercase());
+        upload_queues.push((
+            source.function.clone(),
+            create_notification_queue(sdk, &bucket, &queue, &source, &region).await?,
+        ));
+    }
 
     let (pool_id_logical, pool) = template.single("AWS::Cognito::UserPool")?;
     let (client_logical, client) = template.single("AWS::Cognito::UserPoolClient")?;
@@ -57,6 +86,7 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str) -> Res
     Ok(Resources {
         table_name,
         bucket,
+        upload_queues,
         user_pool_id,
         user_pool_client_id,
         physical,
@@ -227,4 +257,62 @@ async fn create_user_pool(
         .and_then(|c| c.client_id)
         .ok_or_else(|| anyhow!("the emulator returned no client id"))?;
     Ok((pool_id, client_id))
+}
+
+async fn create_notification_queue(
+    sdk: &SdkConfig,
+    bucket: &str,
+    queue: &str,
+    source: &crate::template::S3Source,
+    region: &str,
+) -> Result<String> {
+    use aws_sdk_s3::types::{
+        Event, FilterRule, FilterRuleName, NotificationConfiguration,
+        NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
+    };
+    let url = aws_sdk_sqs::Client::new(sdk)
+        .create_queue()
+        .queue_name(queue)
+        .send()
+        .await
+        .context("creating the upload queue")?
+        .queue_url
+        .ok_or_else(|| anyhow!("the emulator returned no queue URL"))?;
+    let mut configuration = QueueConfiguration::builder()
+        .queue_arn(format!("arn:aws:sqs:{region}:{ACCOUNT_ID}:{queue}"))
+        .set_events(Some(
+            source
+                .events
+                .iter()
+                .map(|e| Event::from(e.as_str()))
+                .collect(),
+        ));
+    if let Some(prefix) = &source.prefix {
+        configuration = configuration.filter(
+            NotificationConfigurationFilter::builder()
+                .key(
+                    S3KeyFilter::builder()
+                        .filter_rules(
+                            FilterRule::builder()
+                                .name(FilterRuleName::Prefix)
+                                .value(prefix)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        );
+    }
+    aws_sdk_s3::Client::new(sdk)
+        .put_bucket_notification_configuration()
+        .bucket(bucket)
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .queue_configurations(configuration.build()?)
+                .build(),
+        )
+        .send()
+        .await
+        .context("configuring the bucket notification")?;
+    Ok(url)
 }

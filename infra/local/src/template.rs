@@ -120,6 +120,51 @@ impl Template {
         routes
     }
 
+    /// Every `S3` event of every function.
+    pub fn s3_sources(&self) -> Vec<S3Source> {
+        let mut sources = Vec::new();
+        for (function, props) in self.resources_of("AWS::Serverless::Function") {
+            let Some(events) = props.get("Events").and_then(Value::as_mapping) else {
+                continue;
+            };
+            for event in events.values() {
+                if event.get("Type").and_then(Value::as_str) != Some("S3") {
+                    continue;
+                }
+                let Some(p) = event.get("Properties") else {
+                    continue;
+                };
+                let events = match p.get("Events") {
+                    Some(Value::String(one)) => vec![one.clone()],
+                    Some(Value::Sequence(many)) => many
+                        .iter()
+                        .filter_map(|e| e.as_str().map(str::to_string))
+                        .collect(),
+                    _ => continue,
+                };
+                let prefix = p
+                    .get("Filter")
+                    .and_then(|f| f.get("S3Key"))
+                    .and_then(|k| k.get("Rules"))
+                    .and_then(Value::as_sequence)
+                    .and_then(|rules| {
+                        rules
+                            .iter()
+                            .find(|r| r.get("Name").and_then(Value::as_str) == Some("prefix"))
+                    })
+                    .and_then(|r| r.get("Value"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                sources.push(S3Source {
+                    function: function.clone(),
+                    events,
+                    prefix,
+                });
+            }
+        }
+        sources
+    }
+
     /// A function's environment: globals overlaid with its own variables,
     /// `!Ref`s resolved through `physical` (logical id -> name or id).
     pub fn environment(
@@ -148,9 +193,10 @@ impl Template {
     }
 }
 
-/// A scalar, or a `!Ref` to a resource the stack created. Anything else
-/// (`!GetAtt`, `!Sub` of pseudo parameters) has no local meaning.
-fn resolve(value: &Value, physical: &BTreeMap<String, String>) -> Option<String> {
+/// A scalar, a `!Ref` or a `!Sub` over resources the stack created and the
+/// pseudo parameters (`AWS::StackName`, ... in `physical` too). Anything
+/// else (`!GetAtt`) has no local meaning.
+pub fn resolve(value: &Value, physical: &BTreeMap<String, String>) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -158,9 +204,34 @@ fn resolve(value: &Value, physical: &BTreeMap<String, String>) -> Option<String>
         Value::Tagged(tagged) if tagged.tag == "Ref" => {
             physical.get(tagged.value.as_str()?).cloned()
         }
+        Value::Tagged(tagged) if tagged.tag == "Sub" => {
+            substitute(tagged.value.as_str()?, physical)
+        }
         Value::Mapping(map) => physical.get(map.get("Ref")?.as_str()?).cloned(),
         _ => None,
     }
+}
+
+/// `${Name}` replaced by its value; None if any name is unknown.
+fn substitute(text: &str, physical: &BTreeMap<String, String>) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}')? + start;
+        out.push_str(physical.get(&rest[start + 2..end])?);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// An S3 event source: which function, for which events and key prefix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct S3Source {
+    pub function: String,
+    pub events: Vec<String>,
+    pub prefix: Option<String>,
 }
 
 /// `Properties.X` as a string list (e.g. `UsernameAttributes`).
@@ -216,15 +287,33 @@ mod tests {
     }
 
     #[test]
-    fn environment_resolves_refs() {
+    fn environment_resolves_refs_and_subs() {
         let physical = BTreeMap::from([
             ("Table".to_string(), "t-1".to_string()),
             ("UserPool".to_string(), "pool-1".to_string()),
             ("UserPoolClient".to_string(), "client-1".to_string()),
+            ("AWS::StackName".to_string(), "dev".to_string()),
+            ("AWS::AccountId".to_string(), "123456789012".to_string()),
+            ("AWS::Region".to_string(), "us-east-1".to_string()),
         ]);
         let env = project_template().environment("AuthFunction", &physical);
         assert_eq!(env["TABLE_NAME"], "t-1");
         assert_eq!(env["USER_POOL_ID"], "pool-1");
         assert_eq!(env["USER_POOL_CLIENT_ID"], "client-1");
+        assert_eq!(env["MEDIA_BUCKET"], "dev-media-123456789012-us-east-1");
+        assert_eq!(substitute("${Missing}", &physical), None);
+    }
+
+    #[test]
+    fn reads_the_upload_event_source() {
+        let sources = project_template().s3_sources();
+        assert_eq!(
+            sources,
+            vec![S3Source {
+                function: "ResizeFunction".into(),
+                events: vec!["s3:ObjectCreated:*".into()],
+                prefix: Some("uploads/".into()),
+            }]
+        );
     }
 }

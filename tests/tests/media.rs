@@ -1,0 +1,154 @@
+//! The media pipeline end to end: upload a real photo with the presigned
+//! POST, wait for the S3 event to make it ready, download the variants.
+
+use std::time::Duration;
+
+use e2e::{TestStack, User, upload};
+use serde_json::Value;
+use shared::pipeline::testing::{has_app1, jpeg_with_exif};
+
+async fn wait_until_processed(api: &TestStack, user: &User, id: &str) -> Value {
+    for _ in 0..200 {
+        let media = api
+            .get(&format!("/media/{id}"), Some(&user.access_token))
+            .await;
+        assert_eq!(media.status, 200, "{media:?}");
+        if media.body["status"] != "pending" {
+            return media.body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("media {id} still pending after 20 s");
+}
+
+#[tokio::test]
+async fn a_rotated_photo_with_gps_becomes_upright_clean_variants() {
+    let api = TestStack::start().await;
+    let user = api.user().await;
+    let photo = jpeg_with_exif(1200, 900, 6);
+    assert!(has_app1(&photo));
+    let id = upload(&api, &user, "image/jpeg", &photo).await;
+
+    let media = wait_until_processed(&api, &user, &id).await;
+    assert_eq!(media["status"], "ready", "{media}");
+    assert_eq!(
+        (media["width"].as_u64(), media["height"].as_u64()),
+        (Some(900), Some(1200))
+    );
+    assert!(
+        media["placeholder"].as_str().is_some_and(|p| p.len() >= 6),
+        "{media}"
+    );
+    let variants = media["variants"].as_array().unwrap();
+    let names: Vec<&str> = variants
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "1600.jpg",
+        "1600.webp",
+        "800.jpg",
+        "800.webp",
+        "320.jpg",
+        "320.webp",
+        "thumb.jpg",
+        "thumb.webp",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    let http = reqwest::Client::new();
+    for variant in variants {
+        let response = http
+            .get(variant["url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{variant}");
+        let bytes = response.bytes().await.unwrap();
+        let decoded = image::load_from_memory(&bytes).unwrap_or_else(|e| panic!("{variant}: {e}"));
+        assert_eq!(
+            (u64::from(decoded.width()), u64::from(decoded.height())),
+            (
+                variant["width"].as_u64().unwrap(),
+                variant["height"].as_u64().unwrap()
+            )
+        );
+        if variant["name"] != "thumb.jpg" && variant["name"] != "thumb.webp" {
+            assert!(decoded.height() > decoded.width(), "{variant} is portrait");
+        }
+        assert!(
+            !bytes.windows(4).any(|w| w == b"Exif"),
+            "{variant} carries EXIF"
+        );
+        if variant["contentType"] == "image/jpeg" {
+            assert!(!has_app1(&bytes));
+        }
+    }
+    // Only the variants remain: the original (with its GPS) is gone.
+    let sdk = shared::aws::sdk_config_for(&api.emulator_url, "us-east-1").await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let original = s3
+        .head_object()
+        .bucket(&api.stack.resources.bucket)
+        .key(format!("uploads/{}/{id}", user.user_id))
+        .send()
+        .await;
+    assert!(original.is_err(), "the original was kept");
+    let variant = s3
+        .head_object()
+        .bucket(&api.stack.resources.bucket)
+        .key(format!("media/{}/{id}/800.jpg", user.user_id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        variant.cache_control(),
+        Some("public, max-age=31536000, immutable")
+    );
+    assert_eq!(variant.content_type(), Some("image/jpeg"));
+
+    // Deleting the media removes the variants too.
+    assert_eq!(
+        api.delete(&format!("/media/{id}"), Some(&user.access_token))
+            .await
+            .status,
+        204
+    );
+    let listed = s3
+        .list_objects_v2()
+        .bucket(&api.stack.resources.bucket)
+        .prefix(format!("media/{}/{id}/", user.user_id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.key_count(), Some(0));
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn garbage_and_truncated_uploads_end_failed() {
+    let api = TestStack::start().await;
+    let user = api.user().await;
+    let text = upload(&api, &user, "image/png", b"%PDF-1.4 definitely not a png").await;
+    let photo = jpeg_with_exif(300, 200, 1);
+    let truncated = upload(&api, &user, "image/jpeg", &photo[..photo.len() / 3]).await;
+    for id in [text, truncated] {
+        let media = wait_until_processed(&api, &user, &id).await;
+        assert_eq!(media["status"], "failed", "{media}");
+        assert!(
+            media["failureReason"]
+                .as_str()
+                .is_some_and(|r| !r.is_empty()),
+            "{media}"
+        );
+        assert_eq!(media["variants"], serde_json::json!([]));
+    }
+    api.stop().await;
+}
