@@ -24,6 +24,11 @@ pub struct Config {
     /// `MEDIA_CDN_BASE_URL`: serve variants from a CDN instead of
     /// presigned GETs (optional).
     pub media_cdn_base_url: Option<String>,
+    /// `APNS_PLATFORM_APPLICATION_ARN`: the SNS platform application for
+    /// iOS devices (empty when the app has no iOS build).
+    pub apns_application_arn: String,
+    /// `FCM_PLATFORM_APPLICATION_ARN`: the one for Android devices.
+    pub fcm_application_arn: String,
     /// `SYNC_MAX_CLOCK_SKEW_SECONDS`: how far ahead a client's hlc may be
     /// (default 300).
     pub max_clock_skew_seconds: u64,
@@ -53,6 +58,8 @@ impl Config {
             max_upload_bytes: number("MAX_UPLOAD_BYTES", 25 * 1024 * 1024),
             upload_url_ttl_seconds: number("UPLOAD_URL_TTL_SECONDS", 600),
             media_cdn_base_url: lookup("MEDIA_CDN_BASE_URL").filter(|v| !v.trim().is_empty()),
+            apns_application_arn: lookup("APNS_PLATFORM_APPLICATION_ARN").unwrap_or_default(),
+            fcm_application_arn: lookup("FCM_PLATFORM_APPLICATION_ARN").unwrap_or_default(),
             max_clock_skew_seconds: number("SYNC_MAX_CLOCK_SKEW_SECONDS", 300),
         })
     }

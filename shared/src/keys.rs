@@ -30,6 +30,11 @@ pub fn media(media_id: &str) -> String {
     format!("MEDIA#{media_id}")
 }
 
+/// A registered phone.
+pub fn device(device_id: &str) -> String {
+    format!("DEVICE#{device_id}")
+}
+
 /// A client's watermark: the last mutation id applied.
 pub fn client(client_id: &str) -> String {
     format!("CLIENT#{client_id}")

@@ -13,12 +13,16 @@ pub mod profile;
 pub mod sync;
 pub mod telemetry;
 
+#[cfg(feature = "sns")]
+pub mod device;
 #[cfg(feature = "cognito")]
 pub mod identity;
 #[cfg(feature = "s3")]
 pub mod objects;
 #[cfg(feature = "pipeline")]
 pub mod pipeline;
+#[cfg(feature = "sns")]
+pub mod push;
 
 pub use aws_config;
 pub use config::Config;

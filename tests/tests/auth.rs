@@ -148,6 +148,14 @@ async fn deleting_the_account_removes_the_user_and_their_items() {
         )
         .await;
     assert_eq!(synced.status, 200, "{synced:?}");
+    let device = api
+        .send(
+            api.request("PUT", "/devices/phone", Some(&user.access_token))
+                .json(&json!({"platform": "android", "token": format!("t-{}", user.user_id)})),
+        )
+        .await;
+    assert_eq!(device.status, 200, "{device:?}");
+    let photo = e2e::upload(&api, &user, "image/png", b"bytes").await;
     let deleted = api.delete("/me", Some(&user.access_token)).await;
     assert_eq!(deleted.status, 204, "{deleted:?}");
     api.sign_in(&user.email, PASSWORD)
@@ -178,6 +186,39 @@ async fn deleting_the_account_removes_the_user_and_their_items() {
             .iter()
             .any(|item| pk_of(item).contains(&other.user_id))
     );
+    // No endpoint, no object left behind either.
+    let sns = aws_sdk_sns::Client::new(&sdk);
+    let endpoints = sns
+        .list_endpoints_by_platform_application()
+        .platform_application_arn(&api.stack.resources.physical["FcmPlatformApplicationArn"])
+        .send()
+        .await
+        .unwrap();
+    let left: Vec<_> = endpoints
+        .endpoints()
+        .iter()
+        .filter(|e| {
+            e.attributes()
+                .and_then(|a| a.get("Token"))
+                .is_some_and(|t| t.contains(&user.user_id))
+        })
+        .collect();
+    assert!(left.is_empty(), "endpoints left behind: {left:?}");
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    for prefix in shared::media::user_prefixes(&user.user_id) {
+        let listed = s3
+            .list_objects_v2()
+            .bucket(&api.stack.resources.bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(listed.key_count(), Some(0), "objects left behind ({photo})");
+    }
     // Another user is untouched.
     assert_eq!(api.get("/me", Some(&other.access_token)).await.status, 200);
     api.stop().await;

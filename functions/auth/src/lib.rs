@@ -10,6 +10,7 @@ use shared::email::Email;
 use shared::identity::{Identity, Tokens};
 use shared::objects::Objects;
 use shared::profile::{Profile, Table};
+use shared::push::Push;
 use shared::{Code, Config, Error};
 
 /// What the handler needs, built once per process.
@@ -18,6 +19,7 @@ pub struct Deps {
     pub identity: Identity,
     pub table: Table,
     pub objects: Objects,
+    pub push: Push,
 }
 
 impl Deps {
@@ -30,6 +32,11 @@ impl Deps {
             ),
             table: Table::new(shared::profile::client(sdk), &config.table_name),
             objects: Objects::new(sdk, &config.media_bucket),
+            push: Push::new(
+                sdk,
+                &config.apns_application_arn,
+                &config.fcm_application_arn,
+            ),
         }
     }
 }
@@ -285,12 +292,16 @@ async fn me(deps: &Deps, caller: &Caller) -> Result<Reply, Error> {
 /// deletion is finished by calling again with the same token.
 async fn delete_me(deps: &Deps, caller: &Caller) -> Result<Reply, Error> {
     current_profile(deps, caller).await?;
+    let devices = deps.table.devices(&caller.user_id).await?;
+    for device in &devices {
+        deps.push.delete_endpoint(&device.endpoint_arn).await?;
+    }
     let objects = deps
         .objects
         .delete(&[], &shared::media::user_prefixes(&caller.user_id))
         .await?;
     let items = deps.table.delete_user_items(&caller.user_id).await?;
     deps.identity.delete_user(&caller.user_id).await?;
-    tracing::info!(items, objects, "account deleted");
+    tracing::info!(items, objects, devices = devices.len(), "account deleted");
     Ok(Reply::empty(204))
 }

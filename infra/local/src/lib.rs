@@ -112,6 +112,20 @@ pub async fn start(options: Options) -> Result<LocalStack> {
         ));
     }
 
+    for function in template.stream_consumers() {
+        let env = template.environment(&function, &resources.physical);
+        let config = shared::Config::from_lookup(|name| env.get(name).cloned())
+            .with_context(|| format!("environment of {function}"))?;
+        let handler = stream_handler_for(&function, &sdk, &config)
+            .with_context(|| format!("the local stack has no stream handler for {function}"))?;
+        pollers.push(events::spawn_stream_poller(
+            &sdk,
+            resources.table_name.clone(),
+            function,
+            handler,
+        ));
+    }
+
     let authorizer = authorizer::Authorizer::new(
         &options.emulator_url,
         &options.region,
@@ -170,6 +184,7 @@ fn handler_for(
         "AuthFunction" => in_process!(auth, sdk, config),
         "SyncFunction" => in_process!(sync, sdk, config),
         "UploadFunction" => in_process!(upload, sdk, config),
+        "DevicesFunction" => in_process!(notify, sdk, config),
         _ => None,
     }
 }
@@ -186,6 +201,24 @@ fn s3_handler_for(
             Some(Arc::new(move |event| {
                 let deps = deps.clone();
                 Box::pin(async move { resize::handle(&deps, event).await })
+            }))
+        }
+        _ => None,
+    }
+}
+
+/// The in-process stream handler of a function, by logical id.
+fn stream_handler_for(
+    function: &str,
+    sdk: &aws_config::SdkConfig,
+    config: &shared::Config,
+) -> Option<events::StreamHandler> {
+    match function {
+        "NotifyFunction" => {
+            let deps = Arc::new(notify::Deps::new(sdk, config));
+            Some(Arc::new(move |event| {
+                let deps = deps.clone();
+                Box::pin(async move { notify::handle_stream(&deps, event).await })
             }))
         }
         _ => None,

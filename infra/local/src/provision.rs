@@ -76,6 +76,29 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str) -> Res
         ));
     }
 
+    // SNS platform applications stand in for the ARNs the template takes as
+    // parameters (APNs/FCM credentials live outside the template).
+    for parameter in template.parameters() {
+        let platform = if parameter.starts_with("Apns") {
+            "APNS_SANDBOX"
+        } else if parameter.starts_with("Fcm") {
+            "GCM"
+        } else {
+            continue;
+        };
+        let arn = aws_sdk_sns::Client::new(sdk)
+            .create_platform_application()
+            .name(format!("{stack}-{platform}"))
+            .platform(platform)
+            .attributes("PlatformCredential", "local")
+            .send()
+            .await
+            .context("creating a platform application")?
+            .platform_application_arn
+            .ok_or_else(|| anyhow!("the emulator returned no platform application ARN"))?;
+        physical.insert(parameter.clone(), arn);
+    }
+
     let (pool_id_logical, pool) = template.single("AWS::Cognito::UserPool")?;
     let (client_logical, client) = template.single("AWS::Cognito::UserPoolClient")?;
     let (user_pool_id, user_pool_client_id) =

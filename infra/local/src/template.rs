@@ -11,6 +11,7 @@ use serde_yaml::Value;
 #[derive(Debug, Clone)]
 pub struct Template {
     resources: serde_yaml::Mapping,
+    parameters: Vec<String>,
     globals_env: BTreeMap<String, Value>,
 }
 
@@ -55,8 +56,18 @@ impl Template {
                     .collect()
             })
             .unwrap_or_default();
+        let parameters = doc
+            .get("Parameters")
+            .and_then(Value::as_mapping)
+            .map(|p| {
+                p.keys()
+                    .filter_map(|k| k.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Self {
             resources,
+            parameters,
             globals_env,
         })
     }
@@ -118,6 +129,29 @@ impl Template {
             }
         }
         routes
+    }
+
+    /// The template's parameter names.
+    pub fn parameters(&self) -> &[String] {
+        &self.parameters
+    }
+
+    /// Functions fed by the table's stream.
+    pub fn stream_consumers(&self) -> Vec<String> {
+        self.resources_of("AWS::Serverless::Function")
+            .into_iter()
+            .filter(|(_, props)| {
+                props
+                    .get("Events")
+                    .and_then(Value::as_mapping)
+                    .is_some_and(|events| {
+                        events
+                            .values()
+                            .any(|e| e.get("Type").and_then(Value::as_str) == Some("DynamoDB"))
+                    })
+            })
+            .map(|(id, _)| id)
+            .collect()
     }
 
     /// Every `S3` event of every function.

@@ -1,0 +1,339 @@
+//! `notify`: devices register as SNS platform endpoints (`handle`, HTTP),
+//! and table changes become pushes (`handle_stream`, DynamoDB stream).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use apigw::{Caller, DEFAULT_BODY_LIMIT, Reply, json_body};
+use aws_lambda_events::dynamodb::{Event, EventRecord};
+use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use lambda_http::{Body, Request, Response};
+use serde::{Deserialize, Serialize};
+use shared::aws_config::SdkConfig;
+use shared::device::Device;
+use shared::profile::Table;
+use shared::push::{Notification, Platform, PublishError, Push};
+use shared::{Config, Error};
+use tokio::sync::Semaphore;
+
+/// Publishes in flight at once, per batch.
+const PUBLISH_CONCURRENCY: usize = 8;
+
+#[derive(Debug, Clone)]
+pub struct Deps {
+    pub table: Table,
+    pub push: Push,
+}
+
+impl Deps {
+    pub fn new(sdk: &SdkConfig, config: &Config) -> Self {
+        Self {
+            table: Table::new(shared::profile::client(sdk), &config.table_name),
+            push: Push::new(
+                sdk,
+                &config.apns_application_arn,
+                &config.fcm_application_arn,
+            ),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- HTTP
+
+pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
+    let started = Instant::now();
+    let route = apigw::route_key(&req).to_string();
+    let result = async {
+        let caller = apigw::caller(&req)?;
+        let device_id = apigw::path_parameter(&req, "deviceId")?;
+        if !valid_device_id(device_id) {
+            return Err(Error::not_found("device"));
+        }
+        match route.as_str() {
+            "PUT /devices/{deviceId}" => {
+                register(
+                    deps,
+                    &caller,
+                    device_id,
+                    json_body(&req, DEFAULT_BODY_LIMIT)?,
+                )
+                .await
+            }
+            "DELETE /devices/{deviceId}" => unregister(deps, &caller, device_id).await,
+            _ => Err(Error::not_found("route")),
+        }
+    }
+    .await;
+    apigw::respond(&route, started, result)
+}
+
+/// Device ids double as sync client ids: the same alphabet.
+fn valid_device_id(id: &str) -> bool {
+    shared::sync::hlc::valid_client_id(id)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Registration {
+    platform: Platform,
+    token: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Registered {
+    device_id: String,
+    platform: Platform,
+}
+
+async fn register(
+    deps: &Deps,
+    caller: &Caller,
+    device_id: &str,
+    body: Registration,
+) -> Result<Reply, Error> {
+    let token = body.token.trim();
+    if token.is_empty() || token.len() > 4096 || token.chars().any(char::is_whitespace) {
+        return Err(Error::invalid(
+            "token must be 1-4096 characters without spaces",
+        ));
+    }
+    let existing = deps.table.device(&caller.user_id, device_id).await?;
+    // Unchanged: nothing to call (apps re-register on every launch).
+    if let Some(device) = &existing
+        && device.token == token
+        && device.platform == body.platform
+    {
+        let arn = deps
+            .push
+            .register(
+                body.platform,
+                token,
+                &caller.user_id,
+                Some(&device.endpoint_arn),
+            )
+            .await?;
+        if arn == device.endpoint_arn {
+            return Reply::ok(Registered {
+                device_id: device_id.into(),
+                platform: body.platform,
+            });
+        }
+    }
+    let reusable = match &existing {
+        // Another platform means another platform application.
+        Some(device) if device.platform != body.platform => {
+            deps.push.delete_endpoint(&device.endpoint_arn).await?;
+            None
+        }
+        Some(device) => Some(device.endpoint_arn.as_str()),
+        None => None,
+    };
+    let endpoint_arn = deps
+        .push
+        .register(body.platform, token, &caller.user_id, reusable)
+        .await?;
+    deps.table
+        .put_device(&Device {
+            device_id: device_id.into(),
+            user_id: caller.user_id.clone(),
+            platform: body.platform,
+            token: token.into(),
+            endpoint_arn,
+            updated_at: chrono::Utc::now(),
+        })
+        .await?;
+    Reply::ok(Registered {
+        device_id: device_id.into(),
+        platform: body.platform,
+    })
+}
+
+async fn unregister(deps: &Deps, caller: &Caller, device_id: &str) -> Result<Reply, Error> {
+    let device = deps
+        .table
+        .device(&caller.user_id, device_id)
+        .await?
+        .ok_or_else(|| Error::not_found("device"))?;
+    deps.push.delete_endpoint(&device.endpoint_arn).await?;
+    deps.table.delete_device(&caller.user_id, device_id).await?;
+    Ok(Reply::empty(204))
+}
+
+// ---------------------------------------------------------------- stream
+
+/// What a stream record asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Interest {
+    /// A media item became ready: a visible push to every device.
+    MediaReady { user_id: String, media_id: String },
+    /// A sync record changed: a silent poke to every device but the origin.
+    SyncChange { user_id: String, origin: String },
+}
+
+#[derive(Deserialize)]
+struct Image {
+    #[serde(rename = "PK")]
+    pk: Option<String>,
+    #[serde(rename = "SK")]
+    sk: Option<String>,
+    status: Option<String>,
+    origin: Option<String>,
+    #[serde(rename = "GSI1PK")]
+    gsi1pk: Option<String>,
+    #[serde(rename = "mediaId")]
+    media_id: Option<String>,
+}
+
+fn image(item: &serde_dynamo::Item) -> Option<Image> {
+    if item.is_empty() {
+        return None;
+    }
+    serde_dynamo::from_item(item.clone()).ok()
+}
+
+/// What a record asks for; most records (profiles, devices, watermarks,
+/// idempotency) ask for nothing and cost no AWS call.
+pub fn interest(record: &EventRecord) -> Option<Interest> {
+    if record.event_name == "REMOVE" {
+        return None;
+    }
+    let new = image(&record.change.new_image)?;
+    let sk = new.sk.as_deref()?;
+    if sk.starts_with("MEDIA#") {
+        let was_pending = image(&record.change.old_image)
+            .and_then(|old| old.status)
+            .is_none_or(|status| status == "pending");
+        if new.status.as_deref() == Some("ready") && was_pending {
+            let user_id = new.pk?.strip_prefix("USER#")?.to_string();
+            return Some(Interest::MediaReady {
+                user_id,
+                media_id: new.media_id?,
+            });
+        }
+        return None;
+    }
+    if sk.starts_with("REC#") {
+        let user_id = new.gsi1pk?.strip_prefix("USER#")?.to_string();
+        return Some(Interest::SyncChange {
+            user_id,
+            origin: new.origin.unwrap_or_default(),
+        });
+    }
+    None
+}
+
+/// The pushes one user gets from a batch, and the first record that asked
+/// (reported if the user's pushes fail).
+#[derive(Debug, Default)]
+struct UserWork {
+    first_sequence: String,
+    ready: Vec<String>,
+    /// Clients whose changes are in this batch; one poke covers them all.
+    sync_origins: BTreeSet<String>,
+}
+
+/// Consumes one batch. Transient failures are reported per record (the
+/// first record of the affected user) so only those are retried; dead
+/// endpoints are deleted along with their device.
+pub async fn handle_stream(deps: &Deps, event: Event) -> Result<DynamoDbEventResponse, Error> {
+    let mut work: BTreeMap<String, UserWork> = BTreeMap::new();
+    for record in &event.records {
+        let Some(interest) = interest(record) else {
+            continue;
+        };
+        let sequence = record.change.sequence_number.clone().unwrap_or_default();
+        let user_id = match &interest {
+            Interest::MediaReady { user_id, .. } | Interest::SyncChange { user_id, .. } => {
+                user_id.clone()
+            }
+        };
+        let entry = work.entry(user_id).or_insert_with(|| UserWork {
+            first_sequence: sequence,
+            ..UserWork::default()
+        });
+        match interest {
+            Interest::MediaReady { media_id, .. } => entry.ready.push(media_id),
+            Interest::SyncChange { origin, .. } => {
+                entry.sync_origins.insert(origin);
+            }
+        }
+    }
+
+    let limit = Arc::new(Semaphore::new(PUBLISH_CONCURRENCY));
+    let mut users = tokio::task::JoinSet::new();
+    for (user_id, user_work) in work {
+        let deps = deps.clone();
+        let limit = limit.clone();
+        users.spawn(async move {
+            let ok = notify_user(&deps, &user_id, &user_work, &limit).await;
+            (user_work.first_sequence, ok)
+        });
+    }
+    let mut failures = Vec::new();
+    while let Some(joined) = users.join_next().await {
+        let (sequence, ok) = joined.map_err(Error::internal)?;
+        if !ok {
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = Some(sequence);
+            failures.push(failure);
+        }
+    }
+    failures.sort_by(|a, b| a.item_identifier.cmp(&b.item_identifier));
+    let mut response = DynamoDbEventResponse::default();
+    response.batch_item_failures = failures;
+    Ok(response)
+}
+
+/// Sends one user's pushes; false if any failed in a way worth retrying.
+async fn notify_user(deps: &Deps, user_id: &str, work: &UserWork, limit: &Arc<Semaphore>) -> bool {
+    let devices = match deps.table.devices(user_id).await {
+        Ok(devices) => devices,
+        Err(err) => {
+            tracing::warn!(error = %err, "reading devices failed");
+            return false;
+        }
+    };
+    let mut sends = tokio::task::JoinSet::new();
+    for device in devices {
+        let mut notifications: Vec<Notification> = work
+            .ready
+            .iter()
+            .map(|media_id| Notification::MediaReady {
+                media_id: media_id.clone(),
+            })
+            .collect();
+        // Poke a device unless every change came from it.
+        if work
+            .sync_origins
+            .iter()
+            .any(|origin| origin != &device.device_id)
+        {
+            notifications.push(Notification::SyncPoke);
+        }
+        for notification in notifications {
+            let (deps, device, limit) = (deps.clone(), device.clone(), limit.clone());
+            sends.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                match deps.push.publish(&device.endpoint_arn, device.platform, &notification).await {
+                    Ok(()) => true,
+                    Err(PublishError::Gone) => {
+                        tracing::info!(device = %device.device_id, "endpoint disabled; forgetting the device");
+                        let deleted = deps.push.delete_endpoint(&device.endpoint_arn).await.is_ok();
+                        deleted && deps.table.delete_device(&device.user_id, &device.device_id).await.is_ok()
+                    }
+                    Err(PublishError::Transient(err)) => {
+                        tracing::warn!(error = %err, "publish failed; the record will be retried");
+                        false
+                    }
+                }
+            });
+        }
+    }
+    let mut ok = true;
+    while let Some(sent) = sends.join_next().await {
+        ok &= sent.unwrap_or(false);
+    }
+    ok
+}

@@ -1,0 +1,265 @@
+//! The SNS adapter: platform endpoints for devices, and per-platform push
+//! payloads published with `MessageStructure=json`.
+
+use aws_config::SdkConfig;
+use aws_sdk_sns::Client;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::{Error, aws};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    Ios,
+    Android,
+}
+
+/// What a push says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notification {
+    /// Visible: a photo finished processing.
+    MediaReady { media_id: String },
+    /// Silent: records changed; pull.
+    SyncPoke,
+}
+
+/// The `MessageStructure=json` message for one platform.
+pub fn message(platform: Platform, notification: &Notification, sandbox: bool) -> String {
+    let payload = match (platform, notification) {
+        (Platform::Ios, Notification::MediaReady { media_id }) => json!({
+            "aps": {"alert": {"title": "Photo ready", "body": "Your photo is ready to view."}, "sound": "default"},
+            "type": "media_ready",
+            "mediaId": media_id,
+        }),
+        (Platform::Ios, Notification::SyncPoke) => json!({
+            "aps": {"content-available": 1},
+            "type": "sync",
+        }),
+        (Platform::Android, Notification::MediaReady { media_id }) => json!({
+            "notification": {"title": "Photo ready", "body": "Your photo is ready to view."},
+            "data": {"type": "media_ready", "mediaId": media_id},
+        }),
+        (Platform::Android, Notification::SyncPoke) => json!({
+            "data": {"type": "sync"},
+            "priority": "high",
+        }),
+    };
+    let key = match (platform, sandbox) {
+        (Platform::Ios, true) => "APNS_SANDBOX",
+        (Platform::Ios, false) => "APNS",
+        (Platform::Android, _) => "GCM",
+    };
+    let mut message = serde_json::Map::new();
+    message.insert(
+        "default".into(),
+        Value::String(default_text(notification).into()),
+    );
+    message.insert(key.into(), Value::String(payload.to_string()));
+    Value::Object(message).to_string()
+}
+
+fn default_text(notification: &Notification) -> &'static str {
+    match notification {
+        Notification::MediaReady { .. } => "Your photo is ready to view.",
+        Notification::SyncPoke => "sync",
+    }
+}
+
+/// Why a publish failed.
+#[derive(Debug)]
+pub enum PublishError {
+    /// The endpoint is disabled or gone: the device should be forgotten.
+    Gone,
+    /// Worth retrying.
+    Transient(Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct Push {
+    client: Client,
+    ios_application: String,
+    android_application: String,
+    sandbox: bool,
+}
+
+impl Push {
+    pub fn new(sdk: &SdkConfig, ios_application: &str, android_application: &str) -> Self {
+        Self {
+            client: Client::new(sdk),
+            ios_application: ios_application.into(),
+            android_application: android_application.into(),
+            sandbox: ios_application.contains(":app/APNS_SANDBOX/"),
+        }
+    }
+
+    fn application(&self, platform: Platform) -> &str {
+        match platform {
+            Platform::Ios => &self.ios_application,
+            Platform::Android => &self.android_application,
+        }
+    }
+
+    /// The endpoint for this token: `existing` updated in place (new token,
+    /// re-enabled) when it still exists, else a new one. Creating is
+    /// idempotent only for identical attributes, so an endpoint that already
+    /// holds the token is found from SNS's answer and updated instead.
+    pub async fn register(
+        &self,
+        platform: Platform,
+        token: &str,
+        user_id: &str,
+        existing: Option<&str>,
+    ) -> Result<String, Error> {
+        if let Some(arn) = existing {
+            match self
+                .client
+                .get_endpoint_attributes()
+                .endpoint_arn(arn)
+                .send()
+                .await
+            {
+                Ok(output) => {
+                    let attributes = output.attributes.unwrap_or_default();
+                    let same_token = attributes.get("Token").map(String::as_str) == Some(token);
+                    let enabled = attributes.get("Enabled").map(String::as_str) == Some("true");
+                    if !(same_token && enabled) {
+                        self.enable(arn, token).await?;
+                    }
+                    return Ok(arn.to_string());
+                }
+                Err(err) if aws::error_code(&err) == Some("NotFound") => {}
+                Err(err) => return Err(aws::classify(err)),
+            }
+        }
+        let created = self
+            .client
+            .create_platform_endpoint()
+            .platform_application_arn(self.application(platform))
+            .token(token)
+            .custom_user_data(user_id)
+            .send()
+            .await;
+        match created {
+            Ok(output) => output
+                .endpoint_arn
+                .ok_or_else(|| Error::internal("SNS returned no endpoint ARN")),
+            Err(err) => {
+                let message = err.as_service_error().and_then(|e| {
+                    use aws_sdk_sns::error::ProvideErrorMetadata;
+                    e.message().map(str::to_string)
+                });
+                match message.as_deref().and_then(existing_endpoint) {
+                    Some(arn) => {
+                        self.enable(&arn, token).await?;
+                        Ok(arn)
+                    }
+                    None if aws::error_code(&err) == Some("InvalidParameter") => Err(
+                        Error::invalid("the push token was refused by the push service"),
+                    ),
+                    None => Err(aws::classify(err)),
+                }
+            }
+        }
+    }
+
+    async fn enable(&self, arn: &str, token: &str) -> Result<(), Error> {
+        self.client
+            .set_endpoint_attributes()
+            .endpoint_arn(arn)
+            .attributes("Token", token)
+            .attributes("Enabled", "true")
+            .send()
+            .await
+            .map_err(aws::classify)?;
+        Ok(())
+    }
+
+    pub async fn delete_endpoint(&self, arn: &str) -> Result<(), Error> {
+        self.client
+            .delete_endpoint()
+            .endpoint_arn(arn)
+            .send()
+            .await
+            .map_err(aws::classify)?;
+        Ok(())
+    }
+
+    pub async fn publish(
+        &self,
+        arn: &str,
+        platform: Platform,
+        notification: &Notification,
+    ) -> Result<(), PublishError> {
+        let result = self
+            .client
+            .publish()
+            .target_arn(arn)
+            .message_structure("json")
+            .message(message(platform, notification, self.sandbox))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if matches!(aws::error_code(&err), Some("EndpointDisabled" | "NotFound")) => {
+                Err(PublishError::Gone)
+            }
+            Err(err) => Err(PublishError::Transient(aws::classify(err))),
+        }
+    }
+}
+
+/// The ARN in "Endpoint <arn> already exists with the same Token, but
+/// different attributes."
+fn existing_endpoint(message: &str) -> Option<String> {
+    let start = message.find("arn:")?;
+    let arn: String = message[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    message.contains("already exists").then_some(arn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(platform: Platform, notification: &Notification, key: &str) -> Value {
+        let message: Value = serde_json::from_str(&message(platform, notification, false)).unwrap();
+        assert!(message["default"].is_string());
+        serde_json::from_str(message[key].as_str().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn silent_pushes_are_silent() {
+        let ios = payload(Platform::Ios, &Notification::SyncPoke, "APNS");
+        assert_eq!(ios["aps"]["content-available"], 1);
+        assert!(ios["aps"].get("alert").is_none());
+        let android = payload(Platform::Android, &Notification::SyncPoke, "GCM");
+        assert_eq!(android["data"]["type"], "sync");
+        assert!(android.get("notification").is_none());
+    }
+
+    #[test]
+    fn media_ready_is_visible_with_the_id() {
+        let ready = Notification::MediaReady {
+            media_id: "m-1".into(),
+        };
+        let ios = payload(Platform::Ios, &ready, "APNS");
+        assert!(ios["aps"]["alert"]["title"].is_string());
+        assert_eq!(ios["mediaId"], "m-1");
+        let android = payload(Platform::Android, &ready, "GCM");
+        assert!(android["notification"]["title"].is_string());
+        assert_eq!(android["data"]["mediaId"], "m-1");
+    }
+
+    #[test]
+    fn finds_the_endpoint_that_holds_a_token() {
+        let message = "Invalid parameter: Token Reason: Endpoint arn:aws:sns:us-east-1:123:endpoint/GCM/app/abc already exists with the same Token, but different attributes.";
+        assert_eq!(
+            existing_endpoint(message).as_deref(),
+            Some("arn:aws:sns:us-east-1:123:endpoint/GCM/app/abc")
+        );
+        assert_eq!(existing_endpoint("Invalid parameter: Token"), None);
+    }
+}

@@ -1,0 +1,315 @@
+//! Devices and pushes end to end: registration as SNS platform endpoints,
+//! table changes turned into pushes the emulator records, dead endpoints
+//! cleaned up, and partial batch failures reported precisely.
+
+use std::time::Duration;
+
+use e2e::{TestStack, User, upload};
+use serde_json::{Value, json};
+
+/// The emulator's state dump (retried: it can fail while other tests
+/// change the state it is serialising).
+async fn emulator_state(api: &TestStack) -> Value {
+    for _ in 0..20 {
+        let response = reqwest::get(format!("{}/moto-api/data.json", api.emulator_url)).await;
+        if let Ok(response) = response
+            && let Ok(state) = response.json::<Value>().await
+        {
+            return state;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the emulator's state could not be read");
+}
+
+/// The emulator's live platform endpoint holding `token`, if any. The
+/// emulator's state dump keeps deleted endpoints and their creation token,
+/// so candidates are matched on the current `Token` attribute and checked
+/// with `GetEndpointAttributes`.
+async fn endpoint_for(api: &TestStack, token: &str) -> Option<Value> {
+    let state = emulator_state(api).await;
+    let sdk = shared::aws::sdk_config_for(&api.emulator_url, "us-east-1").await;
+    let sns = aws_sdk_sns::Client::new(&sdk);
+    let mut live = Vec::new();
+    for endpoint in state["sns"]["PlatformEndpoint"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        if endpoint["attributes"]["Token"] != token {
+            continue;
+        }
+        let arn = endpoint["arn"].as_str().unwrap();
+        if sns
+            .get_endpoint_attributes()
+            .endpoint_arn(arn)
+            .send()
+            .await
+            .is_ok()
+        {
+            live.push(endpoint);
+        }
+    }
+    assert!(live.len() <= 1, "one endpoint per token: {live:?}");
+    live.pop()
+}
+
+/// Waits until the endpoint holding `token` has recorded `count` messages.
+async fn messages_for(api: &TestStack, token: &str, count: usize) -> Vec<Value> {
+    for _ in 0..150 {
+        if let Some(endpoint) = endpoint_for(api, token).await {
+            let messages: Vec<Value> = endpoint["messages"]
+                .as_object()
+                .map(|m| {
+                    m.values()
+                        .map(|v| serde_json::from_str(v.as_str().unwrap()).unwrap())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if messages.len() >= count {
+                return messages;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no {count} messages for {token} after 15 s");
+}
+
+async fn register(
+    api: &TestStack,
+    user: &User,
+    device: &str,
+    platform: &str,
+    token: &str,
+) -> e2e::Reply {
+    api.send(
+        api.request(
+            "PUT",
+            &format!("/devices/{device}"),
+            Some(&user.access_token),
+        )
+        .json(&json!({"platform": platform, "token": token})),
+    )
+    .await
+}
+
+fn token() -> String {
+    format!("token-{}", uuid::Uuid::new_v4().simple())
+}
+
+#[tokio::test]
+async fn registration_is_idempotent_and_follows_token_changes() {
+    let api = TestStack::start().await;
+    let user = api.user().await;
+    let first = token();
+    let registered = register(&api, &user, "phone-1", "ios", &first).await;
+    assert_eq!(registered.status, 200, "{registered:?}");
+    assert_eq!(
+        registered.body,
+        json!({"deviceId": "phone-1", "platform": "ios"})
+    );
+    let endpoint = endpoint_for(&api, &first).await.expect("an endpoint");
+    assert!(endpoint["arn"].as_str().unwrap().contains("APNS"));
+
+    // Every app launch re-registers: same endpoint, no error.
+    assert_eq!(
+        register(&api, &user, "phone-1", "ios", &first).await.status,
+        200
+    );
+    assert_eq!(
+        endpoint_for(&api, &first).await.unwrap()["arn"],
+        endpoint["arn"]
+    );
+
+    // A new token updates the same endpoint.
+    let second = token();
+    assert_eq!(
+        register(&api, &user, "phone-1", "ios", &second)
+            .await
+            .status,
+        200
+    );
+    assert!(endpoint_for(&api, &first).await.is_none());
+    assert_eq!(
+        endpoint_for(&api, &second).await.unwrap()["arn"],
+        endpoint["arn"]
+    );
+
+    // A disabled endpoint (APNs said the token was invalid) is re-enabled.
+    let sdk = shared::aws::sdk_config_for(&api.emulator_url, "us-east-1").await;
+    let sns = aws_sdk_sns::Client::new(&sdk);
+    sns.set_endpoint_attributes()
+        .endpoint_arn(endpoint["arn"].as_str().unwrap())
+        .attributes("Enabled", "false")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(endpoint_for(&api, &second).await.unwrap()["enabled"], false);
+    assert_eq!(
+        register(&api, &user, "phone-1", "ios", &second)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(endpoint_for(&api, &second).await.unwrap()["enabled"], true);
+
+    // Android goes to the FCM application.
+    let android = token();
+    assert_eq!(
+        register(&api, &user, "tablet-1", "android", &android)
+            .await
+            .status,
+        200
+    );
+    assert!(
+        endpoint_for(&api, &android).await.unwrap()["arn"]
+            .as_str()
+            .unwrap()
+            .contains("GCM")
+    );
+
+    let deleted = api
+        .delete("/devices/phone-1", Some(&user.access_token))
+        .await;
+    assert_eq!(deleted.status, 204, "{deleted:?}");
+    assert!(
+        endpoint_for(&api, &second).await.is_none(),
+        "the endpoint is deleted"
+    );
+    api.delete("/devices/phone-1", Some(&user.access_token))
+        .await
+        .assert_problem(404, "not_found");
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn bad_registrations_are_problems() {
+    let api = TestStack::start().await;
+    let user = api.user().await;
+    register(&api, &user, "p", "windows", &token())
+        .await
+        .assert_problem(400, "invalid_request");
+    register(&api, &user, "p", "ios", "")
+        .await
+        .assert_problem(400, "invalid_request");
+    register(&api, &user, "p", "ios", "has space")
+        .await
+        .assert_problem(400, "invalid_request");
+    register(&api, &user, "bad%20id", "ios", &token())
+        .await
+        .assert_problem(404, "not_found");
+    api.send(
+        api.request("PUT", "/devices/p", None)
+            .json(&json!({"platform": "ios", "token": "t"})),
+    )
+    .await
+    .assert_problem(401, "unauthorized");
+    // Another user's device is not found.
+    let other = api.user().await;
+    assert_eq!(
+        register(&api, &user, "mine", "ios", &token()).await.status,
+        200
+    );
+    api.delete("/devices/mine", Some(&other.access_token))
+        .await
+        .assert_problem(404, "not_found");
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_ready_photo_is_pushed_to_the_users_devices() {
+    let api = TestStack::start().await;
+    let user = api.user().await;
+    let android = token();
+    let ios = token();
+    register(&api, &user, "tablet", "android", &android).await;
+    register(&api, &user, "phone", "ios", &ios).await;
+    let photo = shared::pipeline::testing::jpeg_with_exif(640, 480, 1);
+    let media_id = upload(&api, &user, "image/jpeg", &photo).await;
+
+    let messages = messages_for(&api, &android, 1).await;
+    let gcm: Value = serde_json::from_str(messages[0]["GCM"].as_str().unwrap()).unwrap();
+    assert_eq!(gcm["data"]["type"], "media_ready");
+    assert_eq!(gcm["data"]["mediaId"], media_id.as_str());
+    assert!(gcm["notification"]["title"].is_string());
+    let messages = messages_for(&api, &ios, 1).await;
+    let apns: Value = serde_json::from_str(messages[0]["APNS_SANDBOX"].as_str().unwrap()).unwrap();
+    assert_eq!(apns["mediaId"], media_id.as_str());
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_sync_change_pokes_the_other_devices_silently() {
+    let api = TestStack::start().await;
+    let user = api.user().await;
+    let (phone, tablet) = (token(), token());
+    register(&api, &user, "phone", "ios", &phone).await;
+    register(&api, &user, "tablet", "android", &tablet).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let mutations: Vec<Value> = (1..=30)
+        .map(|id| {
+            json!({"id": id, "collection": "notes", "recordId": format!("n{id}"), "op": "put",
+                          "fields": {"t": id}, "hlc": format!("{now:015}-{id:05}-phone")})
+        })
+        .collect();
+    let pushed = api
+        .post(
+            "/sync/push",
+            json!({"clientId": "phone", "mutations": mutations}),
+            Some(&user.access_token),
+        )
+        .await;
+    assert_eq!(pushed.status, 200, "{pushed:?}");
+
+    let messages = messages_for(&api, &tablet, 1).await;
+    let gcm: Value = serde_json::from_str(messages[0]["GCM"].as_str().unwrap()).unwrap();
+    assert_eq!(gcm["data"]["type"], "sync");
+    assert!(gcm.get("notification").is_none(), "silent");
+    // Thirty changes, one poke (coalesced per batch), none to the origin.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let messages = messages_for(&api, &tablet, 1).await;
+    assert!(messages.len() <= 2, "{} pokes for one push", messages.len());
+    let origin = endpoint_for(&api, &phone).await.unwrap();
+    assert_eq!(
+        origin["messages"],
+        json!({}),
+        "the origin device is not poked"
+    );
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_disabled_endpoint_forgets_its_device() {
+    let api = TestStack::start().await;
+    let user = api.user().await;
+    let dead = token();
+    register(&api, &user, "old-phone", "android", &dead).await;
+    let arn = endpoint_for(&api, &dead).await.unwrap()["arn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sdk = shared::aws::sdk_config_for(&api.emulator_url, "us-east-1").await;
+    aws_sdk_sns::Client::new(&sdk)
+        .set_endpoint_attributes()
+        .endpoint_arn(&arn)
+        .attributes("Enabled", "false")
+        .send()
+        .await
+        .unwrap();
+    let photo = shared::pipeline::testing::jpeg_with_exif(64, 64, 1);
+    upload(&api, &user, "image/jpeg", &photo).await;
+    for _ in 0..150 {
+        if endpoint_for(&api, &dead).await.is_none() {
+            api.delete("/devices/old-phone", Some(&user.access_token))
+                .await
+                .assert_problem(404, "not_found");
+            api.stop().await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the disabled endpoint was not cleaned up: {:?} (was {arn})",
+        endpoint_for(&api, &dead).await
+    );
+}
