@@ -8,14 +8,23 @@ const fs = require('fs');
 sharp.concurrency(Number(process.env.SHARP_CONCURRENCY || 0));
 sharp.cache(false);
 
+// Decoded once, the way a careful sharp user would: orient and shrink to the
+// largest variant (libvips shrinks JPEGs on load), keep raw pixels, and
+// cut every variant from those, as the Rust pipeline does.
 async function pipeline(input) {
+  const { data, info } = await sharp(input)
+    .rotate()
+    .resize(1600, 1600, { fit: 'inside', withoutEnlargement: true })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  const raw = { raw: { width: info.width, height: info.height, channels: info.channels } };
   const outputs = [];
   for (const edge of [1600, 800, 320]) {
-    const resized = sharp(input).rotate().resize(edge, edge, { fit: 'inside', withoutEnlargement: true });
+    const resized = sharp(data, raw).resize(edge, edge, { fit: 'inside', withoutEnlargement: true });
     outputs.push(await resized.clone().jpeg({ quality: 82 }).toBuffer());
     outputs.push(await resized.clone().webp({ quality: 80 }).toBuffer());
   }
-  const thumb = sharp(input).rotate().resize(160, 160, { fit: 'cover', withoutEnlargement: true });
+  const thumb = sharp(data, raw).resize(160, 160, { fit: 'cover', withoutEnlargement: true });
   outputs.push(await thumb.clone().jpeg({ quality: 82 }).toBuffer());
   outputs.push(await thumb.clone().webp({ quality: 80 }).toBuffer());
   return outputs.reduce((n, b) => n + b.length, 0);
