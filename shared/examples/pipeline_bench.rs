@@ -19,15 +19,29 @@ fn synthetic(width: u32, height: u32) -> image::RgbImage {
         let r = (x * 255 / width) as i32 + noise;
         let g = (y * 255 / height) as i32 + noise;
         let b = (((x / 40 + y / 40) % 2) * 120 + 60) as i32 + noise;
-        image::Rgb([r.clamp(0, 255) as u8, g.clamp(0, 255) as u8, b.clamp(0, 255) as u8])
+        image::Rgb([
+            r.clamp(0, 255) as u8,
+            g.clamp(0, 255) as u8,
+            b.clamp(0, 255) as u8,
+        ])
     })
 }
 
 fn cpu_seconds() -> f64 {
     // utime + stime of this process, from /proc (clock ticks of 1/100 s).
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
@@ -51,7 +65,12 @@ fn main() -> anyhow::Result<()> {
     let png_path = outdir.join("photo-4000x3000.png");
     if !jpeg_path.exists() {
         let mut jpeg = Vec::new();
-        jpeg_encoder::Encoder::new(&mut jpeg, 90).encode(photo.as_raw(), 4000, 3000, jpeg_encoder::ColorType::Rgb)?;
+        jpeg_encoder::Encoder::new(&mut jpeg, 90).encode(
+            photo.as_raw(),
+            4000,
+            3000,
+            jpeg_encoder::ColorType::Rgb,
+        )?;
         std::fs::write(&jpeg_path, jpeg)?;
     }
     if !png_path.exists() {
@@ -66,7 +85,11 @@ fn main() -> anyhow::Result<()> {
         let mut out_bytes = 0;
         for _ in 0..runs {
             let processed = process(&bytes, &options)?;
-            out_bytes = processed.variants.iter().map(|v| v.bytes.len()).sum::<usize>();
+            out_bytes = processed
+                .variants
+                .iter()
+                .map(|v| v.bytes.len())
+                .sum::<usize>();
         }
         let wall = wall0.elapsed().as_secs_f64() / f64::from(runs);
         let cpu = (cpu_seconds() - cpu0) / f64::from(runs);

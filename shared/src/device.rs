@@ -40,20 +40,10 @@ fn device_key(user_id: &str, device_id: &str) -> HashMap<String, AttributeValue>
 
 impl Table {
     pub async fn device(&self, user_id: &str, device_id: &str) -> Result<Option<Device>, Error> {
-        let output = self
-            .client()
-            .get_item()
-            .table_name(self.name())
-            .set_key(Some(device_key(user_id, device_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(aws::classify)?;
-        output
-            .item
-            .map(|item| serde_dynamo::from_item::<_, DeviceItem>(item).map(|i| i.device))
-            .transpose()
-            .map_err(Error::internal)
+        let item: Option<DeviceItem> = self
+            .get(keys::user(user_id), keys::device(device_id))
+            .await?;
+        Ok(item.map(|i| i.device))
     }
 
     pub async fn put_device(&self, device: &Device) -> Result<(), Error> {

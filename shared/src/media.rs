@@ -134,20 +134,8 @@ impl Table {
     }
 
     pub async fn media(&self, user_id: &str, media_id: &str) -> Result<Option<Media>, Error> {
-        let output = self
-            .client()
-            .get_item()
-            .table_name(self.name())
-            .set_key(Some(media_key(user_id, media_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(aws::classify)?;
-        output
-            .item
-            .map(|item| serde_dynamo::from_item::<_, MediaItem>(item).map(|i| i.media))
-            .transpose()
-            .map_err(Error::internal)
+        let item: Option<MediaItem> = self.get(keys::user(user_id), keys::media(media_id)).await?;
+        Ok(item.map(|i| i.media))
     }
 
     /// The user's media, newest first (media ids are time-ordered UUIDv7).

@@ -96,19 +96,48 @@ impl Table {
     }
 
     pub async fn profile(&self, user_id: &str) -> Result<Option<Profile>, Error> {
+        let item: Option<ProfileItem> = self.get(keys::user(user_id), keys::PROFILE.into()).await?;
+        Ok(item.map(|i| i.profile))
+    }
+
+    /// Refuses an access token that a sign-out or password reset revoked
+    /// (Cognito keeps access tokens valid until they expire). One read of
+    /// the profile per request; a user without a profile has nothing to
+    /// revoke.
+    pub async fn check_session(
+        &self,
+        user_id: &str,
+        issued_at: i64,
+        token_id: Option<&str>,
+    ) -> Result<(), Error> {
+        match self.profile(user_id).await? {
+            Some(profile) if profile.revokes(issued_at, token_id) => Err(Error::new(
+                crate::Code::TokenRevoked,
+                "this token was revoked by a sign-out; sign in again",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// One item by key (consistent read), deserialized; None if absent.
+    pub(crate) async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        pk: String,
+        sk: String,
+    ) -> Result<Option<T>, Error> {
         let output = self
             .client
             .get_item()
             .table_name(&self.name)
-            .key(keys::PK, AttributeValue::S(keys::user(user_id)))
-            .key(keys::SK, AttributeValue::S(keys::PROFILE.into()))
+            .key(keys::PK, AttributeValue::S(pk))
+            .key(keys::SK, AttributeValue::S(sk))
             .consistent_read(true)
             .send()
             .await
             .map_err(aws::classify)?;
         output
             .item
-            .map(|item| serde_dynamo::from_item::<_, ProfileItem>(item).map(|i| i.profile))
+            .map(serde_dynamo::from_item)
             .transpose()
             .map_err(Error::internal)
     }

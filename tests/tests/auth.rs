@@ -73,6 +73,17 @@ async fn an_account_lives_from_sign_up_to_sign_out() {
     api.get("/me", Some(&access))
         .await
         .assert_problem(401, "token_revoked");
+    // Every authorized route refuses the revoked token, not only /me.
+    for (method, path) in [
+        ("GET", "/media"),
+        ("GET", "/sync/pull?clientId=p"),
+        ("DELETE", "/devices/d"),
+        ("DELETE", "/me"),
+    ] {
+        api.send(api.request(method, path, Some(&access)))
+            .await
+            .assert_problem(401, "token_revoked");
+    }
 
     // A new session right after the sign-out works.
     let again = api.sign_in(&normalised, PASSWORD).await;

@@ -84,6 +84,19 @@ pub fn caller(req: &Request) -> Result<Caller, Error> {
     })
 }
 
+/// The caller, refused if a sign-out revoked the token since it was issued.
+pub async fn session(req: &Request, table: &shared::profile::Table) -> Result<Caller, Error> {
+    let caller = caller(req)?;
+    table
+        .check_session(
+            &caller.user_id,
+            caller.issued_at,
+            caller.token_id.as_deref(),
+        )
+        .await?;
+    Ok(caller)
+}
+
 /// The raw bearer token, for the one call that must hand it back to Cognito
 /// (global sign-out). Never parsed here: the authorizer verified it.
 pub fn bearer_token(req: &Request) -> Option<&str> {

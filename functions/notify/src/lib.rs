@@ -45,7 +45,7 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
     let started = Instant::now();
     let route = apigw::route_key(&req).to_string();
     let result = async {
-        let caller = apigw::caller(&req)?;
+        let caller = apigw::session(&req, &deps.table).await?;
         let device_id = apigw::path_parameter(&req, "deviceId")?;
         if !valid_device_id(device_id) {
             return Err(Error::not_found("device"));

@@ -20,14 +20,17 @@ pub const MAX_PULL_LIMIT: i32 = 500;
 
 #[derive(Debug, Clone)]
 pub struct Deps {
+    pub table: Table,
     pub store: SyncStore,
     pub limits: Limits,
 }
 
 impl Deps {
     pub fn new(sdk: &SdkConfig, config: &Config) -> Self {
+        let table = Table::new(shared::profile::client(sdk), &config.table_name);
         Self {
-            store: SyncStore::new(Table::new(shared::profile::client(sdk), &config.table_name)),
+            store: SyncStore::new(table.clone()),
+            table,
             limits: Limits {
                 max_clock_skew_ms: config.max_clock_skew_seconds * 1000,
                 ..Limits::default()
@@ -40,11 +43,14 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
     let started = Instant::now();
     let route = apigw::route_key(&req).to_string();
     let result = match route.as_str() {
-        "POST /sync/push" => match (apigw::caller(&req), json_body(&req, PUSH_BODY_LIMIT)) {
+        "POST /sync/push" => match (
+            apigw::session(&req, &deps.table).await,
+            json_body(&req, PUSH_BODY_LIMIT),
+        ) {
             (Ok(caller), Ok(body)) => push(deps, &caller, body).await,
             (Err(err), _) | (_, Err(err)) => Err(err),
         },
-        "GET /sync/pull" => match apigw::caller(&req) {
+        "GET /sync/pull" => match apigw::session(&req, &deps.table).await {
             Ok(caller) => pull(deps, &caller, &req).await,
             Err(err) => Err(err),
         },

@@ -44,7 +44,7 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
     let started = Instant::now();
     let route = apigw::route_key(&req).to_string();
     let result = async {
-        let caller = apigw::caller(&req)?;
+        let caller = apigw::session(&req, &deps.table).await?;
         match route.as_str() {
             "POST /uploads" => {
                 create_upload(deps, &caller, json_body(&req, DEFAULT_BODY_LIMIT)?).await

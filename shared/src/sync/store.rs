@@ -74,6 +74,16 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// Counts one call and the capacity units it reported.
+    fn add_call(&self, consumed: &[aws_sdk_dynamodb::types::ConsumedCapacity]) {
+        self.add(
+            consumed
+                .iter()
+                .filter_map(|c| c.capacity_units())
+                .reduce(|a, b| a + b),
+        );
+    }
+
     fn add(&self, capacity: Option<f64>) {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.capacity_milli
@@ -190,13 +200,7 @@ impl SyncStore {
                     .send()
                     .await
                     .map_err(aws::classify)?;
-                self.usage.add(
-                    output
-                        .consumed_capacity()
-                        .iter()
-                        .filter_map(|c| c.capacity_units())
-                        .reduce(|a, b| a + b),
-                );
+                self.usage.add_call(output.consumed_capacity());
                 for item in output
                     .responses
                     .and_then(|mut r| r.remove(self.table.name()))
@@ -288,13 +292,7 @@ impl SyncStore {
             .await;
         match result {
             Ok(output) => {
-                self.usage.add(
-                    output
-                        .consumed_capacity()
-                        .iter()
-                        .filter_map(|c| c.capacity_units())
-                        .reduce(|a, b| a + b),
-                );
+                self.usage.add_call(output.consumed_capacity());
             }
             Err(err) if aws::error_code(&err) == Some("TransactionCanceledException") => {
                 self.usage.add(None);
