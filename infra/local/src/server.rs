@@ -95,9 +95,18 @@ pub async fn serve(
     response
 }
 
+/// The API's contract, served beside it.
+const OPENAPI: &str = include_str!("../../openapi.yaml");
+
 async fn dispatch(api: &Api, req: HttpRequest<AxumBody>) -> HttpResponse<AxumBody> {
     let method = req.method().as_str().to_ascii_uppercase();
     let path = req.uri().path().to_string();
+    if method == "GET" && path == "/openapi.yaml" {
+        return HttpResponse::builder()
+            .header("content-type", "application/yaml")
+            .body(AxumBody::from(OPENAPI))
+            .expect("static parts are valid");
+    }
     let candidates: Vec<(&Route, HashMap<String, String>)> = api
         .routes
         .iter()

@@ -303,6 +303,31 @@ mod tests {
         assert!(find("GET /health").unwrap().public);
     }
 
+    /// Every route of the template is in the OpenAPI document, and every
+    /// operation of the document is a route of the template.
+    #[test]
+    fn the_openapi_document_matches_the_routes() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../openapi.yaml");
+        let doc: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut documented = std::collections::BTreeSet::new();
+        for (path, item) in doc["paths"].as_mapping().unwrap() {
+            for (method, operation) in item.as_mapping().unwrap() {
+                let method = method.as_str().unwrap().to_ascii_uppercase();
+                let public = operation
+                    .get("security")
+                    .and_then(Value::as_sequence)
+                    .is_some_and(|s| s.is_empty());
+                documented.insert((format!("{method} {}", path.as_str().unwrap()), public));
+            }
+        }
+        let routed: std::collections::BTreeSet<(String, bool)> = project_template()
+            .routes()
+            .iter()
+            .map(|r| (r.key(), r.public))
+            .collect();
+        assert_eq!(documented, routed);
+    }
+
     #[test]
     fn the_table_has_the_designed_keys_stream_and_ttl() {
         let (_, table) = project_template().single("AWS::DynamoDB::Table").unwrap();
