@@ -55,6 +55,19 @@ where
     }
 }
 
+/// The outcome of a conditional write: `Ok(true)` if it happened,
+/// `Ok(false)` if its condition did not hold, an error otherwise.
+pub fn conditional<T, E>(result: Result<T, SdkError<E, HttpResponse>>) -> Result<bool, Error>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(err) if error_code(&err) == Some("ConditionalCheckFailedException") => Ok(false),
+        Err(err) => Err(classify(err)),
+    }
+}
+
 const THROTTLING: &[&str] = &[
     "ThrottlingException",
     "ProvisionedThroughputExceededException",

@@ -107,12 +107,6 @@ fn media_key(user_id: &str, media_id: &str) -> HashMap<String, AttributeValue> {
     ])
 }
 
-fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(
-    err: &aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
-) -> bool {
-    aws::error_code(err) == Some("ConditionalCheckFailedException")
-}
-
 impl Table {
     pub async fn put_pending_media(&self, media: &Media) -> Result<(), Error> {
         let item = serde_dynamo::to_item(MediaItem {
@@ -184,11 +178,7 @@ impl Table {
             .condition_expression("attribute_exists(PK)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_condition_failure(&err) => Ok(false),
-            Err(err) => Err(aws::classify(err)),
-        }
+        aws::conditional(result)
     }
 
     /// `pending -> ready`, only from pending: a redelivered event, or an item
@@ -218,11 +208,7 @@ impl Table {
             )
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_condition_failure(&err) => Ok(false),
-            Err(err) => Err(aws::classify(err)),
-        }
+        aws::conditional(result)
     }
 
     /// `pending -> failed` with a reason a user can read.
@@ -245,10 +231,6 @@ impl Table {
             .expression_attribute_values(":reason", AttributeValue::S(reason.into()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_condition_failure(&err) => Ok(false),
-            Err(err) => Err(aws::classify(err)),
-        }
+        aws::conditional(result)
     }
 }

@@ -88,11 +88,8 @@ impl Table {
             .condition_expression("attribute_not_exists(PK)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if aws::error_code(&err) == Some("ConditionalCheckFailedException") => Ok(()),
-            Err(err) => Err(aws::classify(err)),
-        }
+        // Already there: later sign-ins leave it alone.
+        aws::conditional(result).map(|_| ())
     }
 
     pub async fn profile(&self, user_id: &str) -> Result<Option<Profile>, Error> {
@@ -167,12 +164,9 @@ impl Table {
             )
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if aws::error_code(&err) == Some("ConditionalCheckFailedException") => {
-                Err(Error::not_found("profile"))
-            }
-            Err(err) => Err(aws::classify(err)),
+        match aws::conditional(result)? {
+            true => Ok(()),
+            false => Err(Error::not_found("profile")),
         }
     }
 
