@@ -78,6 +78,16 @@ struct Meaning {
     user_not_found: (Code, &'static str),
 }
 
+impl Meaning {
+    /// Both answers mean the same: no oracle for whether the user exists.
+    const fn same(meaning: (Code, &'static str)) -> Self {
+        Self {
+            not_authorized: meaning,
+            user_not_found: meaning,
+        }
+    }
+}
+
 const BAD_CREDENTIALS: (Code, &str) = (Code::BadCredentials, "wrong email or password");
 const BAD_CODE: (Code, &str) = (Code::CodeMismatch, "the code is wrong for this email");
 
@@ -162,10 +172,7 @@ impl Identity {
             .map_err(|err| {
                 map_error(
                     err,
-                    Meaning {
-                        not_authorized: (Code::InvalidRequest, "sign-up is not allowed"),
-                        user_not_found: (Code::InvalidRequest, "sign-up is not allowed"),
-                    },
+                    Meaning::same((Code::InvalidRequest, "sign-up is not allowed")),
                 )
             })?;
         Ok(SignedUp {
@@ -208,15 +215,7 @@ impl Identity {
             .auth_parameters("PASSWORD", password)
             .send()
             .await
-            .map_err(|err| {
-                map_error(
-                    err,
-                    Meaning {
-                        not_authorized: BAD_CREDENTIALS,
-                        user_not_found: BAD_CREDENTIALS,
-                    },
-                )
-            })?;
+            .map_err(|err| map_error(err, Meaning::same(BAD_CREDENTIALS)))?;
         tokens(output.authentication_result)
     }
 
@@ -233,15 +232,7 @@ impl Identity {
             .auth_parameters("REFRESH_TOKEN", refresh_token)
             .send()
             .await
-            .map_err(|err| {
-                map_error(
-                    err,
-                    Meaning {
-                        not_authorized: REFUSED,
-                        user_not_found: REFUSED,
-                    },
-                )
-            })?;
+            .map_err(|err| map_error(err, Meaning::same(REFUSED)))?;
         let mut tokens = tokens(output.authentication_result)?;
         tokens.refresh_token = None;
         Ok(tokens)
@@ -255,15 +246,7 @@ impl Identity {
             .access_token(access_token)
             .send()
             .await
-            .map_err(|err| {
-                map_error(
-                    err,
-                    Meaning {
-                        not_authorized: REFUSED,
-                        user_not_found: REFUSED,
-                    },
-                )
-            })?;
+            .map_err(|err| map_error(err, Meaning::same(REFUSED)))?;
         Ok(())
     }
 
@@ -306,15 +289,7 @@ impl Identity {
             .password(password)
             .send()
             .await
-            .map_err(|err| {
-                map_error(
-                    err,
-                    Meaning {
-                        not_authorized: BAD_CODE,
-                        user_not_found: BAD_CODE,
-                    },
-                )
-            })?;
+            .map_err(|err| map_error(err, Meaning::same(BAD_CODE)))?;
         Ok(())
     }
 
@@ -327,15 +302,7 @@ impl Identity {
             .username(email.as_str())
             .send()
             .await
-            .map_err(|err| {
-                map_error(
-                    err,
-                    Meaning {
-                        not_authorized: BAD_CODE,
-                        user_not_found: BAD_CODE,
-                    },
-                )
-            })?;
+            .map_err(|err| map_error(err, Meaning::same(BAD_CODE)))?;
         output
             .user_attributes()
             .iter()
