@@ -89,9 +89,7 @@ pub async fn start(options: Options) -> Result<LocalStack> {
         if handlers.contains_key(&function) {
             continue;
         }
-        let env = template.environment(&function, &resources.physical);
-        let config = shared::Config::from_lookup(|name| env.get(name).cloned())
-            .with_context(|| format!("environment of {function}"))?;
+        let config = function_config(&template, &resources, &function)?;
         let handler = handler_for(&function, &sdk, &config)
             .with_context(|| format!("the local stack has no handler for {function}"))?;
         handlers.insert(function, handler);
@@ -99,9 +97,7 @@ pub async fn start(options: Options) -> Result<LocalStack> {
 
     let mut pollers = Vec::new();
     for (function, queue_url) in &resources.upload_queues {
-        let env = template.environment(function, &resources.physical);
-        let config = shared::Config::from_lookup(|name| env.get(name).cloned())
-            .with_context(|| format!("environment of {function}"))?;
+        let config = function_config(&template, &resources, function)?;
         let handler = s3_handler_for(function, &sdk, &config)
             .with_context(|| format!("the local stack has no S3 handler for {function}"))?;
         pollers.push(events::spawn_s3_poller(
@@ -113,9 +109,7 @@ pub async fn start(options: Options) -> Result<LocalStack> {
     }
 
     for function in template.stream_consumers() {
-        let env = template.environment(&function, &resources.physical);
-        let config = shared::Config::from_lookup(|name| env.get(name).cloned())
-            .with_context(|| format!("environment of {function}"))?;
+        let config = function_config(&template, &resources, &function)?;
         let handler = stream_handler_for(&function, &sdk, &config)
             .with_context(|| format!("the local stack has no stream handler for {function}"))?;
         pollers.push(events::spawn_stream_poller(
@@ -160,6 +154,17 @@ pub async fn start(options: Options) -> Result<LocalStack> {
         server,
         pollers,
     })
+}
+
+/// A function's `Config`, from its environment in the template.
+fn function_config(
+    template: &Template,
+    resources: &Resources,
+    function: &str,
+) -> Result<shared::Config> {
+    let env = template.environment(function, &resources.physical);
+    shared::Config::from_lookup(|name| env.get(name).cloned())
+        .with_context(|| format!("environment of {function}"))
 }
 
 /// A function crate's `Deps` and `handle`, as an in-process handler.
