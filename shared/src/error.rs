@@ -26,13 +26,15 @@ pub enum Code {
     UserExists,
     MutationGap,
     ClockSkew,
+    IdempotencyKeyReused,
+    IdempotencyKeyInUse,
     TooManyRequests,
     ServiceUnavailable,
     Internal,
 }
 
 impl Code {
-    pub const ALL: [Code; 20] = [
+    pub const ALL: [Code; 22] = [
         Code::InvalidRequest,
         Code::MalformedJson,
         Code::UnsupportedMediaType,
@@ -50,6 +52,8 @@ impl Code {
         Code::UserExists,
         Code::MutationGap,
         Code::ClockSkew,
+        Code::IdempotencyKeyReused,
+        Code::IdempotencyKeyInUse,
         Code::TooManyRequests,
         Code::ServiceUnavailable,
         Code::Internal,
@@ -70,7 +74,8 @@ impl Code {
             Code::NotConfirmed => 403,
             Code::NotFound => 404,
             Code::MethodNotAllowed => 405,
-            Code::UserExists | Code::MutationGap => 409,
+            Code::UserExists | Code::MutationGap | Code::IdempotencyKeyInUse => 409,
+            Code::IdempotencyKeyReused => 422,
             Code::PayloadTooLarge => 413,
             Code::UnsupportedMediaType => 415,
             Code::TooManyRequests => 429,
@@ -98,6 +103,8 @@ impl Code {
             Code::UserExists => "user_exists",
             Code::MutationGap => "mutation_gap",
             Code::ClockSkew => "clock_skew",
+            Code::IdempotencyKeyReused => "idempotency_key_reused",
+            Code::IdempotencyKeyInUse => "idempotency_key_in_use",
             Code::TooManyRequests => "too_many_requests",
             Code::ServiceUnavailable => "service_unavailable",
             Code::Internal => "internal",
@@ -123,6 +130,8 @@ impl Code {
             Code::UserExists => "An account with this email already exists",
             Code::MutationGap => "Mutations are missing before this batch",
             Code::ClockSkew => "The client clock is too far ahead",
+            Code::IdempotencyKeyReused => "The idempotency key was used for another request",
+            Code::IdempotencyKeyInUse => "A request with this idempotency key is in progress",
             Code::TooManyRequests => "Too many requests",
             Code::ServiceUnavailable => "The service is temporarily unavailable",
             Code::Internal => "Internal error",

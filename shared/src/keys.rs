@@ -40,6 +40,11 @@ pub fn client(client_id: &str) -> String {
     format!("CLIENT#{client_id}")
 }
 
+/// A stored first response for an `Idempotency-Key`, per route.
+pub fn idempotency(route: &str, key: &str) -> String {
+    format!("IDEMPOTENCY#{route}#{key}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

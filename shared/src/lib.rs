@@ -6,6 +6,7 @@ pub mod aws;
 pub mod config;
 pub mod email;
 pub mod error;
+pub mod idempotency;
 pub mod keys;
 pub mod media;
 pub mod presign;

@@ -26,6 +26,7 @@ pub fn emulator_url() -> String {
 pub struct Reply {
     pub status: StatusCode,
     pub content_type: String,
+    pub headers: reqwest::header::HeaderMap,
     pub body: Value,
 }
 
@@ -88,6 +89,7 @@ impl TestStack {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
+        let headers = response.headers().clone();
         let bytes = response.bytes().await.expect("a body");
         let body = if bytes.is_empty() {
             Value::Null
@@ -98,6 +100,7 @@ impl TestStack {
         Reply {
             status,
             content_type,
+            headers,
             body,
         }
     }

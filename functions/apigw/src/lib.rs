@@ -8,6 +8,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use shared::idempotency::{self, Decision, StoredResponse};
 use shared::{Code, Error, Problem};
 
 /// Auth payloads are small; anything bigger is a mistake or an attack.
@@ -29,6 +30,8 @@ pub struct Caller {
 pub struct Reply {
     status: u16,
     body: Option<serde_json::Value>,
+    /// Set when this is the stored answer to an earlier request.
+    replayed: bool,
 }
 
 impl Reply {
@@ -36,6 +39,7 @@ impl Reply {
         Ok(Self {
             status,
             body: Some(serde_json::to_value(body).map_err(Error::internal)?),
+            replayed: false,
         })
     }
 
@@ -44,7 +48,75 @@ impl Reply {
     }
 
     pub fn empty(status: u16) -> Self {
-        Self { status, body: None }
+        Self {
+            status,
+            body: None,
+            replayed: false,
+        }
+    }
+}
+
+/// The header a client sets to make a POST safe to retry.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Set on a response that replays the first one for its key.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+/// Runs `handler` once per `Idempotency-Key` (if the request has one): a
+/// repeat within 24 hours gets the first response back, marked
+/// `Idempotent-Replayed: true`. The key is scoped to the caller and route.
+pub async fn idempotent(
+    req: &Request,
+    table: &shared::profile::Table,
+    caller: &Caller,
+    handler: impl Future<Output = Result<Reply, Error>>,
+) -> Result<Reply, Error> {
+    let Some(raw) = req.headers().get(IDEMPOTENCY_KEY) else {
+        return handler.await;
+    };
+    let key = raw
+        .to_str()
+        .ok()
+        .filter(|key| idempotency::valid_key(key))
+        .ok_or_else(|| Error::invalid("Idempotency-Key must be 1-255 visible ASCII characters"))?;
+    let route = route_key(req);
+    let user = caller.user_id.as_str();
+    let fingerprint = idempotency::fingerprint(req.body().as_ref());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    match table
+        .claim_idempotency_key(user, route, key, &fingerprint, now)
+        .await?
+    {
+        Decision::Replay(stored) => Ok(Reply {
+            status: stored.status,
+            body: stored
+                .body
+                .map(|body| serde_json::from_str(&body).map_err(Error::internal))
+                .transpose()?,
+            replayed: true,
+        }),
+        Decision::Run => {
+            let result = handler.await;
+            // The work is done either way: failing to remember it must not
+            // turn a success into an error. Logged; the lease runs out.
+            let remembered = match &result {
+                Ok(reply) => {
+                    let stored = StoredResponse {
+                        status: reply.status,
+                        body: reply.body.as_ref().map(|body| body.to_string()),
+                    };
+                    table
+                        .complete_idempotency_key(user, route, key, &stored)
+                        .await
+                }
+                Err(_) => table.release_idempotency_key(user, route, key).await,
+            };
+            if let Err(err) = remembered {
+                tracing::warn!(route, error = %err, "idempotency record not updated");
+            }
+            result
+        }
     }
 }
 
@@ -174,7 +246,10 @@ pub fn respond(route: &str, started: Instant, result: Result<Reply, Error>) -> R
                 cold_start,
                 "request"
             );
-            let builder = Response::builder().status(reply.status);
+            let mut builder = Response::builder().status(reply.status);
+            if reply.replayed {
+                builder = builder.header(IDEMPOTENT_REPLAYED, "true");
+            }
             match reply.body {
                 Some(body) => builder
                     .header(http_header::CONTENT_TYPE, "application/json")

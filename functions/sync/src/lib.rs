@@ -47,7 +47,9 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
             apigw::session(&req, &deps.table).await,
             json_body(&req, PUSH_BODY_LIMIT),
         ) {
-            (Ok(caller), Ok(body)) => push(deps, &caller, body).await,
+            (Ok(caller), Ok(body)) => {
+                apigw::idempotent(&req, &deps.table, &caller, push(deps, &caller, body)).await
+            }
             (Err(err), _) | (_, Err(err)) => Err(err),
         },
         "GET /sync/pull" => match apigw::session(&req, &deps.table).await {

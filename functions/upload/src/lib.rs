@@ -47,7 +47,14 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
         let caller = apigw::session(&req, &deps.table).await?;
         match route.as_str() {
             "POST /uploads" => {
-                create_upload(deps, &caller, json_body(&req, DEFAULT_BODY_LIMIT)?).await
+                let body = json_body(&req, DEFAULT_BODY_LIMIT)?;
+                apigw::idempotent(
+                    &req,
+                    &deps.table,
+                    &caller,
+                    create_upload(deps, &caller, body),
+                )
+                .await
             }
             "GET /media" => list(deps, &caller, &req).await,
             "GET /media/{mediaId}" => {
