@@ -7,15 +7,19 @@ VENV="$ROOT/.venv"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
+# ensure_venv [DIR REQUIREMENTS]: a virtualenv holding exactly the pinned
+# requirements, rebuilt only when they change. Default: the emulator and
+# linters in .venv.
 ensure_venv() {
-  local stamp="$VENV/.requirements"
-  if [ -f "$stamp" ] && cmp -s "$stamp" "$ROOT/infra/requirements.txt"; then
+  local venv="${1:-$VENV}" requirements="${2:-$ROOT/infra/requirements.txt}"
+  local stamp="$venv/.requirements"
+  if [ -f "$stamp" ] && cmp -s "$stamp" "$requirements"; then
     return
   fi
-  say "installing the emulator and linters into .venv (infra/requirements.txt)"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/infra/requirements.txt"
-  cp "$ROOT/infra/requirements.txt" "$stamp"
+  say "installing ${requirements#"$ROOT/"} into ${venv#"$ROOT/"}"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  cp "$requirements" "$stamp"
 }
 
 free_port() {

@@ -74,6 +74,53 @@ impl Table {
         Ok(())
     }
 
+    /// Claims the ready push of `media_id` to `device_id`: false if it was
+    /// already sent (a redelivered stream record). Marks expire after a day,
+    /// far beyond the stream's retry window.
+    pub async fn claim_ready_push(
+        &self,
+        user_id: &str,
+        media_id: &str,
+        device_id: &str,
+    ) -> Result<bool, Error> {
+        let expires_at = Utc::now().timestamp() + 24 * 60 * 60;
+        aws::conditional(
+            self.client()
+                .put_item()
+                .table_name(self.name())
+                .item(keys::PK, AttributeValue::S(keys::user(user_id)))
+                .item(
+                    keys::SK,
+                    AttributeValue::S(keys::pushed(media_id, device_id)),
+                )
+                .item("expiresAt", AttributeValue::N(expires_at.to_string()))
+                .condition_expression("attribute_not_exists(PK)")
+                .send()
+                .await,
+        )
+    }
+
+    /// Frees a claim whose push failed, so that the retry sends it.
+    pub async fn release_ready_push(
+        &self,
+        user_id: &str,
+        media_id: &str,
+        device_id: &str,
+    ) -> Result<(), Error> {
+        self.client()
+            .delete_item()
+            .table_name(self.name())
+            .key(keys::PK, AttributeValue::S(keys::user(user_id)))
+            .key(
+                keys::SK,
+                AttributeValue::S(keys::pushed(media_id, device_id)),
+            )
+            .send()
+            .await
+            .map_err(aws::classify)?;
+        Ok(())
+    }
+
     /// Every device of a user.
     pub async fn devices(&self, user_id: &str) -> Result<Vec<Device>, Error> {
         let mut pages = self

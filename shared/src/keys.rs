@@ -40,6 +40,12 @@ pub fn client(client_id: &str) -> String {
     format!("CLIENT#{client_id}")
 }
 
+/// Marks that the ready push of `media_id` reached `device_id`: stream
+/// records are redelivered, pushes must not be.
+pub fn pushed(media_id: &str, device_id: &str) -> String {
+    format!("PUSHED#{media_id}#{device_id}")
+}
+
 /// A stored first response for an `Idempotency-Key`, per route.
 pub fn idempotency(route: &str, key: &str) -> String {
     format!("IDEMPOTENCY#{route}#{key}")

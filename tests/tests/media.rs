@@ -152,3 +152,80 @@ async fn garbage_and_truncated_uploads_end_failed() {
     }
     api.stop().await;
 }
+
+/// The real S3 event for `key`, as S3 would deliver it again.
+fn s3_event(bucket: &str, key: &str) -> aws_lambda_events::s3::S3Event {
+    let mut event: Value =
+        serde_json::from_str(include_str!("../fixtures/s3-object-created.json")).unwrap();
+    event["Records"][0]["s3"]["bucket"]["name"] = bucket.into();
+    event["Records"][0]["s3"]["object"]["key"] = key.into();
+    serde_json::from_value(event).unwrap()
+}
+
+async fn resize_deps(api: &TestStack) -> resize::Deps {
+    let sdk = shared::aws::sdk_config_for(&api.emulator_url, "us-east-1").await;
+    resize::Deps {
+        table: shared::profile::Table::new(
+            shared::profile::client(&sdk),
+            &api.stack.resources.table_name,
+        ),
+        objects: shared::objects::Objects::new(&sdk, &api.stack.resources.bucket),
+        options: shared::pipeline::Options::default(),
+    }
+}
+
+#[tokio::test]
+async fn redelivered_s3_events_change_nothing() {
+    let api = TestStack::start().await;
+    let user = api.user().await;
+    let deps = resize_deps(&api).await;
+    let photo = jpeg_with_exif(800, 600, 1);
+    let id = upload(&api, &user, "image/jpeg", &photo).await;
+    let event = s3_event(
+        &api.stack.resources.bucket,
+        &format!("uploads/{}/{id}", user.user_id),
+    );
+    // Two more deliveries race the local stack's own one.
+    let (a, b) = tokio::join!(
+        resize::handle(&deps, event.clone()),
+        resize::handle(&deps, event.clone())
+    );
+    a.unwrap();
+    b.unwrap();
+    let first = wait_until_processed(&api, &user, &id).await;
+    assert_eq!(first["status"], "ready", "{first}");
+
+    // And once more, long after: skipped, nothing changes.
+    let outcome = resize::handle_record(&deps, &event.records[0])
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, resize::Outcome::Skipped(_)),
+        "{outcome:?}"
+    );
+    let again = api
+        .get(&format!("/media/{id}"), Some(&user.access_token))
+        .await;
+    for field in ["status", "width", "height", "placeholder", "createdAt"] {
+        assert_eq!(again.body[field], first[field], "{field}");
+    }
+    let names = |media: &Value| -> Vec<Value> {
+        media["variants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].clone())
+            .collect()
+    };
+    assert_eq!(names(&again.body), names(&first));
+    for variant in again.body["variants"].as_array().unwrap() {
+        let bytes = reqwest::get(variant["url"].as_str().unwrap())
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        image::load_from_memory(&bytes).expect("every variant decodes");
+    }
+    api.stop().await;
+}

@@ -239,6 +239,61 @@ async fn a_ready_photo_is_pushed_to_the_users_devices() {
 }
 
 #[tokio::test]
+async fn a_redelivered_ready_record_is_not_pushed_twice() {
+    let api = TestStack::start().await;
+    let user = api.user().await;
+    let android = token();
+    register(&api, &user, "tablet", "android", &android).await;
+    let photo = shared::pipeline::testing::jpeg_with_exif(320, 240, 1);
+    let media_id = upload(&api, &user, "image/jpeg", &photo).await;
+    assert_eq!(messages_for(&api, &android, 1).await.len(), 1);
+
+    // The stream delivers the pending -> ready record again, twice.
+    let sdk = shared::aws::sdk_config_for(&api.emulator_url, "us-east-1").await;
+    let deps = notify::Deps {
+        table: shared::profile::Table::new(
+            shared::profile::client(&sdk),
+            &api.stack.resources.table_name,
+        ),
+        push: shared::push::Push::new(&sdk, "", ""),
+    };
+    let media = |status: &str| {
+        json!({
+            "PK": {"S": format!("USER#{}", user.user_id)},
+            "SK": {"S": format!("MEDIA#{media_id}")},
+            "mediaId": {"S": media_id}, "status": {"S": status}
+        })
+    };
+    let event: aws_lambda_events::dynamodb::Event = serde_json::from_value(json!({"Records": [{
+        "eventID": "redelivered-1",
+        "eventName": "MODIFY",
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": {
+            "Keys": {"PK": media("ready")["PK"], "SK": media("ready")["SK"]},
+            "NewImage": media("ready"),
+            "OldImage": media("pending"),
+            "SequenceNumber": "1",
+            "SizeBytes": 100,
+            "StreamViewType": "NEW_AND_OLD_IMAGES"
+        }
+    }]}))
+    .unwrap();
+    for _ in 0..2 {
+        let response = notify::handle_stream(&deps, event.clone()).await.unwrap();
+        assert!(response.batch_item_failures.is_empty());
+    }
+    let endpoint = endpoint_for(&api, &android).await.unwrap();
+    assert_eq!(
+        endpoint["messages"].as_object().map_or(0, |m| m.len()),
+        1,
+        "{endpoint}"
+    );
+    api.stop().await;
+}
+
+#[tokio::test]
 async fn a_sync_change_pokes_the_other_devices_silently() {
     let api = TestStack::start().await;
     let user = api.user().await;

@@ -286,6 +286,68 @@ pub async fn handle_stream(deps: &Deps, event: Event) -> Result<DynamoDbEventRes
     Ok(response)
 }
 
+/// Sends one notification to one device; false if it failed in a way worth
+/// retrying. A visible push is sent at most once per media and device even
+/// when the stream redelivers its record; silent pokes need no such care
+/// (a second poke finds nothing new to pull).
+async fn send_once(
+    deps: &Deps,
+    user_id: &str,
+    device: &Device,
+    notification: &Notification,
+) -> bool {
+    let claimed_media = match notification {
+        Notification::MediaReady { media_id } => {
+            match deps
+                .table
+                .claim_ready_push(user_id, media_id, &device.device_id)
+                .await
+            {
+                Ok(true) => Some(media_id.as_str()),
+                Ok(false) => return true,
+                Err(err) => {
+                    tracing::warn!(error = %err, "claiming a push failed");
+                    return false;
+                }
+            }
+        }
+        Notification::SyncPoke => None,
+    };
+    match deps
+        .push
+        .publish(&device.endpoint_arn, device.platform, notification)
+        .await
+    {
+        Ok(()) => true,
+        Err(PublishError::Gone) => {
+            tracing::info!(device = %device.device_id, "endpoint disabled; forgetting the device");
+            let deleted = deps
+                .push
+                .delete_endpoint(&device.endpoint_arn)
+                .await
+                .is_ok();
+            deleted
+                && deps
+                    .table
+                    .delete_device(&device.user_id, &device.device_id)
+                    .await
+                    .is_ok()
+        }
+        Err(PublishError::Transient(err)) => {
+            tracing::warn!(error = %err, "publish failed; the record will be retried");
+            if let Some(media_id) = claimed_media
+                && let Err(err) = deps
+                    .table
+                    .release_ready_push(user_id, media_id, &device.device_id)
+                    .await
+            {
+                tracing::warn!(error = %err, "releasing a push claim failed");
+            }
+            false
+        }
+    }
+}
+
 /// Sends one user's pushes; false if any failed in a way worth retrying.
 async fn notify_user(deps: &Deps, user_id: &str, work: &UserWork, limit: &Arc<Semaphore>) -> bool {
     let devices = match deps.table.devices(user_id).await {
@@ -314,20 +376,10 @@ async fn notify_user(deps: &Deps, user_id: &str, work: &UserWork, limit: &Arc<Se
         }
         for notification in notifications {
             let (deps, device, limit) = (deps.clone(), device.clone(), limit.clone());
+            let user_id = user_id.to_string();
             sends.spawn(async move {
                 let _permit = limit.acquire_owned().await;
-                match deps.push.publish(&device.endpoint_arn, device.platform, &notification).await {
-                    Ok(()) => true,
-                    Err(PublishError::Gone) => {
-                        tracing::info!(device = %device.device_id, "endpoint disabled; forgetting the device");
-                        let deleted = deps.push.delete_endpoint(&device.endpoint_arn).await.is_ok();
-                        deleted && deps.table.delete_device(&device.user_id, &device.device_id).await.is_ok()
-                    }
-                    Err(PublishError::Transient(err)) => {
-                        tracing::warn!(error = %err, "publish failed; the record will be retried");
-                        false
-                    }
-                }
+                send_once(&deps, &user_id, &device, &notification).await
             });
         }
     }
