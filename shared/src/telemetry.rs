@@ -9,8 +9,17 @@ static COLD_START: AtomicBool = AtomicBool::new(true);
 /// Sets up JSON logging at the level in `LOG_LEVEL` (default `info`).
 /// Calling it twice is harmless (tests and the local stack do).
 pub fn init() {
+    init_with_writer(std::io::stdout);
+}
+
+/// [`init`], writing somewhere else: tests read what would be logged.
+pub fn init_with_writer<W>(writer: W)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_from_env("LOG_LEVEL").unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
+        .with_writer(writer)
         .json()
         .flatten_event(true)
         .with_current_span(true)

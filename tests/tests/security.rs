@@ -1,0 +1,223 @@
+//! Every authorized route, attacked: no token, an expired token, a token
+//! for another app client, a tampered signature, a token of another user
+//! pool (all 401 before any handler runs), and another user's ids (404).
+
+use std::path::PathBuf;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use e2e::{PASSWORD, TestStack, User};
+use serde_json::{Value, json};
+
+/// A path for `route` with its parameters filled in.
+fn path_of(route: &str, id: &str) -> String {
+    route.replace("{mediaId}", id).replace("{deviceId}", id)
+}
+
+fn claims_of(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// The emulator's token-signing key (moto ships one RSA key for every user
+/// pool, as a JWK without its primes), as PKCS#1 DER via the emulator's own
+/// Python, with its key id. Lets the test mint tokens that differ from
+/// real ones in exactly one claim.
+fn emulator_signing_key() -> (jsonwebtoken::EncodingKey, String) {
+    const TO_PEM: &str = r#"
+import gzip, json, importlib.resources as r
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import serialization as s
+path = r.files("moto.cognitoidp") / "resources/jwks-private.json.gz"
+jwk = json.load(gzip.open(str(path)))
+num = lambda k: int.from_bytes(__import__("base64").urlsafe_b64decode(jwk[k] + "=="), "big")
+n, e, d = num("n"), num("e"), num("d")
+p, q = rsa.rsa_recover_prime_factors(n, e, d)
+key = rsa.RSAPrivateNumbers(p, q, d, rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q),
+    rsa.rsa_crt_iqmp(p, q), rsa.RSAPublicNumbers(e, n)).private_key()
+print(jwk["kid"])
+print(__import__("base64").b64encode(key.private_bytes(s.Encoding.DER, s.PrivateFormat.TraditionalOpenSSL, s.NoEncryption())).decode())
+"#;
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    let output = std::process::Command::new(python)
+        .args(["-c", TO_PEM])
+        .output()
+        .expect("the project's .venv (scripts/test creates it)");
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let (kid, der) = text.trim().split_once('\n').unwrap();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(der)
+        .unwrap();
+    (
+        jsonwebtoken::EncodingKey::from_rsa_der(&der),
+        kid.to_string(),
+    )
+}
+
+/// `token` re-signed by the emulator's key with some claims changed.
+fn mint(token: &str, change: impl FnOnce(&mut Value)) -> String {
+    let (key, kid) = emulator_signing_key();
+    let mut claims = claims_of(token);
+    change(&mut claims);
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some(kid);
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A token for the same user from a second app client of the same pool.
+async fn token_of_another_client(api: &TestStack, user: &User) -> String {
+    let sdk = shared::aws::sdk_config_for(&api.emulator_url, "us-east-1").await;
+    let cognito = aws_sdk_cognitoidentityprovider::Client::new(&sdk);
+    let client = cognito
+        .create_user_pool_client()
+        .user_pool_id(&api.stack.resources.user_pool_id)
+        .client_name("another-app")
+        .explicit_auth_flows(
+            aws_sdk_cognitoidentityprovider::types::ExplicitAuthFlowsType::AllowUserPasswordAuth,
+        )
+        .send()
+        .await
+        .unwrap();
+    let client_id = client.user_pool_client.unwrap().client_id.unwrap();
+    let auth = cognito
+        .initiate_auth()
+        .client_id(&client_id)
+        .auth_flow(aws_sdk_cognitoidentityprovider::types::AuthFlowType::UserPasswordAuth)
+        .auth_parameters("USERNAME", &user.email)
+        .auth_parameters("PASSWORD", PASSWORD)
+        .send()
+        .await
+        .unwrap();
+    let token = auth.authentication_result.unwrap().access_token.unwrap();
+    assert_eq!(claims_of(&token)["client_id"], client_id.as_str());
+    token
+}
+
+#[tokio::test]
+async fn every_authorized_route_refuses_bad_tokens() {
+    let api = TestStack::start().await;
+    let elsewhere = TestStack::start().await;
+    let user = api.user().await;
+    let stranger = elsewhere.user().await;
+
+    // The minting is faithful: a re-signed copy of a good token works...
+    let resigned = mint(&user.access_token, |_| {});
+    assert_eq!(api.get("/me", Some(&resigned)).await.status, 200);
+    // ...so each of these fails for exactly the claim it changes.
+    let expired = mint(&user.access_token, |claims| {
+        claims["iat"] = json!(now() - 7200);
+        claims["exp"] = json!(now() - 3600);
+    });
+    let other_issuer = mint(&user.access_token, |claims| {
+        claims["iss"] = json!("https://cognito-idp.us-east-1.amazonaws.com/us-east-1_attacker");
+    });
+    let other_client = token_of_another_client(&api, &user).await;
+    let mut tampered: Vec<String> = user.access_token.split('.').map(String::from).collect();
+    tampered[1] = URL_SAFE_NO_PAD.encode(
+        claims_of(&user.access_token)
+            .to_string()
+            .replace(&user.user_id, &stranger.user_id),
+    );
+    let tampered = tampered.join(".");
+    let unsigned = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
+        user.access_token.split('.').nth(1).unwrap()
+    );
+
+    let protected: Vec<_> = api.stack.routes.iter().filter(|r| !r.public).collect();
+    assert!(protected.len() >= 10, "{protected:?}");
+    let id = uuid::Uuid::new_v4().to_string();
+    for route in protected {
+        let path = path_of(&route.path, &id);
+        let attempts: [(&str, Option<&str>); 8] = [
+            ("no token", None),
+            ("garbage", Some("not-a-jwt")),
+            ("expired", Some(&expired)),
+            ("another issuer", Some(&other_issuer)),
+            ("another client", Some(&other_client)),
+            ("tampered", Some(&tampered)),
+            ("alg none", Some(&unsigned)),
+            ("another user pool", Some(&stranger.access_token)),
+        ];
+        for (what, token) in attempts {
+            let reply = api
+                .send(
+                    api.request(&route.method, &path, token)
+                        .header("content-type", "application/json")
+                        .body("{}"),
+                )
+                .await;
+            assert_eq!(reply.status, 401, "{} with {what}: {reply:?}", route.key());
+            reply.assert_problem(401, "unauthorized");
+        }
+    }
+    // Nothing above touched the account.
+    assert_eq!(api.get("/me", Some(&user.access_token)).await.status, 200);
+    api.stop().await;
+    elsewhere.stop().await;
+}
+
+#[tokio::test]
+async fn another_users_ids_are_not_found_on_every_route_that_takes_one() {
+    let api = TestStack::start().await;
+    let owner = api.user().await;
+    let intruder = api.user().await;
+    let photo = shared::pipeline::testing::jpeg_with_exif(64, 48, 1);
+    let media_id = e2e::upload(&api, &owner, "image/jpeg", &photo).await;
+    let registered = api
+        .send(
+            api.request("PUT", "/devices/owner-phone", Some(&owner.access_token))
+                .json(&json!({"platform": "android", "token": "owner-token"})),
+        )
+        .await;
+    assert_eq!(registered.status, 200, "{registered:?}");
+
+    let with_ids: Vec<_> = api
+        .stack
+        .routes
+        .iter()
+        .filter(|r| r.path.contains('{'))
+        .collect();
+    for route in &with_ids {
+        let id = if route.path.contains("{mediaId}") {
+            media_id.as_str()
+        } else {
+            "owner-phone"
+        };
+        if route.method == "PUT" {
+            // Registering "their" device id creates the intruder's own
+            // device; the owner's is untouched (checked below).
+            continue;
+        }
+        api.send(api.request(
+            &route.method,
+            &path_of(&route.path, id),
+            Some(&intruder.access_token),
+        ))
+        .await
+        .assert_problem(404, "not_found");
+    }
+    let owners = api
+        .get(&format!("/media/{media_id}"), Some(&owner.access_token))
+        .await;
+    assert_eq!(owners.status, 200, "{owners:?}");
+    let sdk = shared::aws::sdk_config_for(&api.emulator_url, "us-east-1").await;
+    let table = shared::profile::Table::new(
+        shared::profile::client(&sdk),
+        &api.stack.resources.table_name,
+    );
+    assert!(
+        table
+            .device(&owner.user_id, "owner-phone")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    api.stop().await;
+}
