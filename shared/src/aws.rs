@@ -19,8 +19,8 @@ fn loader() -> aws_config::ConfigLoader {
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(1))
-                .operation_attempt_timeout(Duration::from_secs(3))
-                .operation_timeout(Duration::from_secs(8))
+                .operation_attempt_timeout(Duration::from_secs(2))
+                .operation_timeout(Duration::from_secs(5))
                 .build(),
         )
         .retry_config(RetryConfig::standard().with_max_attempts(3))

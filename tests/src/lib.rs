@@ -8,6 +8,8 @@ use serde_json::{Value, json};
 
 pub use local_stack;
 
+pub mod faults;
+
 pub struct TestStack {
     pub stack: LocalStack,
     pub emulator_url: String,
@@ -59,7 +61,12 @@ pub const PASSWORD: &str = "Corr3ct-Horse";
 
 impl TestStack {
     pub async fn start() -> Self {
-        let emulator_url = emulator_url();
+        Self::start_against(emulator_url()).await
+    }
+
+    /// A stack whose functions reach the emulator through `emulator_url`
+    /// (a [`faults::FaultyProxy`], say).
+    pub async fn start_against(emulator_url: String) -> Self {
         let stack = local_stack::start(Options {
             emulator_url: emulator_url.clone(),
             region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
