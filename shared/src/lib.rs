@@ -9,6 +9,7 @@ pub mod error;
 pub mod idempotency;
 pub mod keys;
 pub mod media;
+pub mod metrics;
 pub mod presign;
 pub mod profile;
 pub mod sync;

@@ -1,4 +1,4 @@
-//! JSON logs for CloudWatch. One call at start-up; the Lambda runtime's span
+//! JSON logs (and EMF metrics) for CloudWatch. One call at start-up; the Lambda runtime's span
 //! adds the request id to every line, callers add `cold_start`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,10 +13,17 @@ pub fn init() {
 }
 
 /// [`init`], writing somewhere else: tests read what would be logged.
+/// Metrics ([`crate::metrics`]) are written there too.
 pub fn init_with_writer<W>(writer: W)
 where
-    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Clone + Send + Sync + 'static,
 {
+    let lines = writer.clone();
+    crate::metrics::set_sink(Box::new(move |line| {
+        use std::io::Write;
+        let mut out = lines.make_writer();
+        let _ = out.write_all(format!("{line}\n").as_bytes());
+    }));
     let filter = EnvFilter::try_from_env("LOG_LEVEL").unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_writer(writer)

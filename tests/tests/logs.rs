@@ -1,6 +1,7 @@
 //! Logs never hold a secret: the whole product is exercised with logging
 //! captured at the production level (`LOG_LEVEL` as in the template,
-//! `info`), then the capture is searched for every secret that passed by.
+//! `info`), then the capture is searched for every secret that passed by,
+//! and for the metrics an operator needs.
 
 use std::sync::{Arc, Mutex};
 
@@ -80,10 +81,16 @@ async fn no_secret_token_or_password_is_logged() {
     }
     let photo = shared::pipeline::testing::jpeg_with_exif(64, 48, 1);
     let media_id = e2e::upload(&api, &user, "image/jpeg", &photo).await;
-    let media = api
-        .get(&format!("/media/{media_id}"), Some(&user.access_token))
-        .await;
-    assert_eq!(media.status, 200);
+    // Wait for the resize, so that its logs and metrics are captured too.
+    for _ in 0..200 {
+        let media = api
+            .get(&format!("/media/{media_id}"), Some(&user.access_token))
+            .await;
+        if media.body["status"] == "ready" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     let device_token = format!("device-token-{}", uuid::Uuid::new_v4().simple());
     secrets.push(device_token.clone());
@@ -138,8 +145,31 @@ async fn no_secret_token_or_password_is_logged() {
     // The capture holds the real thing: one JSON line per request.
     assert!(logs.contains(r#""route":"POST /auth/sign-in""#), "{logs}");
     assert!(logs.contains(r#""route":"POST /sync/push""#), "{logs}");
-    for line in logs.lines() {
-        serde_json::from_str::<serde_json::Value>(line).expect("every log line is JSON");
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every log line is JSON"))
+        .collect();
+    // Metrics ride along as embedded-metric-format lines.
+    let metric = |service: &str, name: &str| {
+        lines.iter().any(|line| {
+            line["Service"] == service
+                && line[name].as_f64().is_some_and(|v| v >= 1.0)
+                && line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|d| d["Name"] == name))
+        })
+    };
+    for (service, name) in [
+        ("auth", "SignIns"),
+        ("auth", "SignInFailures"),
+        ("upload", "UploadsRequested"),
+        ("resize", "MediaReady"),
+        ("sync", "MutationsApplied"),
+    ] {
+        assert!(
+            metric(service, name),
+            "no {service} {name} metric in {logs}"
+        );
     }
     for secret in &secrets {
         // A token's signature alone is as good as the token.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use shared::aws_config::SdkConfig;
 use shared::email::Email;
 use shared::identity::{Identity, Tokens};
+use shared::metrics::Metrics;
 use shared::objects::Objects;
 use shared::profile::{Profile, Table};
 use shared::push::Push;
@@ -52,9 +53,17 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
 async fn route_request(deps: &Deps, route: &str, req: &Request) -> Result<Reply, Error> {
     match route {
         "GET /health" => Reply::ok(Health { status: "ok" }),
-        "POST /auth/sign-up" => sign_up(deps, json_body(req, DEFAULT_BODY_LIMIT)?).await,
+        "POST /auth/sign-up" => {
+            let result = sign_up(deps, json_body(req, DEFAULT_BODY_LIMIT)?).await;
+            outcome_metric(&result, "SignUps", "SignUpFailures");
+            result
+        }
         "POST /auth/confirm" => confirm(deps, json_body(req, DEFAULT_BODY_LIMIT)?).await,
-        "POST /auth/sign-in" => sign_in(deps, json_body(req, DEFAULT_BODY_LIMIT)?).await,
+        "POST /auth/sign-in" => {
+            let result = sign_in(deps, json_body(req, DEFAULT_BODY_LIMIT)?).await;
+            outcome_metric(&result, "SignIns", "SignInFailures");
+            result
+        }
         "POST /auth/refresh" => refresh(deps, json_body(req, DEFAULT_BODY_LIMIT)?).await,
         "POST /auth/forgot-password" => {
             forgot_password(deps, json_body(req, DEFAULT_BODY_LIMIT)?).await
@@ -71,6 +80,13 @@ async fn route_request(deps: &Deps, route: &str, req: &Request) -> Result<Reply,
         "DELETE /me" => delete_me(deps, &apigw::caller(req)?).await,
         _ => Err(Error::not_found("route")),
     }
+}
+
+/// Counts a success or a refusal; an operator watches failed sign-ins for
+/// credential stuffing and failed sign-ups for a broken form.
+fn outcome_metric(result: &Result<Reply, Error>, ok: &'static str, refused: &'static str) {
+    let name = if result.is_ok() { ok } else { refused };
+    Metrics::new("auth").count(name, 1).emit();
 }
 
 #[derive(Serialize)]

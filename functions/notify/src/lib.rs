@@ -12,6 +12,7 @@ use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 use shared::aws_config::SdkConfig;
 use shared::device::Device;
+use shared::metrics::Metrics;
 use shared::profile::Table;
 use shared::push::{Notification, Platform, PublishError, Push};
 use shared::{Config, Error};
@@ -267,13 +268,16 @@ pub async fn handle_stream(deps: &Deps, event: Event) -> Result<DynamoDbEventRes
         let deps = deps.clone();
         let limit = limit.clone();
         users.spawn(async move {
-            let ok = notify_user(&deps, &user_id, &user_work, &limit).await;
-            (user_work.first_sequence, ok)
+            let outcomes = notify_user(&deps, &user_id, &user_work, &limit).await;
+            (user_work.first_sequence, outcomes)
         });
     }
     let mut failures = Vec::new();
+    let mut all = Vec::new();
     while let Some(joined) = users.join_next().await {
-        let (sequence, ok) = joined.map_err(Error::internal)?;
+        let (sequence, outcomes) = joined.map_err(Error::internal)?;
+        let ok = !outcomes.contains(&Sent::Failed);
+        all.extend(outcomes);
         if !ok {
             let mut failure = DynamoDbBatchItemFailure::default();
             failure.item_identifier = Some(sequence);
@@ -281,13 +285,33 @@ pub async fn handle_stream(deps: &Deps, event: Event) -> Result<DynamoDbEventRes
         }
     }
     failures.sort_by(|a, b| a.item_identifier.cmp(&b.item_identifier));
+    if !all.is_empty() {
+        let count = |kind| all.iter().filter(|sent| **sent == kind).count();
+        Metrics::new("notify")
+            .count("PushesSent", count(Sent::Delivered))
+            .count("PushesFailed", count(Sent::Failed))
+            .count("PushesDeduplicated", count(Sent::AlreadySent))
+            .count("EndpointsRemoved", count(Sent::EndpointGone))
+            .emit();
+    }
     let mut response = DynamoDbEventResponse::default();
     response.batch_item_failures = failures;
     Ok(response)
 }
 
-/// Sends one notification to one device; false if it failed in a way worth
-/// retrying. A visible push is sent at most once per media and device even
+/// What became of one notification to one device.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Sent {
+    Delivered,
+    /// A redelivered record whose push this device already got.
+    AlreadySent,
+    /// The endpoint is disabled; it and its device were removed.
+    EndpointGone,
+    /// Worth retrying: the record is reported as a batch item failure.
+    Failed,
+}
+
+/// Sends one notification to one device. A visible push is sent at most once per media and device even
 /// when the stream redelivers its record; silent pokes need no such care
 /// (a second poke finds nothing new to pull).
 async fn send_once(
@@ -295,7 +319,7 @@ async fn send_once(
     user_id: &str,
     device: &Device,
     notification: &Notification,
-) -> bool {
+) -> Sent {
     let claimed_media = match notification {
         Notification::MediaReady { media_id } => {
             match deps
@@ -304,10 +328,10 @@ async fn send_once(
                 .await
             {
                 Ok(true) => Some(media_id.as_str()),
-                Ok(false) => return true,
+                Ok(false) => return Sent::AlreadySent,
                 Err(err) => {
                     tracing::warn!(error = %err, "claiming a push failed");
-                    return false;
+                    return Sent::Failed;
                 }
             }
         }
@@ -318,20 +342,24 @@ async fn send_once(
         .publish(&device.endpoint_arn, device.platform, notification)
         .await
     {
-        Ok(()) => true,
+        Ok(()) => Sent::Delivered,
         Err(PublishError::Gone) => {
             tracing::info!(device = %device.device_id, "endpoint disabled; forgetting the device");
-            let deleted = deps
+            let forgotten = deps
                 .push
                 .delete_endpoint(&device.endpoint_arn)
                 .await
-                .is_ok();
-            deleted
+                .is_ok()
                 && deps
                     .table
                     .delete_device(&device.user_id, &device.device_id)
                     .await
-                    .is_ok()
+                    .is_ok();
+            if forgotten {
+                Sent::EndpointGone
+            } else {
+                Sent::Failed
+            }
         }
         Err(PublishError::Transient(err)) => {
             tracing::warn!(error = %err, "publish failed; the record will be retried");
@@ -343,18 +371,23 @@ async fn send_once(
             {
                 tracing::warn!(error = %err, "releasing a push claim failed");
             }
-            false
+            Sent::Failed
         }
     }
 }
 
-/// Sends one user's pushes; false if any failed in a way worth retrying.
-async fn notify_user(deps: &Deps, user_id: &str, work: &UserWork, limit: &Arc<Semaphore>) -> bool {
+/// Sends one user's pushes; what became of each.
+async fn notify_user(
+    deps: &Deps,
+    user_id: &str,
+    work: &UserWork,
+    limit: &Arc<Semaphore>,
+) -> Vec<Sent> {
     let devices = match deps.table.devices(user_id).await {
         Ok(devices) => devices,
         Err(err) => {
             tracing::warn!(error = %err, "reading devices failed");
-            return false;
+            return vec![Sent::Failed];
         }
     };
     let mut sends = tokio::task::JoinSet::new();
@@ -383,9 +416,9 @@ async fn notify_user(deps: &Deps, user_id: &str, work: &UserWork, limit: &Arc<Se
             });
         }
     }
-    let mut ok = true;
+    let mut outcomes = Vec::new();
     while let Some(sent) = sends.join_next().await {
-        ok &= sent.unwrap_or(false);
+        outcomes.push(sent.unwrap_or(Sent::Failed));
     }
-    ok
+    outcomes
 }

@@ -6,6 +6,7 @@
 use aws_lambda_events::s3::{S3Event, S3EventRecord};
 use shared::aws_config::SdkConfig;
 use shared::media::{self, Media, Status, Variant};
+use shared::metrics::Metrics;
 use shared::objects::Objects;
 use shared::pipeline::{self, Options};
 use shared::profile::Table;
@@ -45,8 +46,18 @@ pub enum Outcome {
 
 pub async fn handle(deps: &Deps, event: S3Event) -> Result<(), Error> {
     for record in &event.records {
+        let started = std::time::Instant::now();
         let outcome = handle_record(deps, record).await?;
         tracing::info!(?outcome, "upload processed");
+        let metrics = Metrics::new("resize");
+        match outcome {
+            Outcome::Ready { .. } => metrics
+                .count("MediaReady", 1)
+                .millis("ResizeDuration", started.elapsed().as_millis()),
+            Outcome::Failed { .. } => metrics.count("ResizeFailures", 1),
+            Outcome::Skipped(_) => metrics.count("ResizeSkipped", 1),
+        }
+        .emit();
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::{Deserialize, Serialize};
 use shared::aws_config::SdkConfig;
+use shared::metrics::Metrics;
 use shared::profile::Table;
 use shared::sync::store::{Change, SyncStore};
 use shared::sync::{Limits, WireMutation, hlc::valid_client_id, validate};
@@ -87,13 +88,18 @@ async fn push(deps: &Deps, caller: &Caller, body: PushBody) -> Result<Reply, Err
     let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
     let mutations = validate(&body.client_id, body.mutations, &deps.limits, now_ms)?;
     let count = mutations.len();
-    let watermark = deps
+    let pushed = deps
         .store
         .push(&caller.user_id, &body.client_id, mutations)
         .await?;
-    tracing::info!(mutations = count, watermark, "sync push");
+    tracing::info!(mutations = count, watermark = pushed.watermark, "sync push");
+    Metrics::new("sync")
+        .count("MutationsApplied", pushed.applied)
+        .count("MutationsSuperseded", pushed.superseded)
+        .count("MutationsRedelivered", count - pushed.applied)
+        .emit();
     Reply::ok(PushReply {
-        last_mutation_id: watermark,
+        last_mutation_id: pushed.watermark,
     })
 }
 

@@ -10,6 +10,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::{Deserialize, Serialize};
 use shared::aws_config::SdkConfig;
 use shared::media::{self, ALLOWED_TYPES, Media, Status};
+use shared::metrics::Metrics;
 use shared::objects::Objects;
 use shared::profile::Table;
 use shared::{Code, Config, Error};
@@ -157,6 +158,10 @@ async fn create_upload(deps: &Deps, caller: &Caller, body: UploadRequest) -> Res
         failure_reason: None,
     };
     deps.table.put_pending_media(&media).await?;
+    Metrics::new("upload")
+        .count("UploadsRequested", 1)
+        .bytes("UploadBytesDeclared", body.bytes)
+        .emit();
     let form = deps
         .objects
         .presigned_post(

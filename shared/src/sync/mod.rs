@@ -198,6 +198,10 @@ pub fn unapplied(mutations: Vec<Mutation>, watermark: u64) -> Result<Vec<Mutatio
 pub struct Chunk {
     pub last_mutation_id: u64,
     pub changed: BTreeMap<RecordKey, RecordState>,
+    /// Mutations of this chunk that changed nothing: a newer write (or a
+    /// delete) of another device had already won every field. Conflicts,
+    /// resolved, counted for the operator.
+    pub superseded: usize,
 }
 
 /// Applies `mutations` (above the watermark, in id order) to `current` and
@@ -213,21 +217,29 @@ pub fn plan(
     let mut chunks = Vec::new();
     let mut touched: BTreeSet<RecordKey> = BTreeSet::new();
     let mut changed: BTreeSet<RecordKey> = BTreeSet::new();
+    let mut superseded = 0;
     let mut last_id = None;
     for mutation in mutations {
         if !touched.contains(&mutation.key) && touched.len() == records_per_chunk {
-            chunks.push(close(&states, &mut changed, last_id.unwrap_or(0)));
+            chunks.push(close(
+                &states,
+                &mut changed,
+                last_id.unwrap_or(0),
+                std::mem::take(&mut superseded),
+            ));
             touched.clear();
         }
         touched.insert(mutation.key.clone());
         let state = states.entry(mutation.key.clone()).or_default();
         if state.apply(&mutation.op, &mutation.hlc) {
             changed.insert(mutation.key.clone());
+        } else {
+            superseded += 1;
         }
         last_id = Some(mutation.id);
     }
     if let Some(last) = last_id {
-        chunks.push(close(&states, &mut changed, last));
+        chunks.push(close(&states, &mut changed, last, superseded));
     }
     chunks
 }
@@ -236,9 +248,11 @@ fn close(
     states: &BTreeMap<RecordKey, RecordState>,
     changed: &mut BTreeSet<RecordKey>,
     last_mutation_id: u64,
+    superseded: usize,
 ) -> Chunk {
     Chunk {
         last_mutation_id,
+        superseded,
         changed: std::mem::take(changed)
             .into_iter()
             .map(|key| {
@@ -266,6 +280,24 @@ mod tests {
             fields: fields.map(|f| f.as_object().unwrap().clone()),
             hlc: Hlc::new(millis, 0, "phone").to_string(),
         }
+    }
+
+    #[test]
+    fn mutations_beaten_by_newer_writes_are_counted_as_superseded() {
+        let newer = vec![wire(1, "r", "put", Some(json!({"a": 2})), NOW)];
+        let newer = validate("phone", newer, &Limits::default(), NOW).unwrap();
+        let current: BTreeMap<RecordKey, RecordState> = plan(&BTreeMap::new(), &newer, 10)
+            .remove(0)
+            .changed;
+        let late = vec![
+            wire(1, "r", "put", Some(json!({"a": 1})), NOW - 1000),
+            wire(2, "other", "put", Some(json!({"b": 1})), NOW - 1000),
+        ];
+        let late = validate("phone", late, &Limits::default(), NOW).unwrap();
+        let chunks = plan(&current, &late, 10);
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(chunks[0].superseded, 1);
+        assert_eq!(chunks[0].changed.len(), 1, "only the other record changed");
     }
 
     #[test]

@@ -94,6 +94,17 @@ impl Usage {
 /// A push that lost a race: re-read and try again.
 const ATTEMPTS: usize = 5;
 
+/// What a push did.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Pushed {
+    /// The client's last applied mutation id afterwards.
+    pub watermark: u64,
+    /// Mutations applied now (not before: redeliveries count zero).
+    pub applied: usize,
+    /// Of those, the ones a newer write had already beaten.
+    pub superseded: usize,
+}
+
 /// Sync operations over the table.
 #[derive(Debug, Clone)]
 pub struct SyncStore {
@@ -113,14 +124,13 @@ impl SyncStore {
         &self.usage
     }
 
-    /// Applies a validated push exactly once and returns the client's
-    /// watermark afterwards.
+    /// Applies a validated push exactly once.
     pub async fn push(
         &self,
         user: &str,
         client_id: &str,
         mutations: Vec<Mutation>,
-    ) -> Result<u64, Error> {
+    ) -> Result<Pushed, Error> {
         let keys: BTreeSet<RecordKey> = mutations.iter().map(|m| m.key.clone()).collect();
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
@@ -133,7 +143,10 @@ impl SyncStore {
             let mut snapshot = self.snapshot(user, client_id, &keys).await?;
             let fresh = unapplied(mutations.clone(), snapshot.watermark)?;
             if fresh.is_empty() {
-                return Ok(snapshot.watermark);
+                return Ok(Pushed {
+                    watermark: snapshot.watermark,
+                    ..Pushed::default()
+                });
             }
             let current = snapshot
                 .records
@@ -141,14 +154,20 @@ impl SyncStore {
                 .map(|(key, (state, _))| (key.clone(), state.clone()))
                 .collect();
             let mut lost_race = false;
+            let mut superseded = 0;
             for chunk in plan(&current, &fresh, RECORDS_PER_CHUNK) {
                 if !self.commit(user, client_id, &mut snapshot, &chunk).await? {
                     lost_race = true;
                     break;
                 }
+                superseded += chunk.superseded;
             }
             if !lost_race {
-                return Ok(snapshot.watermark);
+                return Ok(Pushed {
+                    watermark: snapshot.watermark,
+                    applied: fresh.len(),
+                    superseded,
+                });
             }
             tracing::info!(attempt, "sync push lost a race; retrying from a fresh read");
         }
