@@ -276,7 +276,7 @@ pub async fn handle_stream(deps: &Deps, event: Event) -> Result<DynamoDbEventRes
     let mut all = Vec::new();
     while let Some(joined) = users.join_next().await {
         let (sequence, outcomes) = joined.map_err(Error::internal)?;
-        let ok = !outcomes.contains(&Sent::Failed);
+        let ok = !outcomes.contains(&Delivery::Failed);
         all.extend(outcomes);
         if !ok {
             let mut failure = DynamoDbBatchItemFailure::default();
@@ -288,10 +288,10 @@ pub async fn handle_stream(deps: &Deps, event: Event) -> Result<DynamoDbEventRes
     if !all.is_empty() {
         let count = |kind| all.iter().filter(|sent| **sent == kind).count();
         Metrics::new("notify")
-            .count("PushesSent", count(Sent::Delivered))
-            .count("PushesFailed", count(Sent::Failed))
-            .count("PushesDeduplicated", count(Sent::AlreadySent))
-            .count("EndpointsRemoved", count(Sent::EndpointGone))
+            .count("PushesSent", count(Delivery::Sent))
+            .count("PushesFailed", count(Delivery::Failed))
+            .count("PushesDeduplicated", count(Delivery::Duplicate))
+            .count("EndpointsRemoved", count(Delivery::EndpointGone))
             .emit();
     }
     let mut response = DynamoDbEventResponse::default();
@@ -301,10 +301,10 @@ pub async fn handle_stream(deps: &Deps, event: Event) -> Result<DynamoDbEventRes
 
 /// What became of one notification to one device.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Sent {
-    Delivered,
+enum Delivery {
+    Sent,
     /// A redelivered record whose push this device already got.
-    AlreadySent,
+    Duplicate,
     /// The endpoint is disabled; it and its device were removed.
     EndpointGone,
     /// Worth retrying: the record is reported as a batch item failure.
@@ -319,7 +319,7 @@ async fn send_once(
     user_id: &str,
     device: &Device,
     notification: &Notification,
-) -> Sent {
+) -> Delivery {
     let claimed_media = match notification {
         Notification::MediaReady { media_id } => {
             match deps
@@ -328,10 +328,10 @@ async fn send_once(
                 .await
             {
                 Ok(true) => Some(media_id.as_str()),
-                Ok(false) => return Sent::AlreadySent,
+                Ok(false) => return Delivery::Duplicate,
                 Err(err) => {
                     tracing::warn!(error = %err, "claiming a push failed");
-                    return Sent::Failed;
+                    return Delivery::Failed;
                 }
             }
         }
@@ -342,7 +342,7 @@ async fn send_once(
         .publish(&device.endpoint_arn, device.platform, notification)
         .await
     {
-        Ok(()) => Sent::Delivered,
+        Ok(()) => Delivery::Sent,
         Err(PublishError::Gone) => {
             tracing::info!(device = %device.device_id, "endpoint disabled; forgetting the device");
             let forgotten = deps
@@ -356,9 +356,9 @@ async fn send_once(
                     .await
                     .is_ok();
             if forgotten {
-                Sent::EndpointGone
+                Delivery::EndpointGone
             } else {
-                Sent::Failed
+                Delivery::Failed
             }
         }
         Err(PublishError::Transient(err)) => {
@@ -371,7 +371,7 @@ async fn send_once(
             {
                 tracing::warn!(error = %err, "releasing a push claim failed");
             }
-            Sent::Failed
+            Delivery::Failed
         }
     }
 }
@@ -382,12 +382,12 @@ async fn notify_user(
     user_id: &str,
     work: &UserWork,
     limit: &Arc<Semaphore>,
-) -> Vec<Sent> {
+) -> Vec<Delivery> {
     let devices = match deps.table.devices(user_id).await {
         Ok(devices) => devices,
         Err(err) => {
             tracing::warn!(error = %err, "reading devices failed");
-            return vec![Sent::Failed];
+            return vec![Delivery::Failed];
         }
     };
     let mut sends = tokio::task::JoinSet::new();
@@ -418,7 +418,7 @@ async fn notify_user(
     }
     let mut outcomes = Vec::new();
     while let Some(sent) = sends.join_next().await {
-        outcomes.push(sent.unwrap_or(Sent::Failed));
+        outcomes.push(sent.unwrap_or(Delivery::Failed));
     }
     outcomes
 }
