@@ -82,6 +82,14 @@ async fn bad_values_get_specific_codes() {
     )
     .await
     .assert_problem(400, "code_mismatch");
+    // Found by schemathesis: an unknown email on reset was a 500.
+    api.post(
+        "/auth/reset-password",
+        json!({"email": "nobody@example.com", "code": "123456", "password": "Corr3ct-Horse"}),
+        None,
+    )
+    .await
+    .assert_problem(400, "code_mismatch");
     api.post(
         "/auth/confirm",
         json!({"email": "nobody@example.com", "code": ""}),
@@ -170,8 +178,11 @@ async fn unknown_routes_and_methods_are_problems() {
     api.get("/nope", None)
         .await
         .assert_problem(404, "not_found");
-    api.send(api.request("PUT", "/health", None))
-        .await
-        .assert_problem(405, "method_not_allowed");
+    let wrong_method = api.send(api.request("PUT", "/health", None)).await;
+    wrong_method.assert_problem(405, "method_not_allowed");
+    assert_eq!(wrong_method.headers["allow"], "GET");
+    let two = api.send(api.request("PATCH", "/me", None)).await;
+    two.assert_problem(405, "method_not_allowed");
+    assert_eq!(two.headers["allow"], "GET, DELETE");
     api.stop().await;
 }

@@ -246,11 +246,12 @@ async fn forgot_password(deps: &Deps, body: ForgotPassword) -> Result<Reply, Err
 
 async fn reset_password(deps: &Deps, body: ResetPassword) -> Result<Reply, Error> {
     let email = Email::parse(&body.email)?;
-    deps.identity
-        .reset_password(&email, code(&body.code)?, password(&body.password)?)
-        .await?;
-    // A new password ends every session that used the old one.
+    let (code, password) = (code(&body.code)?, password(&body.password)?);
+    // Looked up first: an unknown email answers like a wrong code (no
+    // account oracle) whichever error the user pool would give for it.
     let user_id = deps.identity.user_id(&email).await?;
+    deps.identity.reset_password(&email, code, password).await?;
+    // A new password ends every session that used the old one.
     deps.identity.admin_sign_out(&email).await?;
     revoke_access_tokens(deps, &user_id, None).await?;
     Ok(Reply::empty(204))

@@ -116,10 +116,16 @@ async fn dispatch(api: &Api, req: HttpRequest<AxumBody>) -> HttpResponse<AxumBod
         return if candidates.is_empty() {
             problem(&Error::new(Code::NotFound, format!("no route for {path}")))
         } else {
-            problem(&Error::new(
+            let allowed: Vec<&str> = candidates.iter().map(|(r, _)| r.method.as_str()).collect();
+            let mut response = problem(&Error::new(
                 Code::MethodNotAllowed,
                 format!("{method} is not allowed on {path}"),
-            ))
+            ));
+            if let Ok(allow) = allowed.join(", ").parse() {
+                // RFC 9110: a 405 says what is allowed.
+                response.headers_mut().insert("allow", allow);
+            }
+            response
         };
     };
 

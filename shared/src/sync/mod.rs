@@ -286,9 +286,8 @@ mod tests {
     fn mutations_beaten_by_newer_writes_are_counted_as_superseded() {
         let newer = vec![wire(1, "r", "put", Some(json!({"a": 2})), NOW)];
         let newer = validate("phone", newer, &Limits::default(), NOW).unwrap();
-        let current: BTreeMap<RecordKey, RecordState> = plan(&BTreeMap::new(), &newer, 10)
-            .remove(0)
-            .changed;
+        let current: BTreeMap<RecordKey, RecordState> =
+            plan(&BTreeMap::new(), &newer, 10).remove(0).changed;
         let late = vec![
             wire(1, "r", "put", Some(json!({"a": 1})), NOW - 1000),
             wire(2, "other", "put", Some(json!({"b": 1})), NOW - 1000),
