@@ -91,8 +91,20 @@ impl Usage {
     }
 }
 
-/// A push that lost a race: re-read and try again.
-const ATTEMPTS: usize = 5;
+/// A push that lost a race: re-read and try again. Races are per user (its
+/// devices pushing at once), so a few spaced retries settle them.
+const ATTEMPTS: u32 = 8;
+
+/// "Full jitter" exponential backoff: a random wait below 20 ms x 2^attempt,
+/// capped at 1 s, so that racing devices spread out instead of colliding
+/// again (about 2 s in all at worst).
+fn backoff(attempt: u32) -> std::time::Duration {
+    let cap = (20u64 << attempt.min(6)).min(1000);
+    let noise = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64);
+    std::time::Duration::from_millis(noise % cap)
+}
 
 /// What a push did.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -134,11 +146,7 @@ impl SyncStore {
         let keys: BTreeSet<RecordKey> = mutations.iter().map(|m| m.key.clone()).collect();
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
-                let jitter = (chrono::Utc::now().timestamp_subsec_micros() % 20) as u64;
-                tokio::time::sleep(std::time::Duration::from_millis(
-                    10 * attempt as u64 + jitter,
-                ))
-                .await;
+                tokio::time::sleep(backoff(attempt)).await;
             }
             let mut snapshot = self.snapshot(user, client_id, &keys).await?;
             let fresh = unapplied(mutations.clone(), snapshot.watermark)?;
