@@ -20,8 +20,9 @@ use crate::{Code, Error, aws, keys};
 
 /// How long a first response is replayed.
 pub const TTL: Duration = Duration::from_secs(24 * 60 * 60);
-/// Longer than any function's timeout: a claim older than this was abandoned.
-pub const LEASE: Duration = Duration::from_secs(60);
+/// Longer than the HTTP functions' timeout (10 s in the template): a claim
+/// older than this was abandoned, by a crash or an answer that never came.
+pub const LEASE: Duration = Duration::from_secs(15);
 
 /// A stored response: what the first request answered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -200,7 +201,7 @@ mod tests {
             pk: "USER#u".into(),
             sk: keys::idempotency("POST /uploads", "k"),
             fingerprint: fingerprint(b"{}"),
-            lease_until: 160,
+            lease_until: 115,
             expires_at: 100 + TTL.as_secs() as i64,
             response,
         }
@@ -232,10 +233,10 @@ mod tests {
     fn a_running_claim_blocks_until_its_lease_ends() {
         let running = record(None);
         let same = fingerprint(b"{}");
-        let err = judge(&running, &same, 159).unwrap().unwrap_err();
+        let err = judge(&running, &same, 114).unwrap().unwrap_err();
         assert_eq!(err.code, Code::IdempotencyKeyInUse);
         assert_eq!(err.status(), 409);
-        assert!(judge(&running, &same, 160).is_none(), "abandoned claim");
+        assert!(judge(&running, &same, 115).is_none(), "abandoned claim");
     }
 
     #[test]
