@@ -174,21 +174,19 @@ impl Table {
         route: &str,
         key: &str,
     ) -> Result<(), Error> {
-        self.client()
-            .delete_item()
-            .table_name(self.name())
-            .key(keys::PK, AttributeValue::S(keys::user(user_id)))
-            .key(keys::SK, AttributeValue::S(keys::idempotency(route, key)))
-            .condition_expression("attribute_not_exists(#response)")
-            .expression_attribute_names("#response", "response")
-            .send()
-            .await
-            .map(|_| ())
-            .or_else(|err| match aws::error_code(&err) {
-                // Someone else's response is stored: leave it.
-                Some("ConditionalCheckFailedException") => Ok(()),
-                _ => Err(aws::classify(err)),
-            })
+        // A stored response (someone else's success) is left alone.
+        aws::conditional(
+            self.client()
+                .delete_item()
+                .table_name(self.name())
+                .key(keys::PK, AttributeValue::S(keys::user(user_id)))
+                .key(keys::SK, AttributeValue::S(keys::idempotency(route, key)))
+                .condition_expression("attribute_not_exists(#response)")
+                .expression_attribute_names("#response", "response")
+                .send()
+                .await,
+        )
+        .map(|_| ())
     }
 }
 
