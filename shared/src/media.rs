@@ -60,6 +60,29 @@ pub struct Media {
 }
 
 impl Media {
+    /// A media item waiting for its upload: nothing known but what the
+    /// client declared.
+    pub fn pending(
+        media_id: impl Into<String>,
+        user_id: impl Into<String>,
+        content_type: impl Into<String>,
+        bytes: u64,
+    ) -> Self {
+        Self {
+            media_id: media_id.into(),
+            user_id: user_id.into(),
+            status: Status::Pending,
+            content_type: content_type.into(),
+            bytes,
+            created_at: Utc::now(),
+            width: None,
+            height: None,
+            variants: Vec::new(),
+            placeholder: None,
+            failure_reason: None,
+        }
+    }
+
     /// Where the client uploads the original.
     pub fn upload_key(&self) -> String {
         upload_key(&self.user_id, &self.media_id)

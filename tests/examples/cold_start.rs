@@ -19,7 +19,7 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use shared::media::{Media, Status};
+use shared::media::Media;
 use tokio::sync::{Mutex, mpsc};
 
 /// The Lambda Runtime API, as much of it as a function uses.
@@ -285,19 +285,12 @@ async fn resize_event(
     objects: &shared::objects::Objects,
     photo: &[u8],
 ) -> Value {
-    let media = Media {
-        media_id: uuid::Uuid::now_v7().to_string(),
-        user_id: USER.into(),
-        status: Status::Pending,
-        content_type: "image/jpeg".into(),
-        bytes: photo.len() as u64,
-        created_at: chrono::Utc::now(),
-        width: None,
-        height: None,
-        variants: Vec::new(),
-        placeholder: None,
-        failure_reason: None,
-    };
+    let media = Media::pending(
+        uuid::Uuid::now_v7().to_string(),
+        USER,
+        "image/jpeg",
+        photo.len() as u64,
+    );
     table.put_pending_media(&media).await.unwrap();
     let key = media.upload_key();
     objects

@@ -144,19 +144,12 @@ async fn create_upload(deps: &Deps, caller: &Caller, body: UploadRequest) -> Res
             format!("uploads are limited to {} bytes", deps.max_upload_bytes),
         ));
     }
-    let media = Media {
-        media_id: uuid::Uuid::now_v7().to_string(),
-        user_id: caller.user_id.clone(),
-        status: Status::Pending,
-        content_type: content_type.clone(),
-        bytes: body.bytes,
-        created_at: chrono::Utc::now(),
-        width: None,
-        height: None,
-        variants: Vec::new(),
-        placeholder: None,
-        failure_reason: None,
-    };
+    let media = Media::pending(
+        uuid::Uuid::now_v7().to_string(),
+        &caller.user_id,
+        &content_type,
+        body.bytes,
+    );
     deps.table.put_pending_media(&media).await?;
     Metrics::new("upload")
         .count("UploadsRequested", 1)
