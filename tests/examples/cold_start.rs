@@ -268,15 +268,7 @@ fn stream_event() -> Value {
         "GSI1PK": {"S": format!("USER#{USER}")}, "GSI1SK": {"N": "1"},
         "origin": {"S": "phone"}, "ver": {"N": "1"}
     });
-    json!({"Records": [{
-        "eventID": "1", "eventName": "MODIFY", "eventVersion": "1.1",
-        "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
-        "dynamodb": {
-            "Keys": {"PK": image["PK"], "SK": image["SK"]},
-            "NewImage": image, "SequenceNumber": "100", "SizeBytes": 100,
-            "StreamViewType": "NEW_AND_OLD_IMAGES"
-        }
-    }]})
+    json!({"Records": [e2e::events::stream_record("100", "MODIFY", image, json!({}))]})
 }
 
 /// A pending 12 MP photo in the bucket, and the S3 event announcing it.
@@ -297,11 +289,7 @@ async fn resize_event(
         .put(&key, photo.to_vec(), "image/jpeg", "no-store")
         .await
         .unwrap();
-    let mut event: Value =
-        serde_json::from_str(include_str!("../fixtures/s3-object-created.json")).unwrap();
-    event["Records"][0]["s3"]["bucket"]["name"] = objects.bucket().into();
-    event["Records"][0]["s3"]["object"]["key"] = key.into();
-    event
+    e2e::events::s3_object_created(objects.bucket(), &key)
 }
 
 fn median(mut values: Vec<Duration>) -> Duration {

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 pub use local_stack;
 
+pub mod events;
 pub mod faults;
 
 pub struct TestStack {

@@ -155,11 +155,7 @@ async fn garbage_and_truncated_uploads_end_failed() {
 
 /// The real S3 event for `key`, as S3 would deliver it again.
 fn s3_event(bucket: &str, key: &str) -> aws_lambda_events::s3::S3Event {
-    let mut event: Value =
-        serde_json::from_str(include_str!("../fixtures/s3-object-created.json")).unwrap();
-    event["Records"][0]["s3"]["bucket"]["name"] = bucket.into();
-    event["Records"][0]["s3"]["object"]["key"] = key.into();
-    serde_json::from_value(event).unwrap()
+    serde_json::from_value(e2e::events::s3_object_created(bucket, key)).unwrap()
 }
 
 async fn resize_deps(api: &TestStack) -> resize::Deps {

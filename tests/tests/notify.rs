@@ -264,22 +264,9 @@ async fn a_redelivered_ready_record_is_not_pushed_twice() {
             "mediaId": {"S": media_id}, "status": {"S": status}
         })
     };
-    let event: aws_lambda_events::dynamodb::Event = serde_json::from_value(json!({"Records": [{
-        "eventID": "redelivered-1",
-        "eventName": "MODIFY",
-        "eventVersion": "1.1",
-        "eventSource": "aws:dynamodb",
-        "awsRegion": "us-east-1",
-        "dynamodb": {
-            "Keys": {"PK": media("ready")["PK"], "SK": media("ready")["SK"]},
-            "NewImage": media("ready"),
-            "OldImage": media("pending"),
-            "SequenceNumber": "1",
-            "SizeBytes": 100,
-            "StreamViewType": "NEW_AND_OLD_IMAGES"
-        }
-    }]}))
-    .unwrap();
+    let record = e2e::events::stream_record("1", "MODIFY", media("ready"), media("pending"));
+    let event: aws_lambda_events::dynamodb::Event =
+        serde_json::from_value(json!({"Records": [record]})).unwrap();
     for _ in 0..2 {
         let response = notify::handle_stream(&deps, event.clone()).await.unwrap();
         assert!(response.batch_item_failures.is_empty());

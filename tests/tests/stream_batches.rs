@@ -6,36 +6,11 @@ use std::time::Duration;
 
 use aws_lambda_events::dynamodb::Event;
 use e2e::TestStack;
+use e2e::events::stream_record as record;
 use serde_json::{Value, json};
 use shared::device::Device;
 use shared::profile::Table;
 use shared::push::{Platform, Push};
-
-fn record(sequence: &str, name: &str, new_image: Value, old_image: Value) -> Value {
-    let keyed = if new_image.get("PK").is_some() {
-        &new_image
-    } else {
-        &old_image
-    };
-    let keys = json!({"PK": keyed["PK"].clone(), "SK": keyed["SK"].clone()});
-    json!({
-        "eventID": format!("id-{sequence}"),
-        "eventName": name,
-        "eventVersion": "1.1",
-        "eventSource": "aws:dynamodb",
-        "awsRegion": "us-east-1",
-        "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-11-26T00:00:00.000",
-        "dynamodb": {
-            "ApproximateCreationDateTime": 1_795_000_000,
-            "Keys": keys,
-            "NewImage": new_image,
-            "OldImage": old_image,
-            "SequenceNumber": sequence,
-            "SizeBytes": 100,
-            "StreamViewType": "NEW_AND_OLD_IMAGES"
-        }
-    })
-}
 
 fn sync_record(user: &str, origin: &str) -> Value {
     json!({
