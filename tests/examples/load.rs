@@ -72,7 +72,8 @@ async fn main() -> anyhow::Result<()> {
                     // idempotency_key_in_use after an answer it never got)
                     // with the same Idempotency-Key; anything else is an error.
                     let key = uuid::Uuid::new_v4().to_string();
-                    let millis = chrono::Utc::now().timestamp_millis();
+                    // Computed once: a retry must send the same body.
+                    let hlc = e2e::hlc_now(&client);
                     let sent = Instant::now();
                     let mut retries = 0;
                     let reply = loop {
@@ -93,7 +94,7 @@ async fn main() -> anyhow::Result<()> {
                                         "id": n, "collection": "notes",
                                         "recordId": format!("{client}-{n}"), "op": "put",
                                         "fields": {"title": "load", "n": n},
-                                        "hlc": format!("{millis:015}-00000-{client}"),
+                                        "hlc": hlc,
                                     }],
                                 })),
                         };

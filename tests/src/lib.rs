@@ -184,6 +184,15 @@ impl TestStack {
     }
 }
 
+/// A sync hlc for `client` at the current time (counter 0).
+pub fn hlc_now(client: &str) -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_millis() as u64;
+    shared::sync::hlc::Hlc::new(millis, 0, client).to_string()
+}
+
 /// Asks for an upload and posts `bytes` to the returned form.
 pub async fn upload(api: &TestStack, user: &User, content_type: &str, bytes: &[u8]) -> String {
     let created = api

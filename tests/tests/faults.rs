@@ -21,11 +21,10 @@ async fn timed(what: &str, reply: impl Future<Output = Reply>) -> Reply {
 }
 
 fn push_body(id: u64, title: &str) -> Value {
-    let millis = chrono::Utc::now().timestamp_millis();
     json!({"clientId": "phone", "mutations": [{
         "id": id, "collection": "notes", "recordId": "n1", "op": "put",
         "fields": {"title": title},
-        "hlc": format!("{millis:015}-00000-phone"),
+        "hlc": e2e::hlc_now("phone"),
     }]})
 }
 

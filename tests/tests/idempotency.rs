@@ -146,13 +146,12 @@ async fn three_at_once(api: &TestStack, user: &User, key: &str, body: &Value) ->
 async fn a_repeated_push_replays_its_first_answer() {
     let api = TestStack::start().await;
     let user = api.user().await;
-    let millis = chrono_millis();
     let push = json!({
         "clientId": "phone-1",
         "mutations": [{
             "id": 1, "collection": "notes", "recordId": "n1", "op": "put",
             "fields": {"title": "first"},
-            "hlc": format!("{millis:015}-00000-phone-1"),
+            "hlc": e2e::hlc_now("phone-1"),
         }],
     });
     let key = uuid::Uuid::new_v4().to_string();
@@ -171,11 +170,4 @@ async fn a_repeated_push_replays_its_first_answer() {
         "{pulled:?}"
     );
     api.stop().await;
-}
-
-fn chrono_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }

@@ -104,14 +104,13 @@ async fn no_secret_token_or_password_is_logged() {
 
     let private_note = format!("private-note-{}", uuid::Uuid::new_v4().simple());
     secrets.push(private_note.clone());
-    let millis = chrono::Utc::now().timestamp_millis();
     let pushed = api
         .post(
             "/sync/push",
             json!({"clientId": "phone", "mutations": [{
                 "id": 1, "collection": "notes", "recordId": "n1", "op": "put",
                 "fields": {"body": private_note},
-                "hlc": format!("{millis:015}-00000-phone"),
+                "hlc": e2e::hlc_now("phone"),
             }]}),
             Some(&user.access_token),
         )
