@@ -179,6 +179,22 @@ impl TestStack {
         }
     }
 
+    /// Polls `GET /media/{id}` until the media is no longer pending (the S3
+    /// event reached `resize`); its last state.
+    pub async fn wait_until_processed(&self, user: &User, id: &str) -> Value {
+        for _ in 0..200 {
+            let media = self
+                .get(&format!("/media/{id}"), Some(&user.access_token))
+                .await;
+            assert_eq!(media.status, 200, "{media:?}");
+            if media.body["status"] != "pending" {
+                return media.body;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("media {id} still pending after 20 s");
+    }
+
     pub async fn stop(self) {
         self.stack.stop().await;
     }

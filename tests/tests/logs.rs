@@ -82,15 +82,8 @@ async fn no_secret_token_or_password_is_logged() {
     let photo = shared::pipeline::testing::jpeg_with_exif(64, 48, 1);
     let media_id = e2e::upload(&api, &user, "image/jpeg", &photo).await;
     // Wait for the resize, so that its logs and metrics are captured too.
-    for _ in 0..200 {
-        let media = api
-            .get(&format!("/media/{media_id}"), Some(&user.access_token))
-            .await;
-        if media.body["status"] == "ready" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let media = api.wait_until_processed(&user, &media_id).await;
+    assert_eq!(media["status"], "ready", "{media}");
 
     let device_token = format!("device-token-{}", uuid::Uuid::new_v4().simple());
     secrets.push(device_token.clone());

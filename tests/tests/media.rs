@@ -1,25 +1,9 @@
 //! The media pipeline end to end: upload a real photo with the presigned
 //! POST, wait for the S3 event to make it ready, download the variants.
 
-use std::time::Duration;
-
-use e2e::{TestStack, User, upload};
+use e2e::{TestStack, upload};
 use serde_json::Value;
 use shared::pipeline::testing::{has_app1, jpeg_with_exif};
-
-async fn wait_until_processed(api: &TestStack, user: &User, id: &str) -> Value {
-    for _ in 0..200 {
-        let media = api
-            .get(&format!("/media/{id}"), Some(&user.access_token))
-            .await;
-        assert_eq!(media.status, 200, "{media:?}");
-        if media.body["status"] != "pending" {
-            return media.body;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("media {id} still pending after 20 s");
-}
 
 #[tokio::test]
 async fn a_rotated_photo_with_gps_becomes_upright_clean_variants() {
@@ -29,7 +13,7 @@ async fn a_rotated_photo_with_gps_becomes_upright_clean_variants() {
     assert!(has_app1(&photo));
     let id = upload(&api, &user, "image/jpeg", &photo).await;
 
-    let media = wait_until_processed(&api, &user, &id).await;
+    let media = api.wait_until_processed(&user, &id).await;
     assert_eq!(media["status"], "ready", "{media}");
     assert_eq!(
         (media["width"].as_u64(), media["height"].as_u64()),
@@ -140,7 +124,7 @@ async fn garbage_and_truncated_uploads_end_failed() {
     let photo = jpeg_with_exif(300, 200, 1);
     let truncated = upload(&api, &user, "image/jpeg", &photo[..photo.len() / 3]).await;
     for id in [text, truncated] {
-        let media = wait_until_processed(&api, &user, &id).await;
+        let media = api.wait_until_processed(&user, &id).await;
         assert_eq!(media["status"], "failed", "{media}");
         assert!(
             media["failureReason"]
@@ -188,7 +172,7 @@ async fn redelivered_s3_events_change_nothing() {
     );
     a.unwrap();
     b.unwrap();
-    let first = wait_until_processed(&api, &user, &id).await;
+    let first = api.wait_until_processed(&user, &id).await;
     assert_eq!(first["status"], "ready", "{first}");
 
     // And once more, long after: skipped, nothing changes.
