@@ -33,18 +33,25 @@ start_emulator() {
   say "starting the AWS emulator (moto) on 127.0.0.1:$port"
   "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
   EMULATOR_PID=$!
-  for _ in $(seq 1 100); do
-    if curl -fsS -o /dev/null "http://127.0.0.1:$port/moto-api/data.json" 2>/dev/null; then
+  wait_until_answers "http://127.0.0.1:$port/moto-api/data.json" "$EMULATOR_PID" "$log" 20
+}
+
+# wait_until_answers URL PID LOGFILE SECONDS: waits until URL answers 2xx;
+# fails, showing the log, if process PID exits first or time runs out.
+wait_until_answers() {
+  local url="$1" pid="$2" log="$3" seconds="$4"
+  for _ in $(seq 1 $((seconds * 5))); do
+    if curl -fsS -o /dev/null "$url" 2>/dev/null; then
       return 0
     fi
-    if ! kill -0 "$EMULATOR_PID" 2>/dev/null; then
-      echo "the emulator exited; its log:" >&2
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "the server behind $url exited; its log:" >&2
       cat "$log" >&2
       return 1
     fi
     sleep 0.2
   done
-  echo "the emulator did not answer within 20 s; its log: $log" >&2
+  echo "$url did not answer within $seconds s; the log: $log" >&2
   return 1
 }
 
