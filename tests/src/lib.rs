@@ -84,6 +84,20 @@ impl TestStack {
         }
     }
 
+    /// AWS clients' configuration for this stack's emulator.
+    pub async fn sdk(&self) -> shared::aws_config::SdkConfig {
+        let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
+        shared::aws::sdk_config_for(&self.emulator_url, &region).await
+    }
+
+    /// This stack's table, for checking what the functions wrote.
+    pub async fn table(&self) -> shared::profile::Table {
+        shared::profile::Table::new(
+            shared::profile::client(&self.sdk().await),
+            &self.stack.resources.table_name,
+        )
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.stack.api_url)
     }

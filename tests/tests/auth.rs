@@ -173,7 +173,7 @@ async fn deleting_the_account_removes_the_user_and_their_items() {
         .await
         .assert_problem(401, "bad_credentials");
 
-    let sdk = shared::aws::sdk_config_for(&api.emulator_url, "us-east-1").await;
+    let sdk = api.sdk().await;
     let items = aws_sdk_dynamodb::Client::new(&sdk)
         .scan()
         .table_name(&api.stack.resources.table_name)

@@ -72,7 +72,7 @@ async fn a_rotated_photo_with_gps_becomes_upright_clean_variants() {
         }
     }
     // Only the variants remain: the original (with its GPS) is gone.
-    let sdk = shared::aws::sdk_config_for(&api.emulator_url, "us-east-1").await;
+    let sdk = api.sdk().await;
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(true)
@@ -143,12 +143,9 @@ fn s3_event(bucket: &str, key: &str) -> aws_lambda_events::s3::S3Event {
 }
 
 async fn resize_deps(api: &TestStack) -> resize::Deps {
-    let sdk = shared::aws::sdk_config_for(&api.emulator_url, "us-east-1").await;
+    let sdk = api.sdk().await;
     resize::Deps {
-        table: shared::profile::Table::new(
-            shared::profile::client(&sdk),
-            &api.stack.resources.table_name,
-        ),
+        table: api.table().await,
         objects: shared::objects::Objects::new(&sdk, &api.stack.resources.bucket),
         options: shared::pipeline::Options::default(),
     }

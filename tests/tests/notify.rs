@@ -28,7 +28,7 @@ async fn emulator_state(api: &TestStack) -> Value {
 /// with `GetEndpointAttributes`.
 async fn endpoint_for(api: &TestStack, token: &str) -> Option<Value> {
     let state = emulator_state(api).await;
-    let sdk = shared::aws::sdk_config_for(&api.emulator_url, "us-east-1").await;
+    let sdk = api.sdk().await;
     let sns = aws_sdk_sns::Client::new(&sdk);
     let mut live = Vec::new();
     for endpoint in state["sns"]["PlatformEndpoint"]
@@ -136,7 +136,7 @@ async fn registration_is_idempotent_and_follows_token_changes() {
     );
 
     // A disabled endpoint (APNs said the token was invalid) is re-enabled.
-    let sdk = shared::aws::sdk_config_for(&api.emulator_url, "us-east-1").await;
+    let sdk = api.sdk().await;
     let sns = aws_sdk_sns::Client::new(&sdk);
     sns.set_endpoint_attributes()
         .endpoint_arn(endpoint["arn"].as_str().unwrap())
@@ -249,12 +249,9 @@ async fn a_redelivered_ready_record_is_not_pushed_twice() {
     assert_eq!(messages_for(&api, &android, 1).await.len(), 1);
 
     // The stream delivers the pending -> ready record again, twice.
-    let sdk = shared::aws::sdk_config_for(&api.emulator_url, "us-east-1").await;
+    let sdk = api.sdk().await;
     let deps = notify::Deps {
-        table: shared::profile::Table::new(
-            shared::profile::client(&sdk),
-            &api.stack.resources.table_name,
-        ),
+        table: api.table().await,
         push: shared::push::Push::new(&sdk, "", ""),
     };
     let media = |status: &str| {
@@ -332,7 +329,7 @@ async fn a_disabled_endpoint_forgets_its_device() {
         .as_str()
         .unwrap()
         .to_string();
-    let sdk = shared::aws::sdk_config_for(&api.emulator_url, "us-east-1").await;
+    let sdk = api.sdk().await;
     aws_sdk_sns::Client::new(&sdk)
         .set_endpoint_attributes()
         .endpoint_arn(&arn)

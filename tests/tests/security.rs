@@ -71,7 +71,7 @@ fn now() -> i64 {
 
 /// A token for the same user from a second app client of the same pool.
 async fn token_of_another_client(api: &TestStack, user: &User) -> String {
-    let sdk = shared::aws::sdk_config_for(&api.emulator_url, "us-east-1").await;
+    let sdk = api.sdk().await;
     let cognito = aws_sdk_cognitoidentityprovider::Client::new(&sdk);
     let client = cognito
         .create_user_pool_client()
@@ -207,11 +207,7 @@ async fn another_users_ids_are_not_found_on_every_route_that_takes_one() {
         .get(&format!("/media/{media_id}"), Some(&owner.access_token))
         .await;
     assert_eq!(owners.status, 200, "{owners:?}");
-    let sdk = shared::aws::sdk_config_for(&api.emulator_url, "us-east-1").await;
-    let table = shared::profile::Table::new(
-        shared::profile::client(&sdk),
-        &api.stack.resources.table_name,
-    );
+    let table = api.table().await;
     assert!(
         table
             .device(&owner.user_id, "owner-phone")

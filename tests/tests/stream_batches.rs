@@ -9,7 +9,6 @@ use e2e::TestStack;
 use e2e::events::stream_record as record;
 use serde_json::{Value, json};
 use shared::device::Device;
-use shared::profile::Table;
 use shared::push::{Platform, Push};
 
 fn sync_record(user: &str, origin: &str) -> Value {
@@ -23,11 +22,7 @@ fn sync_record(user: &str, origin: &str) -> Value {
 #[tokio::test]
 async fn one_failing_record_is_reported_precisely() {
     let api = TestStack::start().await;
-    let sdk = shared::aws::sdk_config_for(&api.emulator_url, "us-east-1").await;
-    let table = Table::new(
-        shared::profile::client(&sdk),
-        &api.stack.resources.table_name,
-    );
+    let table = api.table().await;
     // Alice has a device; Bob has none.
     table
         .put_device(&Device {

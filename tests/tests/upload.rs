@@ -36,7 +36,7 @@ async fn an_upload_lands_in_s3_under_the_pinned_key() {
     assert!(created.body["upload"]["expiresAt"].is_string());
 
     let id = upload(&api, &user, "image/png", b"not really a png").await;
-    let sdk = shared::aws::sdk_config_for(&api.emulator_url, "us-east-1").await;
+    let sdk = api.sdk().await;
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(true)
