@@ -8,15 +8,12 @@
 //! [`LEASE`]. Only successes are stored: a failed request releases its key
 //! and the retry runs again.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::profile::Table;
-use crate::{Code, Error, aws, keys};
+use crate::{Code, Error};
 
 /// How long a first response is replayed.
 pub const TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -40,20 +37,29 @@ pub enum Decision {
     Replay(StoredResponse),
 }
 
+/// A key's claim: which request took it, until when, and what it answered.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Record {
-    #[serde(rename = "PK")]
-    pk: String,
-    #[serde(rename = "SK")]
-    sk: String,
-    fingerprint: String,
+pub struct Claim {
+    pub fingerprint: String,
     /// Unix seconds: an unfinished claim after this is abandoned.
-    lease_until: i64,
+    pub lease_until: i64,
     /// Unix seconds: DynamoDB's TTL attribute.
-    expires_at: i64,
+    pub expires_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    response: Option<StoredResponse>,
+    pub response: Option<StoredResponse>,
+}
+
+impl Claim {
+    /// A new claim by the request with `fingerprint` at `now` (Unix seconds).
+    pub fn new(fingerprint: &str, now: i64) -> Self {
+        Self {
+            fingerprint: fingerprint.to_string(),
+            lease_until: now + LEASE.as_secs() as i64,
+            expires_at: now + TTL.as_secs() as i64,
+            response: None,
+        }
+    }
 }
 
 /// Keys are client-generated (a UUID, typically): 1-255 visible ASCII chars.
@@ -72,7 +78,7 @@ pub fn fingerprint(body: &[u8]) -> String {
 
 /// What an existing record means for a request with `fingerprint` at `now`
 /// (Unix seconds); `None` if the record is dead and may be claimed again.
-fn judge(record: &Record, fingerprint: &str, now: i64) -> Option<Result<Decision, Error>> {
+pub fn judge(record: &Claim, fingerprint: &str, now: i64) -> Option<Result<Decision, Error>> {
     if record.expires_at <= now || (record.response.is_none() && record.lease_until <= now) {
         return None;
     }
@@ -91,113 +97,12 @@ fn judge(record: &Record, fingerprint: &str, now: i64) -> Option<Result<Decision
     })
 }
 
-impl Table {
-    /// Claims `key` for `route` or says what its first request answered.
-    pub async fn claim_idempotency_key(
-        &self,
-        user_id: &str,
-        route: &str,
-        key: &str,
-        fingerprint: &str,
-        now: i64,
-    ) -> Result<Decision, Error> {
-        let pk = keys::user(user_id);
-        let sk = keys::idempotency(route, key);
-        // Two rounds: a claim that loses to a record which then turns out to
-        // be dead (it expired between the put and the read) tries once more.
-        for _ in 0..2 {
-            let record = Record {
-                pk: pk.clone(),
-                sk: sk.clone(),
-                fingerprint: fingerprint.to_string(),
-                lease_until: now + LEASE.as_secs() as i64,
-                expires_at: now + TTL.as_secs() as i64,
-                response: None,
-            };
-            let item: HashMap<String, AttributeValue> =
-                serde_dynamo::to_item(record).map_err(Error::internal)?;
-            let claimed = aws::conditional(
-                self.client()
-                    .put_item()
-                    .table_name(self.name())
-                    .set_item(Some(item))
-                    .condition_expression(
-                        "attribute_not_exists(PK) OR expiresAt <= :now \
-                         OR (attribute_not_exists(#response) AND leaseUntil <= :now)",
-                    )
-                    .expression_attribute_names("#response", "response")
-                    .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
-                    .send()
-                    .await,
-            )?;
-            if claimed {
-                return Ok(Decision::Run);
-            }
-            let existing: Option<Record> = self.get(pk.clone(), sk.clone()).await?;
-            if let Some(decision) = existing.and_then(|record| judge(&record, fingerprint, now)) {
-                return decision;
-            }
-        }
-        Err(Error::new(
-            Code::IdempotencyKeyInUse,
-            "this Idempotency-Key is contended; retry in a moment",
-        ))
-    }
-
-    /// Stores the first response for `key`, to be replayed for 24 hours.
-    pub async fn complete_idempotency_key(
-        &self,
-        user_id: &str,
-        route: &str,
-        key: &str,
-        response: &StoredResponse,
-    ) -> Result<(), Error> {
-        let response = serde_dynamo::to_attribute_value(response).map_err(Error::internal)?;
-        self.client()
-            .update_item()
-            .table_name(self.name())
-            .key(keys::PK, AttributeValue::S(keys::user(user_id)))
-            .key(keys::SK, AttributeValue::S(keys::idempotency(route, key)))
-            .update_expression("SET #response = :response")
-            .expression_attribute_names("#response", "response")
-            .expression_attribute_values(":response", response)
-            .send()
-            .await
-            .map_err(aws::classify)?;
-        Ok(())
-    }
-
-    /// Frees `key` after a failed request, so that a retry runs again.
-    pub async fn release_idempotency_key(
-        &self,
-        user_id: &str,
-        route: &str,
-        key: &str,
-    ) -> Result<(), Error> {
-        // A stored response (someone else's success) is left alone.
-        aws::conditional(
-            self.client()
-                .delete_item()
-                .table_name(self.name())
-                .key(keys::PK, AttributeValue::S(keys::user(user_id)))
-                .key(keys::SK, AttributeValue::S(keys::idempotency(route, key)))
-                .condition_expression("attribute_not_exists(#response)")
-                .expression_attribute_names("#response", "response")
-                .send()
-                .await,
-        )
-        .map(|_| ())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn record(response: Option<StoredResponse>) -> Record {
-        Record {
-            pk: "USER#u".into(),
-            sk: keys::idempotency("POST /uploads", "k"),
+    fn record(response: Option<StoredResponse>) -> Claim {
+        Claim {
             fingerprint: fingerprint(b"{}"),
             lease_until: 115,
             expires_at: 100 + TTL.as_secs() as i64,

@@ -1,5 +1,7 @@
-//! Every key of the single table is built here and nowhere else. Every key a
-//! user can touch starts with that user's `sub`: authorization is a prefix.
+//! Every key of the single table and every object key of the media bucket
+//! is built here, and parsed back here: no other non-test code writes or
+//! strips a prefix. Every key a user can touch starts with that user's
+//! `sub`, so authorization is a prefix, never a filter.
 
 pub const PK: &str = "PK";
 pub const SK: &str = "SK";
@@ -8,56 +10,262 @@ pub const GSI1: &str = "GSI1";
 pub const GSI1PK: &str = "GSI1PK";
 pub const GSI1SK: &str = "GSI1SK";
 
-pub const PROFILE: &str = "PROFILE";
-/// The user's sync version counter.
-pub const SYNC_VERSION: &str = "SYNCVER";
+const USER: &str = "USER#";
+const PROFILE: &str = "PROFILE";
+const SYNC_VERSION: &str = "SYNCVER";
+const MEDIA: &str = "MEDIA#";
+const DEVICE: &str = "DEVICE#";
+const CLIENT: &str = "CLIENT#";
+const PUSHED: &str = "PUSHED#";
+const IDEMPOTENCY: &str = "IDEMPOTENCY#";
+const RECORD: &str = "REC#";
 
-pub fn user(sub: &str) -> String {
-    format!("USER#{sub}")
+const UPLOADS: &str = "uploads/";
+const VARIANTS: &str = "media/";
+
+/// One item of the table, named by what it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemKey {
+    /// The user's profile (`USER#<sub>`, `PROFILE`).
+    Profile { user: String },
+    /// The user's sync version counter.
+    SyncVersion { user: String },
+    /// A media item (ids are UUIDv7: sort order is upload order).
+    Media { user: String, media_id: String },
+    /// A registered phone.
+    Device { user: String, device_id: String },
+    /// A sync client's watermark: the last mutation id applied.
+    Client { user: String, client_id: String },
+    /// Marks that the ready push of a media item reached a device: stream
+    /// records are redelivered, pushes must not be.
+    Pushed {
+        user: String,
+        media_id: String,
+        device_id: String,
+    },
+    /// A stored first response for an `Idempotency-Key`, per route.
+    Idempotency {
+        user: String,
+        route: String,
+        key: String,
+    },
+    /// A sync record, in the partition of its user's collection.
+    Record {
+        user: String,
+        collection: String,
+        record_id: String,
+    },
 }
 
-/// The partition of one collection of a user's sync records.
-pub fn collection(sub: &str, collection: &str) -> String {
-    format!("USER#{sub}#{collection}")
+impl ItemKey {
+    pub fn pk(&self) -> String {
+        match self {
+            Self::Record {
+                user, collection, ..
+            } => format!("{USER}{user}#{collection}"),
+            Self::Profile { user }
+            | Self::SyncVersion { user }
+            | Self::Media { user, .. }
+            | Self::Device { user, .. }
+            | Self::Client { user, .. }
+            | Self::Pushed { user, .. }
+            | Self::Idempotency { user, .. } => user_partition(user),
+        }
+    }
+
+    pub fn sk(&self) -> String {
+        match self {
+            Self::Profile { .. } => PROFILE.into(),
+            Self::SyncVersion { .. } => SYNC_VERSION.into(),
+            Self::Media { media_id, .. } => format!("{MEDIA}{media_id}"),
+            Self::Device { device_id, .. } => format!("{DEVICE}{device_id}"),
+            Self::Client { client_id, .. } => format!("{CLIENT}{client_id}"),
+            Self::Pushed {
+                media_id,
+                device_id,
+                ..
+            } => format!("{PUSHED}{media_id}#{device_id}"),
+            Self::Idempotency { route, key, .. } => format!("{IDEMPOTENCY}{route}#{key}"),
+            Self::Record { record_id, .. } => format!("{RECORD}{record_id}"),
+        }
+    }
+
+    /// What an item is, from its key; None for a key this crate never wrote.
+    pub fn parse(pk: &str, sk: &str) -> Option<Self> {
+        let rest = pk.strip_prefix(USER)?;
+        if let Some(record_id) = sk.strip_prefix(RECORD) {
+            let (user, collection) = rest.split_once('#')?;
+            return Some(Self::Record {
+                user: user.into(),
+                collection: collection.into(),
+                record_id: record_id.into(),
+            });
+        }
+        if rest.contains('#') {
+            return None;
+        }
+        let user = rest.to_string();
+        let key = if sk == PROFILE {
+            Self::Profile { user }
+        } else if sk == SYNC_VERSION {
+            Self::SyncVersion { user }
+        } else if let Some(media_id) = sk.strip_prefix(MEDIA) {
+            Self::Media {
+                user,
+                media_id: media_id.into(),
+            }
+        } else if let Some(device_id) = sk.strip_prefix(DEVICE) {
+            Self::Device {
+                user,
+                device_id: device_id.into(),
+            }
+        } else if let Some(client_id) = sk.strip_prefix(CLIENT) {
+            Self::Client {
+                user,
+                client_id: client_id.into(),
+            }
+        } else if let Some(rest) = sk.strip_prefix(PUSHED) {
+            let (media_id, device_id) = rest.split_once('#')?;
+            Self::Pushed {
+                user,
+                media_id: media_id.into(),
+                device_id: device_id.into(),
+            }
+        } else if let Some(rest) = sk.strip_prefix(IDEMPOTENCY) {
+            // Routes hold no '#'; keys may.
+            let (route, key) = rest.split_once('#')?;
+            Self::Idempotency {
+                user,
+                route: route.into(),
+                key: key.into(),
+            }
+        } else {
+            return None;
+        };
+        Some(key)
+    }
+
+    /// The user the item belongs to.
+    pub fn user(&self) -> &str {
+        match self {
+            Self::Profile { user }
+            | Self::SyncVersion { user }
+            | Self::Media { user, .. }
+            | Self::Device { user, .. }
+            | Self::Client { user, .. }
+            | Self::Pushed { user, .. }
+            | Self::Idempotency { user, .. }
+            | Self::Record { user, .. } => user,
+        }
+    }
 }
 
-pub fn record(record_id: &str) -> String {
-    format!("REC#{record_id}")
+/// The partition of everything of one user but their sync records; also
+/// the GSI1 partition of their sync records (the change feed).
+pub fn user_partition(user: &str) -> String {
+    format!("{USER}{user}")
 }
 
-/// A media item (ids are UUIDv7: sort order is upload order).
-pub fn media(media_id: &str) -> String {
-    format!("MEDIA#{media_id}")
+/// The sort-key prefix shared by every item of one family, for
+/// `begins_with` queries over a user's partition.
+pub fn media_prefix() -> &'static str {
+    MEDIA
 }
 
-/// A registered phone.
-pub fn device(device_id: &str) -> String {
-    format!("DEVICE#{device_id}")
+pub fn device_prefix() -> &'static str {
+    DEVICE
 }
 
-/// A client's watermark: the last mutation id applied.
-pub fn client(client_id: &str) -> String {
-    format!("CLIENT#{client_id}")
+// ---------------------------------------------------------------- objects
+
+/// Where a client uploads an original: `uploads/<sub>/<mediaId>`.
+pub fn upload_object(user: &str, media_id: &str) -> String {
+    format!("{UPLOADS}{user}/{media_id}")
 }
 
-/// Marks that the ready push of `media_id` reached `device_id`: stream
-/// records are redelivered, pushes must not be.
-pub fn pushed(media_id: &str, device_id: &str) -> String {
-    format!("PUSHED#{media_id}#{device_id}")
+/// `uploads/<sub>/<mediaId>` back to (sub, mediaId); None for any other key.
+pub fn parse_upload_object(key: &str) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix(UPLOADS)?;
+    let (user, media_id) = rest.split_once('/')?;
+    let valid = |s: &str| !s.is_empty() && !s.contains('/') && !s.contains('#');
+    (valid(user) && valid(media_id)).then_some((user, media_id))
 }
 
-/// A stored first response for an `Idempotency-Key`, per route.
-pub fn idempotency(route: &str, key: &str) -> String {
-    format!("IDEMPOTENCY#{route}#{key}")
+/// The prefix under which S3 notifies the resize function.
+pub fn uploads_prefix() -> &'static str {
+    UPLOADS
+}
+
+/// The prefix of every variant of a media item.
+pub fn variants_prefix(user: &str, media_id: &str) -> String {
+    format!("{VARIANTS}{user}/{media_id}/")
+}
+
+/// Every prefix that holds a user's objects (originals and variants).
+pub fn user_object_prefixes(user: &str) -> [String; 2] {
+    [format!("{UPLOADS}{user}/"), format!("{VARIANTS}{user}/")]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn id() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9_.:-]{1,20}"
+    }
+
+    fn item_key() -> impl Strategy<Value = ItemKey> {
+        prop_oneof![
+            id().prop_map(|user| ItemKey::Profile { user }),
+            id().prop_map(|user| ItemKey::SyncVersion { user }),
+            (id(), id()).prop_map(|(user, media_id)| ItemKey::Media { user, media_id }),
+            (id(), id()).prop_map(|(user, device_id)| ItemKey::Device { user, device_id }),
+            (id(), id()).prop_map(|(user, client_id)| ItemKey::Client { user, client_id }),
+            (id(), id(), id()).prop_map(|(user, media_id, device_id)| ItemKey::Pushed {
+                user,
+                media_id,
+                device_id
+            }),
+            (id(), "(POST|GET) /[a-z/]{1,10}", "[!-~]{1,30}")
+                .prop_map(|(user, route, key)| { ItemKey::Idempotency { user, route, key } }),
+            (id(), "[A-Za-z0-9_-]{1,20}", "[!-~]{1,30}").prop_map(
+                |(user, collection, record_id)| ItemKey::Record {
+                    user,
+                    collection,
+                    record_id
+                }
+            ),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_key_parses_back_to_itself(key in item_key()) {
+            prop_assert_eq!(ItemKey::parse(&key.pk(), &key.sk()), Some(key.clone()));
+            prop_assert!(key.pk().starts_with(&user_partition(key.user())));
+        }
+
+        #[test]
+        fn upload_objects_parse_back(user in id(), media in id()) {
+            let key = upload_object(&user, &media);
+            prop_assert_eq!(parse_upload_object(&key), Some((user.as_str(), media.as_str())));
+        }
+    }
 
     #[test]
-    fn user_keys_start_with_the_sub() {
-        assert_eq!(user("abc"), "USER#abc");
-        assert!(collection("abc", "notes").starts_with(&user("abc")));
+    fn foreign_keys_are_not_parsed() {
+        assert_eq!(ItemKey::parse("ORG#x", "PROFILE"), None);
+        assert_eq!(ItemKey::parse("USER#u", "SOMETHING"), None);
+        assert_eq!(ItemKey::parse("USER#u#notes", "PROFILE"), None);
+        for key in [
+            "media/u/m",
+            "uploads/u",
+            "uploads//m",
+            "uploads/u/m/x",
+            "uploads/u#x/m",
+        ] {
+            assert_eq!(parse_upload_object(key), None, "{key}");
+        }
     }
 }

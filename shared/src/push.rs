@@ -3,17 +3,11 @@
 
 use aws_config::SdkConfig;
 use aws_sdk_sns::Client;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::{Error, aws};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Platform {
-    Ios,
-    Android,
-}
+pub use crate::device::Platform;
 
 /// What a push says.
 #[derive(Debug, Clone, PartialEq)]

@@ -273,7 +273,7 @@ fn stream_event() -> Value {
 
 /// A pending 12 MP photo in the bucket, and the S3 event announcing it.
 async fn resize_event(
-    table: &shared::profile::Table,
+    table: &shared::store::Table,
     objects: &shared::objects::Objects,
     photo: &[u8],
 ) -> Value {
@@ -312,7 +312,7 @@ async fn main() -> anyhow::Result<()> {
         local_stack::template::Template::load(&local_stack::Options::default_template())?;
     let stack = format!("cold{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let resources = local_stack::provision::provision(&sdk, &template, &stack).await?;
-    let table = shared::profile::Table::new(shared::profile::client(&sdk), &resources.table_name);
+    let table = shared::store::Table::new(&sdk, &resources.table_name);
     let objects = shared::objects::Objects::new(&sdk, &resources.bucket);
     let photo = shared::pipeline::testing::jpeg_with_exif(4000, 3000, 6);
 

@@ -5,9 +5,8 @@
 
 use std::sync::atomic::Ordering;
 
-use shared::profile::Table;
+use shared::store::Table;
 use shared::sync::hlc::Hlc;
-use shared::sync::store::SyncStore;
 use shared::sync::{Limits, WireMutation, validate};
 
 #[tokio::main]
@@ -38,8 +37,7 @@ async fn main() -> anyhow::Result<()> {
         // A table per batch size, so earlier runs do not slow the emulator.
         let stack = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let resources = local_stack::provision::provision(&sdk, &template, &stack).await?;
-        let table = Table::new(shared::profile::client(&sdk), &resources.table_name);
-        let store = SyncStore::new(table);
+        let store = Table::new(&sdk, &resources.table_name);
         let user = format!("bench-user-{n}");
         let wires = (1..=n)
             .map(|id| WireMutation {
@@ -57,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
             })
             .collect();
         let mutations = validate("bench", wires, &Limits::default(), now)?;
-        store.push(&user, "bench", mutations).await?;
+        store.push_mutations(&user, "bench", mutations).await?;
         let calls = store.usage().calls.load(Ordering::Relaxed);
         let reported = store.usage().capacity_milli.load(Ordering::Relaxed) as f64 / 1000.0;
         // Lower bound: one TransactWriteItems per 100 changed items and one

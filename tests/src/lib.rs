@@ -91,11 +91,8 @@ impl TestStack {
     }
 
     /// This stack's table, for checking what the functions wrote.
-    pub async fn table(&self) -> shared::profile::Table {
-        shared::profile::Table::new(
-            shared::profile::client(&self.sdk().await),
-            &self.stack.resources.table_name,
-        )
+    pub async fn table(&self) -> shared::store::Table {
+        shared::store::Table::new(&self.sdk().await, &self.stack.resources.table_name)
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -220,7 +220,7 @@ async fn deleting_the_account_removes_the_user_and_their_items() {
             .force_path_style(true)
             .build(),
     );
-    for prefix in shared::media::user_prefixes(&user.user_id) {
+    for prefix in shared::keys::user_object_prefixes(&user.user_id) {
         let listed = s3
             .list_objects_v2()
             .bucket(&api.stack.resources.bucket)

@@ -1,18 +1,39 @@
 //! The `auth` function: the public account routes, `/me` and `/health`.
 
-use std::time::Instant;
-
-use apigw::{Caller, DEFAULT_BODY_LIMIT, Reply, json_body};
+use apigw::{Call, DEFAULT_BODY_LIMIT, Reply, Route, Service};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 use shared::aws_config::SdkConfig;
+use shared::config::{self, Env, FromEnv, MissingVariable, PushApplications, UserPool};
 use shared::email::Email;
 use shared::identity::{Identity, Tokens};
 use shared::metrics::Metrics;
 use shared::objects::Objects;
-use shared::profile::{Profile, Table};
+use shared::profile::Profile;
 use shared::push::Push;
-use shared::{Code, Config, Error};
+use shared::store::Table;
+use shared::{Code, Error, keys};
+
+/// What `auth` reads from its environment. Account deletion reaches every
+/// store of the user, hence the bucket and the push applications.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub table_name: String,
+    pub user_pool: UserPool,
+    pub media_bucket: String,
+    pub push: PushApplications,
+}
+
+impl FromEnv for Config {
+    fn read(env: &Env) -> Result<Self, MissingVariable> {
+        Ok(Self {
+            table_name: config::table_name(env)?,
+            user_pool: UserPool::read(env)?,
+            media_bucket: config::media_bucket(env)?,
+            push: PushApplications::read(env)?,
+        })
+    }
+}
 
 /// What the handler needs, built once per process.
 #[derive(Debug, Clone)]
@@ -28,65 +49,63 @@ impl Deps {
         Self {
             identity: Identity::new(
                 shared::identity::client(sdk),
-                &config.user_pool_id,
-                &config.user_pool_client_id,
+                &config.user_pool.id,
+                &config.user_pool.client_id,
             ),
-            table: Table::new(shared::profile::client(sdk), &config.table_name),
+            table: Table::new(sdk, &config.table_name),
             objects: Objects::new(sdk, &config.media_bucket),
-            push: Push::new(
-                sdk,
-                &config.apns_application_arn,
-                &config.fcm_application_arn,
-            ),
+            push: Push::new(sdk, &config.push.apns, &config.push.fcm),
         }
+    }
+}
+
+impl Service for Deps {
+    const ROUTES: &'static [Route<Self>] = &[
+        Route::public("GET", "/health", |_, _| Box::pin(health())),
+        Route::public("POST", "/auth/sign-up", |d, c| {
+            Box::pin(counted("SignUps", "SignUpFailures", sign_up(d, c)))
+        }),
+        Route::public("POST", "/auth/confirm", |d, c| Box::pin(confirm(d, c))),
+        Route::public("POST", "/auth/sign-in", |d, c| {
+            Box::pin(counted("SignIns", "SignInFailures", sign_in(d, c)))
+        }),
+        Route::public("POST", "/auth/refresh", |d, c| Box::pin(refresh(d, c))),
+        Route::public("POST", "/auth/forgot-password", |d, c| {
+            Box::pin(forgot_password(d, c))
+        }),
+        Route::public("POST", "/auth/reset-password", |d, c| {
+            Box::pin(reset_password(d, c))
+        }),
+        Route::session("POST", "/auth/sign-out", |d, c| Box::pin(sign_out(d, c))),
+        Route::session("GET", "/me", |d, c| Box::pin(me(d, c))),
+        Route::session("DELETE", "/me", |d, c| Box::pin(delete_me(d, c))),
+    ];
+
+    fn table(&self) -> &Table {
+        &self.table
     }
 }
 
 /// Handles one API Gateway request. Never fails: errors are problem documents.
 pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
-    let started = Instant::now();
-    let route = apigw::route_key(&req).to_string();
-    let result = route_request(deps, &route, &req).await;
-    apigw::respond(&route, started, result)
+    apigw::handle(deps, req).await
 }
 
-async fn route_request(deps: &Deps, route: &str, req: &Request) -> Result<Reply, Error> {
-    match route {
-        "GET /health" => Reply::ok(Health { status: "ok" }),
-        "POST /auth/sign-up" => {
-            let result = sign_up(deps, json_body(req, DEFAULT_BODY_LIMIT)?).await;
-            outcome_metric(&result, "SignUps", "SignUpFailures");
-            result
-        }
-        "POST /auth/confirm" => confirm(deps, json_body(req, DEFAULT_BODY_LIMIT)?).await,
-        "POST /auth/sign-in" => {
-            let result = sign_in(deps, json_body(req, DEFAULT_BODY_LIMIT)?).await;
-            outcome_metric(&result, "SignIns", "SignInFailures");
-            result
-        }
-        "POST /auth/refresh" => refresh(deps, json_body(req, DEFAULT_BODY_LIMIT)?).await,
-        "POST /auth/forgot-password" => {
-            forgot_password(deps, json_body(req, DEFAULT_BODY_LIMIT)?).await
-        }
-        "POST /auth/reset-password" => {
-            reset_password(deps, json_body(req, DEFAULT_BODY_LIMIT)?).await
-        }
-        "POST /auth/sign-out" => {
-            let token = apigw::bearer_token(req)
-                .ok_or_else(|| Error::new(Code::Unauthorized, "a bearer token is required"))?;
-            sign_out(deps, &apigw::caller(req)?, token).await
-        }
-        "GET /me" => me(deps, &apigw::caller(req)?).await,
-        "DELETE /me" => delete_me(deps, &apigw::caller(req)?).await,
-        _ => Err(Error::not_found("route")),
-    }
+async fn health() -> Result<Reply, Error> {
+    Reply::ok(Health { status: "ok" })
 }
 
 /// Counts a success or a refusal; an operator watches failed sign-ins for
 /// credential stuffing and failed sign-ups for a broken form.
-fn outcome_metric(result: &Result<Reply, Error>, ok: &'static str, refused: &'static str) {
+async fn counted(
+    ok: &'static str,
+    refused: &'static str,
+    reply: impl Future<Output = Result<Reply, Error>>,
+) -> Result<Reply, Error> {
+    let result = reply.await;
     let name = if result.is_ok() { ok } else { refused };
     Metrics::new("auth").count(name, 1).emit();
+    result
 }
 
 #[derive(Serialize)]
@@ -186,7 +205,8 @@ fn code(raw: &str) -> Result<&str, Error> {
     Ok(raw)
 }
 
-async fn sign_up(deps: &Deps, body: Credentials) -> Result<Reply, Error> {
+async fn sign_up(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
+    let body: Credentials = call.json(DEFAULT_BODY_LIMIT)?;
     let email = Email::parse(&body.email)?;
     let signed_up = deps
         .identity
@@ -201,13 +221,15 @@ async fn sign_up(deps: &Deps, body: Credentials) -> Result<Reply, Error> {
     )
 }
 
-async fn confirm(deps: &Deps, body: Confirmation) -> Result<Reply, Error> {
+async fn confirm(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
+    let body: Confirmation = call.json(DEFAULT_BODY_LIMIT)?;
     let email = Email::parse(&body.email)?;
     deps.identity.confirm(&email, code(&body.code)?).await?;
     Ok(Reply::empty(204))
 }
 
-async fn sign_in(deps: &Deps, body: Credentials) -> Result<Reply, Error> {
+async fn sign_in(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
+    let body: Credentials = call.json(DEFAULT_BODY_LIMIT)?;
     let email = Email::parse(&body.email)?;
     let tokens = deps
         .identity
@@ -226,7 +248,8 @@ async fn sign_in(deps: &Deps, body: Credentials) -> Result<Reply, Error> {
     Reply::ok(TokensBody::from(tokens))
 }
 
-async fn refresh(deps: &Deps, body: RefreshRequest) -> Result<Reply, Error> {
+async fn refresh(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
+    let body: RefreshRequest = call.json(DEFAULT_BODY_LIMIT)?;
     let token = body.refresh_token.trim();
     if token.is_empty() || token.len() > 8192 {
         return Err(Error::new(
@@ -237,14 +260,16 @@ async fn refresh(deps: &Deps, body: RefreshRequest) -> Result<Reply, Error> {
     Reply::ok(TokensBody::from(deps.identity.refresh(token).await?))
 }
 
-async fn forgot_password(deps: &Deps, body: ForgotPassword) -> Result<Reply, Error> {
+async fn forgot_password(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
+    let body: ForgotPassword = call.json(DEFAULT_BODY_LIMIT)?;
     deps.identity
         .forgot_password(&Email::parse(&body.email)?)
         .await?;
     Ok(Reply::empty(202))
 }
 
-async fn reset_password(deps: &Deps, body: ResetPassword) -> Result<Reply, Error> {
+async fn reset_password(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
+    let body: ResetPassword = call.json(DEFAULT_BODY_LIMIT)?;
     let email = Email::parse(&body.email)?;
     let (code, password) = (code(&body.code)?, password(&body.password)?);
     // Looked up first: an unknown email answers like a wrong code (no
@@ -257,8 +282,9 @@ async fn reset_password(deps: &Deps, body: ResetPassword) -> Result<Reply, Error
     Ok(Reply::empty(204))
 }
 
-async fn sign_out(deps: &Deps, caller: &Caller, access_token: &str) -> Result<Reply, Error> {
-    deps.identity.global_sign_out(access_token).await?;
+async fn sign_out(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
+    let caller = call.caller()?;
+    deps.identity.global_sign_out(call.bearer_token()?).await?;
     revoke_access_tokens(deps, &caller.user_id, caller.token_id.as_deref()).await?;
     Ok(Reply::empty(204))
 }
@@ -277,28 +303,11 @@ async fn revoke_access_tokens(
     }
 }
 
-/// The caller's profile, if any, refusing tokens issued before a sign-out.
-async fn current_profile(deps: &Deps, caller: &Caller) -> Result<Option<Profile>, Error> {
-    let profile = deps.table.profile(&caller.user_id).await?;
-    let revoked = profile
-        .as_ref()
-        .is_some_and(|profile| profile.revokes(caller.issued_at, caller.token_id.as_deref()));
-    if revoked {
-        return Err(Error::new(
-            Code::TokenRevoked,
-            "this token was revoked by a sign-out; sign in again",
-        ));
-    }
-    Ok(profile)
-}
-
-async fn me(deps: &Deps, caller: &Caller) -> Result<Reply, Error> {
-    let profile = current_profile(deps, caller)
-        .await?
-        .ok_or_else(|| Error::not_found("profile"))?;
+async fn me(_: &Deps, call: Call<'_>) -> Result<Reply, Error> {
+    let profile = call.profile().ok_or_else(|| Error::not_found("profile"))?;
     Reply::ok(MeBody {
-        user_id: profile.user_id,
-        email: profile.email,
+        user_id: profile.user_id.clone(),
+        email: profile.email.clone(),
         created_at: profile
             .created_at
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -307,18 +316,78 @@ async fn me(deps: &Deps, caller: &Caller) -> Result<Reply, Error> {
 
 /// Deletes every trace of the caller. Each step is idempotent, so a failed
 /// deletion is finished by calling again with the same token.
-async fn delete_me(deps: &Deps, caller: &Caller) -> Result<Reply, Error> {
-    current_profile(deps, caller).await?;
+async fn delete_me(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
+    let caller = call.caller()?;
     let devices = deps.table.devices(&caller.user_id).await?;
     for device in &devices {
         deps.push.delete_endpoint(&device.endpoint_arn).await?;
     }
     let objects = deps
         .objects
-        .delete(&[], &shared::media::user_prefixes(&caller.user_id))
+        .delete(&[], &keys::user_object_prefixes(&caller.user_id))
         .await?;
     let items = deps.table.delete_user_items(&caller.user_id).await?;
     deps.identity.delete_user(&caller.user_id).await?;
     tracing::info!(items, objects, devices = devices.len(), "account deleted");
     Ok(Reply::empty(204))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_route_table_is_the_template_and_the_contract() {
+        apigw::testing::assert_routes_are_the_contract::<Deps>("AuthFunction");
+    }
+
+    /// Clients that are never called: the requests below stop before any.
+    fn offline_deps() -> Deps {
+        let sdk = SdkConfig::builder()
+            .behavior_version(shared::aws_config::BehaviorVersion::latest())
+            .region(shared::aws_config::Region::new("us-east-1"))
+            .build();
+        let config = Config::from_lookup(|name| Some(format!("{name}-value"))).unwrap();
+        Deps::new(&sdk, &config)
+    }
+
+    /// A function URL event, as `cargo lambda watch` sends it: route key
+    /// `$default`, the function's name in front of the path, no authorizer.
+    fn function_url(method: &str, path: &str) -> Request {
+        let mut event = apigw::testing::event(&format!("{method} {path}"), None, None);
+        event["routeKey"] = "$default".into();
+        event["requestContext"]["routeKey"] = "$default".into();
+        event["rawPath"] = format!("/lambda-url/auth{path}").into();
+        event["requestContext"]["http"]["path"] = event["rawPath"].clone();
+        apigw::testing::request(event)
+    }
+
+    fn text(response: &Response<Body>) -> &str {
+        match response.body() {
+            Body::Text(text) => text,
+            _ => "",
+        }
+    }
+
+    #[tokio::test]
+    async fn function_urls_reach_public_routes_and_name_what_authorized_ones_lack() {
+        let deps = offline_deps();
+        let health = handle(&deps, function_url("GET", "/health")).await;
+        assert_eq!(health.status(), 200);
+        assert_eq!(text(&health), r#"{"status":"ok"}"#);
+
+        let me = handle(&deps, function_url("GET", "/me")).await;
+        assert_eq!(me.status(), 401);
+        assert!(
+            text(&me).contains("requestContext.authorizer.jwt.claims"),
+            "{}",
+            text(&me)
+        );
+
+        let nowhere = handle(&deps, function_url("GET", "/nowhere")).await;
+        assert_eq!(nowhere.status(), 404);
+        let wrong = handle(&deps, function_url("PUT", "/me")).await;
+        assert_eq!(wrong.status(), 405);
+        assert_eq!(wrong.headers()["allow"], "GET, DELETE");
+    }
 }

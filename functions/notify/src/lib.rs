@@ -1,25 +1,41 @@
-//! `notify`: devices register as SNS platform endpoints (`handle`, HTTP),
-//! and table changes become pushes (`handle_stream`, DynamoDB stream).
+//! `notify`: table changes become pushes (`handle_stream`, DynamoDB stream).
+//! A photo that became ready is a visible push to each of the user's
+//! devices; sync changes are one silent poke per user and batch.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Instant;
 
-use apigw::{Caller, DEFAULT_BODY_LIMIT, Reply, json_body};
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use lambda_http::{Body, Request, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use shared::Error;
 use shared::aws_config::SdkConfig;
+use shared::config::{self, Env, FromEnv, MissingVariable, PushApplications};
 use shared::device::Device;
+use shared::keys::ItemKey;
 use shared::metrics::Metrics;
-use shared::profile::Table;
-use shared::push::{Notification, Platform, PublishError, Push};
-use shared::{Config, Error};
+use shared::push::{Notification, PublishError, Push};
+use shared::store::Table;
 use tokio::sync::Semaphore;
 
 /// Publishes in flight at once, per batch.
 const PUBLISH_CONCURRENCY: usize = 8;
+
+/// What `notify` reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub table_name: String,
+    pub push: PushApplications,
+}
+
+impl FromEnv for Config {
+    fn read(env: &Env) -> Result<Self, MissingVariable> {
+        Ok(Self {
+            table_name: config::table_name(env)?,
+            push: PushApplications::read(env)?,
+        })
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Deps {
@@ -30,139 +46,11 @@ pub struct Deps {
 impl Deps {
     pub fn new(sdk: &SdkConfig, config: &Config) -> Self {
         Self {
-            table: Table::new(shared::profile::client(sdk), &config.table_name),
-            push: Push::new(
-                sdk,
-                &config.apns_application_arn,
-                &config.fcm_application_arn,
-            ),
+            table: Table::new(sdk, &config.table_name),
+            push: Push::new(sdk, &config.push.apns, &config.push.fcm),
         }
     }
 }
-
-// ---------------------------------------------------------------- HTTP
-
-pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
-    let started = Instant::now();
-    let route = apigw::route_key(&req).to_string();
-    let result = async {
-        let caller = apigw::session(&req, &deps.table).await?;
-        let device_id = apigw::path_parameter(&req, "deviceId")?;
-        if !valid_device_id(device_id) {
-            return Err(Error::not_found("device"));
-        }
-        match route.as_str() {
-            "PUT /devices/{deviceId}" => {
-                register(
-                    deps,
-                    &caller,
-                    device_id,
-                    json_body(&req, DEFAULT_BODY_LIMIT)?,
-                )
-                .await
-            }
-            "DELETE /devices/{deviceId}" => unregister(deps, &caller, device_id).await,
-            _ => Err(Error::not_found("route")),
-        }
-    }
-    .await;
-    apigw::respond(&route, started, result)
-}
-
-/// Device ids double as sync client ids: the same alphabet.
-fn valid_device_id(id: &str) -> bool {
-    shared::sync::hlc::valid_client_id(id)
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Registration {
-    platform: Platform,
-    token: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Registered {
-    device_id: String,
-    platform: Platform,
-}
-
-async fn register(
-    deps: &Deps,
-    caller: &Caller,
-    device_id: &str,
-    body: Registration,
-) -> Result<Reply, Error> {
-    let token = body.token.trim();
-    if token.is_empty() || token.len() > 4096 || token.chars().any(char::is_whitespace) {
-        return Err(Error::invalid(
-            "token must be 1-4096 characters without spaces",
-        ));
-    }
-    let existing = deps.table.device(&caller.user_id, device_id).await?;
-    // Unchanged: nothing to call (apps re-register on every launch).
-    if let Some(device) = &existing
-        && device.token == token
-        && device.platform == body.platform
-    {
-        let arn = deps
-            .push
-            .register(
-                body.platform,
-                token,
-                &caller.user_id,
-                Some(&device.endpoint_arn),
-            )
-            .await?;
-        if arn == device.endpoint_arn {
-            return Reply::ok(Registered {
-                device_id: device_id.into(),
-                platform: body.platform,
-            });
-        }
-    }
-    let reusable = match &existing {
-        // Another platform means another platform application.
-        Some(device) if device.platform != body.platform => {
-            deps.push.delete_endpoint(&device.endpoint_arn).await?;
-            None
-        }
-        Some(device) => Some(device.endpoint_arn.as_str()),
-        None => None,
-    };
-    let endpoint_arn = deps
-        .push
-        .register(body.platform, token, &caller.user_id, reusable)
-        .await?;
-    deps.table
-        .put_device(&Device {
-            device_id: device_id.into(),
-            user_id: caller.user_id.clone(),
-            platform: body.platform,
-            token: token.into(),
-            endpoint_arn,
-            updated_at: chrono::Utc::now(),
-        })
-        .await?;
-    Reply::ok(Registered {
-        device_id: device_id.into(),
-        platform: body.platform,
-    })
-}
-
-async fn unregister(deps: &Deps, caller: &Caller, device_id: &str) -> Result<Reply, Error> {
-    let device = deps
-        .table
-        .device(&caller.user_id, device_id)
-        .await?
-        .ok_or_else(|| Error::not_found("device"))?;
-    deps.push.delete_endpoint(&device.endpoint_arn).await?;
-    deps.table.delete_device(&caller.user_id, device_id).await?;
-    Ok(Reply::empty(204))
-}
-
-// ---------------------------------------------------------------- stream
 
 /// What a stream record asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -176,15 +64,11 @@ pub enum Interest {
 #[derive(Deserialize)]
 struct Image {
     #[serde(rename = "PK")]
-    pk: Option<String>,
+    pk: String,
     #[serde(rename = "SK")]
-    sk: Option<String>,
+    sk: String,
     status: Option<String>,
     origin: Option<String>,
-    #[serde(rename = "GSI1PK")]
-    gsi1pk: Option<String>,
-    #[serde(rename = "mediaId")]
-    media_id: Option<String>,
 }
 
 fn image(item: &serde_dynamo::Item) -> Option<Image> {
@@ -201,28 +85,24 @@ pub fn interest(record: &EventRecord) -> Option<Interest> {
         return None;
     }
     let new = image(&record.change.new_image)?;
-    let sk = new.sk.as_deref()?;
-    if sk.starts_with("MEDIA#") {
-        let was_pending = image(&record.change.old_image)
-            .and_then(|old| old.status)
-            .is_none_or(|status| status == "pending");
-        if new.status.as_deref() == Some("ready") && was_pending {
-            let user_id = new.pk?.strip_prefix("USER#")?.to_string();
-            return Some(Interest::MediaReady {
-                user_id,
-                media_id: new.media_id?,
-            });
+    match ItemKey::parse(&new.pk, &new.sk)? {
+        ItemKey::Media { user, media_id } => {
+            let was_pending = image(&record.change.old_image)
+                .and_then(|old| old.status)
+                .is_none_or(|status| status == "pending");
+            (new.status.as_deref() == Some("ready") && was_pending).then_some(
+                Interest::MediaReady {
+                    user_id: user,
+                    media_id,
+                },
+            )
         }
-        return None;
-    }
-    if sk.starts_with("REC#") {
-        let user_id = new.gsi1pk?.strip_prefix("USER#")?.to_string();
-        return Some(Interest::SyncChange {
-            user_id,
+        ItemKey::Record { user, .. } => Some(Interest::SyncChange {
+            user_id: user,
             origin: new.origin.unwrap_or_default(),
-        });
+        }),
+        _ => None,
     }
-    None
 }
 
 /// The pushes one user gets from a batch, and the first record that asked

@@ -1,11 +1,12 @@
 //! The stream consumer: table changes become pushes.
 use aws_lambda_events::dynamodb::Event;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use shared::config::FromEnv;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let config = shared::Config::from_env()?;
+    let config = notify::Config::from_env()?;
     let deps = notify::Deps::new(&shared::aws::sdk_config().await, &config);
     run(service_fn(|event: LambdaEvent<Event>| async {
         notify::handle_stream(&deps, event.payload)

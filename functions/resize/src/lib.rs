@@ -4,15 +4,33 @@
 //! never crash-loops; only transient AWS errors do, and Lambda retries.
 
 use aws_lambda_events::s3::{S3Event, S3EventRecord};
+use shared::Error;
 use shared::aws_config::SdkConfig;
-use shared::media::{self, Media, Status, Variant};
+use shared::config::{self, Env, FromEnv, MissingVariable};
+use shared::keys;
+use shared::media::{Media, Status, Variant};
 use shared::metrics::Metrics;
 use shared::objects::Objects;
 use shared::pipeline::{self, Options};
-use shared::profile::Table;
-use shared::{Config, Error};
+use shared::store::Table;
 
 const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+
+/// What `resize` reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub table_name: String,
+    pub media_bucket: String,
+}
+
+impl FromEnv for Config {
+    fn read(env: &Env) -> Result<Self, MissingVariable> {
+        Ok(Self {
+            table_name: config::table_name(env)?,
+            media_bucket: config::media_bucket(env)?,
+        })
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Deps {
@@ -24,7 +42,7 @@ pub struct Deps {
 impl Deps {
     pub fn new(sdk: &SdkConfig, config: &Config) -> Self {
         Self {
-            table: Table::new(shared::profile::client(sdk), &config.table_name),
+            table: Table::new(sdk, &config.table_name),
             objects: Objects::new(sdk, &config.media_bucket),
             options: Options::default(),
         }
@@ -87,14 +105,6 @@ pub fn decode_key(raw: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// `uploads/<sub>/<mediaId>` -> (sub, mediaId).
-pub fn parse_upload_key(key: &str) -> Option<(&str, &str)> {
-    let rest = key.strip_prefix("uploads/")?;
-    let (user, media_id) = rest.split_once('/')?;
-    let valid = |s: &str| !s.is_empty() && !s.contains('/') && !s.contains('#');
-    (valid(user) && valid(media_id)).then_some((user, media_id))
-}
-
 pub async fn handle_record(deps: &Deps, record: &S3EventRecord) -> Result<Outcome, Error> {
     let created = record
         .event_name
@@ -104,7 +114,7 @@ pub async fn handle_record(deps: &Deps, record: &S3EventRecord) -> Result<Outcom
         return Ok(Outcome::Skipped("not an upload"));
     };
     let key = decode_key(raw_key);
-    let Some((user_id, media_id)) = parse_upload_key(&key) else {
+    let Some((user_id, media_id)) = keys::parse_upload_object(&key) else {
         return Ok(Outcome::Skipped("not an upload"));
     };
     let Some(media) = deps.table.media(user_id, media_id).await? else {
@@ -143,7 +153,7 @@ pub async fn handle_record(deps: &Deps, record: &S3EventRecord) -> Result<Outcom
         "pipeline finished"
     );
 
-    let prefix = media::variants_prefix(user_id, media_id);
+    let prefix = keys::variants_prefix(user_id, media_id);
     let mut variants = Vec::with_capacity(processed.variants.len());
     let mut total = 0;
     for encoded in processed.variants {
@@ -201,19 +211,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_are_url_decoded_and_parsed() {
+    fn keys_are_url_decoded() {
         assert_eq!(decode_key("uploads/a%2Bb/c+d%20e"), "uploads/a+b/c d e");
         assert_eq!(decode_key("100%"), "100%");
-        assert_eq!(parse_upload_key("uploads/u-1/m-1"), Some(("u-1", "m-1")));
-        for bad in [
-            "media/u/m",
-            "uploads/u",
-            "uploads//m",
-            "uploads/u/m/x",
-            "uploads/u#x/m",
-        ] {
-            assert_eq!(parse_upload_key(bad), None, "{bad}");
-        }
     }
 
     #[test]
@@ -226,7 +226,7 @@ mod tests {
         assert_eq!(record.event_name.as_deref(), Some("ObjectCreated:Post"));
         let key = decode_key(record.s3.object.key.as_deref().unwrap());
         assert_eq!(
-            parse_upload_key(&key),
+            keys::parse_upload_object(&key),
             Some(("user 1", "0193b0b2-7c1e-7f00-8000-000000000001"))
         );
     }

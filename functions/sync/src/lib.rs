@@ -1,37 +1,50 @@
 //! The `sync` function: `POST /sync/push` and `GET /sync/pull`.
 
-use std::time::Instant;
-
-use apigw::{Caller, Reply, json_body};
+use apigw::{Call, Reply, Route, Service};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
+use shared::Error;
 use shared::aws_config::SdkConfig;
+use shared::config::{self, Env, FromEnv, MissingVariable};
 use shared::metrics::Metrics;
-use shared::profile::Table;
-use shared::sync::store::{Change, SyncStore};
-use shared::sync::{Limits, WireMutation, hlc::valid_client_id, validate};
-use shared::{Config, Error};
+use shared::store::Table;
+use shared::sync::{Change, Limits, WireMutation, hlc::valid_client_id, validate};
 
 /// A push of 1000 mutations with a few small fields each fits well within.
 pub const PUSH_BODY_LIMIT: usize = 1024 * 1024;
 pub const DEFAULT_PULL_LIMIT: i32 = 100;
 pub const MAX_PULL_LIMIT: i32 = 500;
 
+/// What `sync` reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub table_name: String,
+    /// `SYNC_MAX_CLOCK_SKEW_SECONDS`: how far ahead a client's hlc may be
+    /// (default 300).
+    pub max_clock_skew_seconds: u64,
+}
+
+impl FromEnv for Config {
+    fn read(env: &Env) -> Result<Self, MissingVariable> {
+        Ok(Self {
+            table_name: config::table_name(env)?,
+            max_clock_skew_seconds: env.number("SYNC_MAX_CLOCK_SKEW_SECONDS", 300),
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Deps {
     pub table: Table,
-    pub store: SyncStore,
     pub limits: Limits,
 }
 
 impl Deps {
     pub fn new(sdk: &SdkConfig, config: &Config) -> Self {
-        let table = Table::new(shared::profile::client(sdk), &config.table_name);
         Self {
-            store: SyncStore::new(table.clone()),
-            table,
+            table: Table::new(sdk, &config.table_name),
             limits: Limits {
                 max_clock_skew_ms: config.max_clock_skew_seconds * 1000,
                 ..Limits::default()
@@ -40,26 +53,19 @@ impl Deps {
     }
 }
 
+impl Service for Deps {
+    const ROUTES: &'static [Route<Self>] = &[
+        Route::session("POST", "/sync/push", |d, c| Box::pin(push(d, c))).idempotent(),
+        Route::session("GET", "/sync/pull", |d, c| Box::pin(pull(d, c))),
+    ];
+
+    fn table(&self) -> &Table {
+        &self.table
+    }
+}
+
 pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
-    let started = Instant::now();
-    let route = apigw::route_key(&req).to_string();
-    let result = match route.as_str() {
-        "POST /sync/push" => match (
-            apigw::session(&req, &deps.table).await,
-            json_body(&req, PUSH_BODY_LIMIT),
-        ) {
-            (Ok(caller), Ok(body)) => {
-                apigw::idempotent(&req, &deps.table, &caller, push(deps, &caller, body)).await
-            }
-            (Err(err), _) | (_, Err(err)) => Err(err),
-        },
-        "GET /sync/pull" => match apigw::session(&req, &deps.table).await {
-            Ok(caller) => pull(deps, &caller, &req).await,
-            Err(err) => Err(err),
-        },
-        _ => Err(Error::not_found("route")),
-    };
-    apigw::respond(&route, started, result)
+    apigw::handle(deps, req).await
 }
 
 #[derive(Deserialize)]
@@ -84,13 +90,15 @@ struct PullReply {
     last_mutation_id: u64,
 }
 
-async fn push(deps: &Deps, caller: &Caller, body: PushBody) -> Result<Reply, Error> {
+async fn push(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
+    let caller = call.caller()?;
+    let body: PushBody = call.json(PUSH_BODY_LIMIT)?;
     let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
     let mutations = validate(&body.client_id, body.mutations, &deps.limits, now_ms)?;
     let count = mutations.len();
     let pushed = deps
-        .store
-        .push(&caller.user_id, &body.client_id, mutations)
+        .table
+        .push_mutations(&caller.user_id, &body.client_id, mutations)
         .await?;
     tracing::info!(mutations = count, watermark = pushed.watermark, "sync push");
     Metrics::new("sync")
@@ -103,17 +111,17 @@ async fn push(deps: &Deps, caller: &Caller, body: PushBody) -> Result<Reply, Err
     })
 }
 
-async fn pull(deps: &Deps, caller: &Caller, req: &Request) -> Result<Reply, Error> {
-    let query = req.query_string_parameters();
-    let client_id = query
-        .first("clientId")
+async fn pull(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
+    let caller = call.caller()?;
+    let client_id = call
+        .query("clientId")
         .filter(|id| valid_client_id(id))
         .ok_or_else(|| Error::invalid("clientId is required: 1-64 of [A-Za-z0-9_.:-]"))?;
-    let after = match query.first("cursor").filter(|c| !c.is_empty()) {
+    let after = match call.query("cursor").filter(|c| !c.is_empty()) {
         Some(cursor) => decode_cursor(cursor)?,
         None => 0,
     };
-    let limit = match query.first("limit") {
+    let limit = match call.query("limit") {
         Some(raw) => raw
             .parse::<i32>()
             .ok()
@@ -122,10 +130,10 @@ async fn pull(deps: &Deps, caller: &Caller, req: &Request) -> Result<Reply, Erro
         None => DEFAULT_PULL_LIMIT,
     };
     let (changes, has_more) = deps
-        .store
+        .table
         .changes_since(&caller.user_id, after, limit)
         .await?;
-    let last_mutation_id = deps.store.watermark(&caller.user_id, client_id).await?;
+    let last_mutation_id = deps.table.watermark(&caller.user_id, client_id).await?;
     let next = changes.last().map_or(after, |change| change.version);
     Reply::ok(PullReply {
         changes,
@@ -152,6 +160,11 @@ fn decode_cursor(cursor: &str) -> Result<u64, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_route_table_is_the_template_and_the_contract() {
+        apigw::testing::assert_routes_are_the_contract::<Deps>("SyncFunction");
+    }
 
     #[test]
     fn cursors_round_trip_and_garbage_is_refused() {

@@ -1,24 +1,53 @@
 //! The `upload` function: `POST /uploads`, `GET /media`, `GET /media/{id}`,
 //! `DELETE /media/{id}`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use apigw::{Caller, DEFAULT_BODY_LIMIT, Reply, json_body};
+use apigw::{Call, DEFAULT_BODY_LIMIT, Reply, Route, Service};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 use shared::aws_config::SdkConfig;
-use shared::media::{self, ALLOWED_TYPES, Media, Status};
+use shared::config::{self, Env, FromEnv, MissingVariable};
+use shared::media::{ALLOWED_TYPES, Media, Status};
 use shared::metrics::Metrics;
 use shared::objects::Objects;
-use shared::profile::Table;
-use shared::{Code, Config, Error};
+use shared::store::Table;
+use shared::{Code, Error, keys};
 
 /// Variant URLs outlive a screen's life but not much more.
 const DOWNLOAD_URL_TTL: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_PAGE: i32 = 20;
 const MAX_PAGE: i32 = 100;
+
+/// What `upload` reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub table_name: String,
+    pub media_bucket: String,
+    /// `MAX_UPLOAD_BYTES`: the largest upload a client may declare
+    /// (default 25 MB).
+    pub max_upload_bytes: u64,
+    /// `UPLOAD_URL_TTL_SECONDS`: how long a presigned upload stays valid
+    /// (default 600).
+    pub upload_url_ttl_seconds: u64,
+    /// `MEDIA_CDN_BASE_URL`: serve variants from a CDN instead of
+    /// presigned GETs (optional).
+    pub media_cdn_base_url: Option<String>,
+}
+
+impl FromEnv for Config {
+    fn read(env: &Env) -> Result<Self, MissingVariable> {
+        Ok(Self {
+            table_name: config::table_name(env)?,
+            media_bucket: config::media_bucket(env)?,
+            max_upload_bytes: env.number("MAX_UPLOAD_BYTES", 25 * 1024 * 1024),
+            upload_url_ttl_seconds: env.number("UPLOAD_URL_TTL_SECONDS", 600),
+            media_cdn_base_url: env.optional("MEDIA_CDN_BASE_URL"),
+        })
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Deps {
@@ -32,7 +61,7 @@ pub struct Deps {
 impl Deps {
     pub fn new(sdk: &SdkConfig, config: &Config) -> Self {
         Self {
-            table: Table::new(shared::profile::client(sdk), &config.table_name),
+            table: Table::new(sdk, &config.table_name),
             objects: Objects::new(sdk, &config.media_bucket),
             max_upload_bytes: config.max_upload_bytes,
             upload_url_ttl: Duration::from_secs(config.upload_url_ttl_seconds),
@@ -41,34 +70,21 @@ impl Deps {
     }
 }
 
-pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
-    let started = Instant::now();
-    let route = apigw::route_key(&req).to_string();
-    let result = async {
-        let caller = apigw::session(&req, &deps.table).await?;
-        match route.as_str() {
-            "POST /uploads" => {
-                let body = json_body(&req, DEFAULT_BODY_LIMIT)?;
-                apigw::idempotent(
-                    &req,
-                    &deps.table,
-                    &caller,
-                    create_upload(deps, &caller, body),
-                )
-                .await
-            }
-            "GET /media" => list(deps, &caller, &req).await,
-            "GET /media/{mediaId}" => {
-                get(deps, &caller, apigw::path_parameter(&req, "mediaId")?).await
-            }
-            "DELETE /media/{mediaId}" => {
-                delete(deps, &caller, apigw::path_parameter(&req, "mediaId")?).await
-            }
-            _ => Err(Error::not_found("route")),
-        }
+impl Service for Deps {
+    const ROUTES: &'static [Route<Self>] = &[
+        Route::session("POST", "/uploads", |d, c| Box::pin(create_upload(d, c))).idempotent(),
+        Route::session("GET", "/media", |d, c| Box::pin(list(d, c))),
+        Route::session("GET", "/media/{mediaId}", |d, c| Box::pin(get(d, c))),
+        Route::session("DELETE", "/media/{mediaId}", |d, c| Box::pin(delete(d, c))),
+    ];
+
+    fn table(&self) -> &Table {
+        &self.table
     }
-    .await;
-    apigw::respond(&route, started, result)
+}
+
+pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
+    apigw::handle(deps, req).await
 }
 
 #[derive(Deserialize)]
@@ -125,7 +141,9 @@ struct ListReply {
     next_cursor: Option<String>,
 }
 
-async fn create_upload(deps: &Deps, caller: &Caller, body: UploadRequest) -> Result<Reply, Error> {
+async fn create_upload(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
+    let caller = call.caller()?;
+    let body: UploadRequest = call.json(DEFAULT_BODY_LIMIT)?;
     let content_type = body.content_type.trim().to_ascii_lowercase();
     if !ALLOWED_TYPES.contains(&content_type.as_str()) {
         return Err(Error::new(
@@ -222,18 +240,19 @@ async fn view(deps: &Deps, media: Media) -> Result<MediaView, Error> {
     })
 }
 
-async fn get(deps: &Deps, caller: &Caller, raw_id: &str) -> Result<Reply, Error> {
+async fn get(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
+    let caller = call.caller()?;
     let media = deps
         .table
-        .media(&caller.user_id, media_id(raw_id)?)
+        .media(&caller.user_id, media_id(call.path("mediaId")?)?)
         .await?
         .ok_or_else(|| Error::not_found("media"))?;
     Reply::ok(view(deps, media).await?)
 }
 
-async fn list(deps: &Deps, caller: &Caller, req: &Request) -> Result<Reply, Error> {
-    let query = req.query_string_parameters();
-    let limit = match query.first("limit") {
+async fn list(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
+    let caller = call.caller()?;
+    let limit = match call.query("limit") {
         Some(raw) => raw
             .parse::<i32>()
             .ok()
@@ -241,7 +260,7 @@ async fn list(deps: &Deps, caller: &Caller, req: &Request) -> Result<Reply, Erro
             .ok_or_else(|| Error::invalid(format!("limit must be 1 to {MAX_PAGE}")))?,
         None => DEFAULT_PAGE,
     };
-    let after = match query.first("cursor").filter(|c| !c.is_empty()) {
+    let after = match call.query("cursor").filter(|c| !c.is_empty()) {
         Some(cursor) => Some(decode_cursor(cursor)?),
         None => None,
     };
@@ -270,17 +289,28 @@ fn decode_cursor(cursor: &str) -> Result<String, Error> {
 
 /// Removes the original and every variant, then the item. Objects go first:
 /// a failure leaves an item the user can delete again, never orphans.
-async fn delete(deps: &Deps, caller: &Caller, raw_id: &str) -> Result<Reply, Error> {
-    let id = media_id(raw_id)?;
+async fn delete(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
+    let caller = call.caller()?;
+    let id = media_id(call.path("mediaId")?)?;
     if deps.table.media(&caller.user_id, id).await?.is_none() {
         return Err(Error::not_found("media"));
     }
     deps.objects
         .delete(
-            &[media::upload_key(&caller.user_id, id)],
-            &[media::variants_prefix(&caller.user_id, id)],
+            &[keys::upload_object(&caller.user_id, id)],
+            &[keys::variants_prefix(&caller.user_id, id)],
         )
         .await?;
     deps.table.delete_media(&caller.user_id, id).await?;
     Ok(Reply::empty(204))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_route_table_is_the_template_and_the_contract() {
+        apigw::testing::assert_routes_are_the_contract::<Deps>("UploadFunction");
+    }
 }

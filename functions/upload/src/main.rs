@@ -1,11 +1,12 @@
 use std::convert::Infallible;
 
 use lambda_http::{Error, run, service_fn};
+use shared::config::FromEnv;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let config = shared::Config::from_env()?;
+    let config = upload::Config::from_env()?;
     let deps = upload::Deps::new(&shared::aws::sdk_config().await, &config);
     run(service_fn(|req| async {
         Ok::<_, Infallible>(upload::handle(&deps, req).await)

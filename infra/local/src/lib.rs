@@ -3,9 +3,11 @@
 //! running in process on real API Gateway v2 events.
 
 pub mod authorizer;
-pub mod events;
 pub mod provision;
+pub mod registry;
+pub mod s3;
 pub mod server;
+pub mod stream;
 pub mod template;
 
 use std::collections::HashMap;
@@ -18,7 +20,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::provision::Resources;
-use crate::server::{Api, Handler};
+use crate::registry::Trigger;
+use crate::server::Api;
 use crate::template::Template;
 
 #[derive(Debug, Clone)]
@@ -84,40 +87,39 @@ pub async fn start(options: Options) -> Result<LocalStack> {
         .with_context(|| format!("provisioning in the emulator at {}", options.emulator_url))?;
     let routes = template.routes();
 
-    let mut handlers: HashMap<String, Handler> = HashMap::new();
-    for function in routes.iter().map(|r| r.function.clone()) {
-        if handlers.contains_key(&function) {
-            continue;
-        }
-        let config = function_config(&template, &resources, &function)?;
-        let handler = handler_for(&function, &sdk, &config)
-            .with_context(|| format!("the local stack has no handler for {function}"))?;
-        handlers.insert(function, handler);
-    }
-
+    let mut handlers: HashMap<String, server::Handler> = HashMap::new();
     let mut pollers = Vec::new();
-    for (function, queue_url) in &resources.upload_queues {
-        let config = function_config(&template, &resources, function)?;
-        let handler = s3_handler_for(function, &sdk, &config)
-            .with_context(|| format!("the local stack has no S3 handler for {function}"))?;
-        pollers.push(events::spawn_s3_poller(
-            aws_sdk_sqs::Client::new(&sdk),
-            queue_url.clone(),
-            function.clone(),
-            handler,
-        ));
-    }
-
-    for function in template.stream_consumers() {
-        let config = function_config(&template, &resources, &function)?;
-        let handler = stream_handler_for(&function, &sdk, &config)
-            .with_context(|| format!("the local stack has no stream handler for {function}"))?;
-        pollers.push(events::spawn_stream_poller(
-            &sdk,
-            resources.table_name.clone(),
-            function,
-            handler,
-        ));
+    for function in template.functions() {
+        let env = template.environment(&function, &resources.physical);
+        let trigger = registry::build(&function, &sdk, &env)
+            .with_context(|| format!("{function} is not in infra/local/src/registry.rs"))??;
+        match trigger {
+            Trigger::Http(handler) => {
+                handlers.insert(function, handler);
+            }
+            Trigger::S3(handler) => {
+                let queue_url = resources
+                    .upload_queues
+                    .iter()
+                    .find(|(of, _)| *of == function)
+                    .map(|(_, url)| url.clone())
+                    .with_context(|| format!("{function} has no S3 event in the template"))?;
+                pollers.push(s3::spawn_poller(
+                    aws_sdk_sqs::Client::new(&sdk),
+                    queue_url,
+                    function,
+                    handler,
+                ));
+            }
+            Trigger::Stream(handler) => {
+                pollers.push(stream::spawn_poller(
+                    &sdk,
+                    resources.table_name.clone(),
+                    function,
+                    handler,
+                ));
+            }
+        }
     }
 
     let authorizer = authorizer::Authorizer::new(
@@ -154,78 +156,4 @@ pub async fn start(options: Options) -> Result<LocalStack> {
         server,
         pollers,
     })
-}
-
-/// A function's `Config`, from its environment in the template.
-fn function_config(
-    template: &Template,
-    resources: &Resources,
-    function: &str,
-) -> Result<shared::Config> {
-    let env = template.environment(function, &resources.physical);
-    shared::Config::from_lookup(|name| env.get(name).cloned())
-        .with_context(|| format!("environment of {function}"))
-}
-
-/// A function crate's `Deps` and `handle`, as an in-process handler.
-macro_rules! in_process {
-    ($function:ident, $sdk:expr, $config:expr) => {{
-        let deps = Arc::new($function::Deps::new($sdk, $config));
-        let handler: Handler = Arc::new(move |req| {
-            let deps = deps.clone();
-            Box::pin(async move { $function::handle(&deps, req).await })
-        });
-        Some(handler)
-    }};
-}
-
-/// The in-process handler of a function of the template, by logical id.
-fn handler_for(
-    function: &str,
-    sdk: &aws_config::SdkConfig,
-    config: &shared::Config,
-) -> Option<Handler> {
-    match function {
-        "AuthFunction" => in_process!(auth, sdk, config),
-        "SyncFunction" => in_process!(sync, sdk, config),
-        "UploadFunction" => in_process!(upload, sdk, config),
-        "DevicesFunction" => in_process!(notify, sdk, config),
-        _ => None,
-    }
-}
-
-/// The in-process S3 event handler of a function, by logical id.
-fn s3_handler_for(
-    function: &str,
-    sdk: &aws_config::SdkConfig,
-    config: &shared::Config,
-) -> Option<events::S3Handler> {
-    match function {
-        "ResizeFunction" => {
-            let deps = Arc::new(resize::Deps::new(sdk, config));
-            Some(Arc::new(move |event| {
-                let deps = deps.clone();
-                Box::pin(async move { resize::handle(&deps, event).await })
-            }))
-        }
-        _ => None,
-    }
-}
-
-/// The in-process stream handler of a function, by logical id.
-fn stream_handler_for(
-    function: &str,
-    sdk: &aws_config::SdkConfig,
-    config: &shared::Config,
-) -> Option<events::StreamHandler> {
-    match function {
-        "NotifyFunction" => {
-            let deps = Arc::new(notify::Deps::new(sdk, config));
-            Some(Arc::new(move |event| {
-                let deps = deps.clone();
-                Box::pin(async move { notify::handle_stream(&deps, event).await })
-            }))
-        }
-        _ => None,
-    }
 }

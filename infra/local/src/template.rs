@@ -136,20 +136,10 @@ impl Template {
         &self.parameters
     }
 
-    /// Functions fed by the table's stream.
-    pub fn stream_consumers(&self) -> Vec<String> {
+    /// The logical id of every function.
+    pub fn functions(&self) -> Vec<String> {
         self.resources_of("AWS::Serverless::Function")
             .into_iter()
-            .filter(|(_, props)| {
-                props
-                    .get("Events")
-                    .and_then(Value::as_mapping)
-                    .is_some_and(|events| {
-                        events
-                            .values()
-                            .any(|e| e.get("Type").and_then(Value::as_str) == Some("DynamoDB"))
-                    })
-            })
             .map(|(id, _)| id)
             .collect()
     }

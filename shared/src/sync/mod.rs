@@ -4,11 +4,10 @@
 
 pub mod hlc;
 pub mod merge;
-pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{Code, Error};
@@ -46,6 +45,30 @@ pub const RECORDS_PER_CHUNK: usize = 98;
 pub struct RecordKey {
     pub collection: String,
     pub record_id: String,
+}
+
+/// A change as pull returns it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    pub collection: String,
+    pub record_id: String,
+    pub deleted: bool,
+    pub fields: BTreeMap<String, serde_json::Value>,
+    /// The hlc of each field, for clients that merge locally.
+    pub stamps: BTreeMap<String, String>,
+    pub version: u64,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Pushed {
+    /// The client's last applied mutation id afterwards.
+    pub watermark: u64,
+    /// Mutations applied now (not before: redeliveries count zero).
+    pub applied: usize,
+    /// Of those, the ones a newer write had already beaten.
+    pub superseded: usize,
 }
 
 /// A mutation as the client sends it.

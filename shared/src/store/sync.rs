@@ -1,11 +1,9 @@
-//! Sync on the single table: records, the user's version counter and client
-//! watermarks. Reads are one consistent `BatchGetItem`; each chunk is one
-//! `TransactWriteItems` with optimistic conditions, retried from a fresh
-//! read when another push won the race.
+//! Sync records, the user's version counter and client watermarks. Reads
+//! are one consistent `BatchGetItem`; each chunk is one `TransactWriteItems`
+//! with optimistic conditions, retried from a fresh read when another push
+//! won the race.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
@@ -13,12 +11,11 @@ use aws_sdk_dynamodb::types::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::merge::RecordState;
-use super::{Chunk, Mutation, RECORDS_PER_CHUNK, RecordKey, plan, unapplied};
-use crate::profile::Table;
-use crate::{Error, aws, keys};
-
-type Item = HashMap<String, AttributeValue>;
+use super::{Item, Table, item_key, number};
+use crate::keys::{self, ItemKey};
+use crate::sync::merge::RecordState;
+use crate::sync::{Change, Chunk, Mutation, Pushed, RECORDS_PER_CHUNK, RecordKey, plan, unapplied};
+use crate::{Error, aws};
 
 /// A sync record as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,19 +41,6 @@ struct RecordItem {
     updated_at: i64,
 }
 
-/// A change as pull returns it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Change {
-    pub collection: String,
-    pub record_id: String,
-    pub deleted: bool,
-    pub fields: BTreeMap<String, serde_json::Value>,
-    /// The hlc of each field, for clients that merge locally.
-    pub stamps: BTreeMap<String, String>,
-    pub version: u64,
-}
-
 /// What the store read before planning a push.
 #[derive(Debug, Default)]
 struct Snapshot {
@@ -65,39 +49,13 @@ struct Snapshot {
     records: BTreeMap<RecordKey, (RecordState, u64)>,
 }
 
-/// DynamoDB work done, for the cost benchmark.
-#[derive(Debug, Default)]
-pub struct Usage {
-    pub calls: AtomicU64,
-    /// Consumed capacity units, in thousandths.
-    pub capacity_milli: AtomicU64,
-}
-
-impl Usage {
-    /// Counts one call and the capacity units it reported.
-    fn add_call(&self, consumed: &[aws_sdk_dynamodb::types::ConsumedCapacity]) {
-        self.add(
-            consumed
-                .iter()
-                .filter_map(|c| c.capacity_units())
-                .reduce(|a, b| a + b),
-        );
-    }
-
-    fn add(&self, capacity: Option<f64>) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.capacity_milli
-            .fetch_add((capacity.unwrap_or(0.0) * 1000.0) as u64, Ordering::Relaxed);
-    }
-}
-
 /// A push that lost a race: re-read and try again. Races are per user (its
 /// devices pushing at once), so a few spaced retries settle them.
 const ATTEMPTS: u32 = 8;
 
 /// "Full jitter" exponential backoff: a random wait below 20 ms x 2^attempt,
 /// capped at 1 s, so that racing devices spread out instead of colliding
-/// again (about 2 s in all at worst).
+/// again. Seven waits: at most 3.24 s in all, about half that on average.
 fn backoff(attempt: u32) -> std::time::Duration {
     let cap = (20u64 << attempt.min(6)).min(1000);
     let noise = std::time::SystemTime::now()
@@ -106,38 +64,9 @@ fn backoff(attempt: u32) -> std::time::Duration {
     std::time::Duration::from_millis(noise % cap)
 }
 
-/// What a push did.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Pushed {
-    /// The client's last applied mutation id afterwards.
-    pub watermark: u64,
-    /// Mutations applied now (not before: redeliveries count zero).
-    pub applied: usize,
-    /// Of those, the ones a newer write had already beaten.
-    pub superseded: usize,
-}
-
-/// Sync operations over the table.
-#[derive(Debug, Clone)]
-pub struct SyncStore {
-    table: Table,
-    usage: Arc<Usage>,
-}
-
-impl SyncStore {
-    pub fn new(table: Table) -> Self {
-        Self {
-            table,
-            usage: Arc::default(),
-        }
-    }
-
-    pub fn usage(&self) -> &Usage {
-        &self.usage
-    }
-
+impl Table {
     /// Applies a validated push exactly once.
-    pub async fn push(
+    pub async fn push_mutations(
         &self,
         user: &str,
         client_id: &str,
@@ -192,15 +121,10 @@ impl SyncStore {
         records: &BTreeSet<RecordKey>,
     ) -> Result<Snapshot, Error> {
         let mut wanted: Vec<Item> = vec![
-            key(keys::user(user), keys::SYNC_VERSION.into()),
-            key(keys::user(user), keys::client(client_id)),
+            item_key(&version_key(user)),
+            item_key(&watermark_key(user, client_id)),
         ];
-        wanted.extend(records.iter().map(|r| {
-            key(
-                keys::collection(user, &r.collection),
-                keys::record(&r.record_id),
-            )
-        }));
+        wanted.extend(records.iter().map(|r| item_key(&record_key(user, r))));
         let mut snapshot = Snapshot::default();
         for batch in wanted.chunks(100) {
             let mut pending = batch.to_vec();
@@ -212,11 +136,10 @@ impl SyncStore {
                     tokio::time::sleep(std::time::Duration::from_millis(20 << round)).await;
                 }
                 let output = self
-                    .table
-                    .client()
+                    .client
                     .batch_get_item()
                     .request_items(
-                        self.table.name(),
+                        &self.name,
                         KeysAndAttributes::builder()
                             .set_keys(Some(std::mem::take(&mut pending)))
                             .consistent_read(true)
@@ -230,14 +153,14 @@ impl SyncStore {
                 self.usage.add_call(output.consumed_capacity());
                 for item in output
                     .responses
-                    .and_then(|mut r| r.remove(self.table.name()))
+                    .and_then(|mut r| r.remove(&self.name))
                     .unwrap_or_default()
                 {
                     read_into(&mut snapshot, item)?;
                 }
                 pending = output
                     .unprocessed_keys
-                    .and_then(|mut u| u.remove(self.table.name()))
+                    .and_then(|mut u| u.remove(&self.name))
                     .map(|k| k.keys)
                     .unwrap_or_default();
             }
@@ -265,9 +188,9 @@ impl SyncStore {
         for (record, state) in &chunk.changed {
             version += 1;
             let item = RecordItem {
-                pk: keys::collection(user, &record.collection),
-                sk: keys::record(&record.record_id),
-                gsi1pk: keys::user(user),
+                pk: record_key(user, record).pk(),
+                sk: record_key(user, record).sk(),
+                gsi1pk: keys::user_partition(user),
                 gsi1sk: version,
                 collection: record.collection.clone(),
                 record_id: record.record_id.clone(),
@@ -277,7 +200,7 @@ impl SyncStore {
                 updated_at: now,
             };
             let mut put = Put::builder()
-                .table_name(self.table.name())
+                .table_name(&self.name)
                 .set_item(Some(serde_dynamo::to_item(&item).map_err(Error::internal)?));
             put = match snapshot.records.get(record) {
                 Some((_, stored_version)) => put
@@ -294,24 +217,23 @@ impl SyncStore {
         }
         if version != snapshot.version {
             items.push(counter_update(
-                self.table.name(),
-                key(keys::user(user), keys::SYNC_VERSION.into()),
+                &self.name,
+                item_key(&version_key(user)),
                 "ver",
                 snapshot.version,
                 version,
             )?);
         }
         items.push(counter_update(
-            self.table.name(),
-            key(keys::user(user), keys::client(client_id)),
+            &self.name,
+            item_key(&watermark_key(user, client_id)),
             "lastMutationId",
             snapshot.watermark,
             chunk.last_mutation_id,
         )?);
 
         let result = self
-            .table
-            .client()
+            .client
             .transact_write_items()
             .set_transact_items(Some(items))
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
@@ -357,13 +279,12 @@ impl SyncStore {
         limit: i32,
     ) -> Result<(Vec<Change>, bool), Error> {
         let output = self
-            .table
-            .client()
+            .client
             .query()
-            .table_name(self.table.name())
+            .table_name(&self.name)
             .index_name(keys::GSI1)
             .key_condition_expression("GSI1PK = :user AND GSI1SK > :after")
-            .expression_attribute_values(":user", AttributeValue::S(keys::user(user)))
+            .expression_attribute_values(":user", AttributeValue::S(keys::user_partition(user)))
             .expression_attribute_values(":after", number(after_version))
             .scan_index_forward(true)
             .limit(limit)
@@ -396,11 +317,10 @@ impl SyncStore {
     /// The last mutation id applied for a client (0 if none).
     pub async fn watermark(&self, user: &str, client_id: &str) -> Result<u64, Error> {
         let output = self
-            .table
-            .client()
+            .client
             .get_item()
-            .table_name(self.table.name())
-            .set_key(Some(key(keys::user(user), keys::client(client_id))))
+            .table_name(&self.name)
+            .set_key(Some(item_key(&watermark_key(user, client_id))))
             .consistent_read(true)
             .send()
             .await
@@ -415,15 +335,23 @@ impl SyncStore {
     }
 }
 
-fn key(pk: String, sk: String) -> Item {
-    HashMap::from([
-        (keys::PK.to_string(), AttributeValue::S(pk)),
-        (keys::SK.to_string(), AttributeValue::S(sk)),
-    ])
+fn version_key(user: &str) -> ItemKey {
+    ItemKey::SyncVersion { user: user.into() }
 }
 
-fn number(n: u64) -> AttributeValue {
-    AttributeValue::N(n.to_string())
+fn watermark_key(user: &str, client_id: &str) -> ItemKey {
+    ItemKey::Client {
+        user: user.into(),
+        client_id: client_id.into(),
+    }
+}
+
+fn record_key(user: &str, record: &RecordKey) -> ItemKey {
+    ItemKey::Record {
+        user: user.into(),
+        collection: record.collection.clone(),
+        record_id: record.record_id.clone(),
+    }
 }
 
 /// Moves a counter from `from` to `to`, only if it still holds `from`.
@@ -453,30 +381,35 @@ fn counter_update(
 }
 
 fn read_into(snapshot: &mut Snapshot, item: Item) -> Result<(), Error> {
-    let sk = item
-        .get(keys::SK)
-        .and_then(|v| v.as_s().ok())
-        .cloned()
-        .unwrap_or_default();
+    let text = |name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
+    };
     let number_of = |name: &str| {
         item.get(name)
             .and_then(|v| v.as_n().ok())
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    if sk == keys::SYNC_VERSION {
-        snapshot.version = number_of("ver");
-    } else if sk.starts_with("CLIENT#") {
-        snapshot.watermark = number_of("lastMutationId");
-    } else {
-        let record: RecordItem = serde_dynamo::from_item(item).map_err(Error::internal)?;
-        snapshot.records.insert(
-            RecordKey {
-                collection: record.collection,
-                record_id: record.record_id,
-            },
-            (record.state, record.ver),
-        );
+    match ItemKey::parse(text(keys::PK).unwrap_or(""), text(keys::SK).unwrap_or("")) {
+        Some(ItemKey::SyncVersion { .. }) => snapshot.version = number_of("ver"),
+        Some(ItemKey::Client { .. }) => snapshot.watermark = number_of("lastMutationId"),
+        Some(ItemKey::Record { .. }) => {
+            let record: RecordItem = serde_dynamo::from_item(item).map_err(Error::internal)?;
+            snapshot.records.insert(
+                RecordKey {
+                    collection: record.collection,
+                    record_id: record.record_id,
+                },
+                (record.state, record.ver),
+            );
+        }
+        other => {
+            return Err(Error::internal(format!(
+                "sync read an item it did not ask for: {other:?}"
+            )));
+        }
     }
     Ok(())
 }

@@ -1,100 +1,13 @@
-//! Event sources the emulator cannot run itself: S3 notifications arrive in
-//! a queue and are delivered to the function as the S3 event Lambda would
-//! get; a failed delivery stays in the queue and is retried.
+//! The DynamoDB stream trigger: the table's stream is polled shard by shard
+//! and delivered in batches in the Lambda event shape, honouring
+//! `batchItemFailures` like an event source mapping.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::s3::S3Event;
-use aws_sdk_sqs::Client;
 use tokio::task::JoinHandle;
 
-pub type S3Handler = Arc<
-    dyn Fn(S3Event) -> std::pin::Pin<Box<dyn Future<Output = Result<(), shared::Error>> + Send>>
-        + Send
-        + Sync,
->;
-
-/// How soon a failed delivery is retried.
-const RETRY_AFTER_SECONDS: i32 = 2;
-
-/// The emulator leaves out record members AWS always sends
-/// (`userIdentity`, `requestParameters`, `responseElements`); fill them in so
-/// the function sees the AWS shape.
-fn aws_shaped(body: &str) -> Result<S3Event, serde_json::Error> {
-    let mut event: serde_json::Value = serde_json::from_str(body)?;
-    if let Some(records) = event.get_mut("Records").and_then(|r| r.as_array_mut()) {
-        for record in records.iter_mut().filter_map(|r| r.as_object_mut()) {
-            record
-                .entry("userIdentity")
-                .or_insert_with(|| serde_json::json!({"principalId": "AWS:LOCAL"}));
-            record
-                .entry("requestParameters")
-                .or_insert_with(|| serde_json::json!({"sourceIPAddress": "127.0.0.1"}));
-            record
-                .entry("responseElements")
-                .or_insert_with(|| serde_json::json!({}));
-        }
-    }
-    serde_json::from_value(event)
-}
-
-pub fn spawn_s3_poller(
-    sqs: Client,
-    queue_url: String,
-    function: String,
-    handler: S3Handler,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let received = sqs
-                .receive_message()
-                .queue_url(&queue_url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .visibility_timeout(RETRY_AFTER_SECONDS)
-                .send()
-                .await;
-            let messages = match received {
-                Ok(output) => output.messages.unwrap_or_default(),
-                Err(err) => {
-                    tracing::warn!(error = %err, "polling the upload queue failed");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            for message in messages {
-                let body = message.body().unwrap_or_default();
-                let done = match aws_shaped(body) {
-                    // S3 sends a test event when the notification is set up.
-                    Ok(event) if event.records.is_empty() => true,
-                    Ok(event) => match handler(event).await {
-                        Ok(()) => true,
-                        Err(err) => {
-                            tracing::warn!(%function, error = %err, "delivery failed; it will be retried");
-                            false
-                        }
-                    },
-                    Err(_) if body.contains("s3:TestEvent") => true,
-                    Err(err) => {
-                        tracing::error!(%function, error = %err, "dropping a message that is not an S3 event");
-                        true
-                    }
-                };
-                if done && let Some(receipt) = message.receipt_handle() {
-                    let _ = sqs
-                        .delete_message()
-                        .queue_url(&queue_url)
-                        .receipt_handle(receipt)
-                        .send()
-                        .await;
-                }
-            }
-        }
-    })
-}
-
-pub type StreamHandler = Arc<
+pub type Handler = Arc<
     dyn Fn(
             aws_lambda_events::dynamodb::Event,
         ) -> std::pin::Pin<
@@ -118,11 +31,11 @@ pub const STREAM_MAX_RETRIES: u32 = 5;
 
 /// Polls the table's stream shard by shard and delivers batches to the
 /// function, honouring `batchItemFailures` like an event source mapping.
-pub fn spawn_stream_poller(
+pub fn spawn_poller(
     sdk: &aws_config::SdkConfig,
     table: String,
     function: String,
-    handler: StreamHandler,
+    handler: Handler,
 ) -> JoinHandle<()> {
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     let streams = aws_sdk_dynamodbstreams::Client::new(sdk);
@@ -156,7 +69,7 @@ async fn poll_once(
     table: &str,
     region: &str,
     function: &str,
-    handler: &StreamHandler,
+    handler: &Handler,
     iterators: &mut std::collections::HashMap<String, String>,
 ) -> anyhow::Result<()> {
     use aws_sdk_dynamodbstreams::types::ShardIteratorType;
@@ -216,7 +129,7 @@ async fn poll_once(
 }
 
 /// Delivers one batch; retries from the first failed record.
-async fn deliver(function: &str, handler: &StreamHandler, mut pending: Vec<serde_json::Value>) {
+async fn deliver(function: &str, handler: &Handler, mut pending: Vec<serde_json::Value>) {
     for attempt in 0..=STREAM_MAX_RETRIES {
         let event = serde_json::json!({ "Records": pending });
         let event = match serde_json::from_value(event) {

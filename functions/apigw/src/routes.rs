@@ -1,0 +1,297 @@
+//! One route table per HTTP function, and the one dispatcher they share:
+//! match method and path, check the session where the route asks for one,
+//! run the handler (once per `Idempotency-Key` where the route says so),
+//! answer JSON or a problem document.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Instant;
+
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::de::DeserializeOwned;
+use shared::profile::Profile;
+use shared::store::Table;
+use shared::{Code, Error};
+
+use crate::idempotency::idempotent;
+use crate::request::{bearer_token, caller, route_path};
+use crate::response::{problem_response, respond};
+use crate::{Caller, Reply, json_body};
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: `Authorizer: NONE` in the template.
+    Public,
+    /// A caller the JWT authorizer verified, whose token no sign-out revoked.
+    Session,
+}
+
+/// What a handler returns: its reply, boxed so that a table can hold it.
+pub type BoxReply<'a> = Pin<Box<dyn Future<Output = Result<Reply, Error>> + Send + 'a>>;
+
+/// One route: `METHOD /path/{param}`, who may call it, whether it honours
+/// `Idempotency-Key`, and the handler.
+pub struct Route<S: 'static> {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+    pub idempotent: bool,
+    pub handler: for<'a> fn(&'a S, Call<'a>) -> BoxReply<'a>,
+}
+
+impl<S> Route<S> {
+    pub const fn public(
+        method: &'static str,
+        path: &'static str,
+        handler: for<'a> fn(&'a S, Call<'a>) -> BoxReply<'a>,
+    ) -> Self {
+        Self {
+            method,
+            path,
+            access: Access::Public,
+            idempotent: false,
+            handler,
+        }
+    }
+
+    pub const fn session(
+        method: &'static str,
+        path: &'static str,
+        handler: for<'a> fn(&'a S, Call<'a>) -> BoxReply<'a>,
+    ) -> Self {
+        Self {
+            method,
+            path,
+            access: Access::Session,
+            idempotent: false,
+            handler,
+        }
+    }
+
+    /// A repeat with the same `Idempotency-Key` replays the first answer.
+    pub const fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
+
+    /// API Gateway's route key, e.g. `GET /media/{mediaId}`.
+    pub fn key(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+
+    /// The path parameters if `path` is this route's path.
+    fn matches(&self, path: &str) -> Option<Vec<(&'static str, String)>> {
+        let pattern: Vec<&'static str> = self.path.trim_matches('/').split('/').collect();
+        let actual: Vec<&str> = path.trim_matches('/').split('/').collect();
+        if pattern.len() != actual.len() {
+            return None;
+        }
+        let mut params = Vec::new();
+        for (expected, segment) in pattern.into_iter().zip(actual) {
+            match expected.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                Some(name) if !segment.is_empty() => {
+                    params.push((name, percent_decode(segment)?));
+                }
+                Some(_) => return None,
+                None if expected == segment => {}
+                None => return None,
+            }
+        }
+        Some(params)
+    }
+}
+
+/// An HTTP function: its route table, and the table that holds sessions
+/// and idempotency records.
+pub trait Service: Sync + Sized + 'static {
+    const ROUTES: &'static [Route<Self>];
+
+    fn table(&self) -> &Table;
+}
+
+/// One request as a handler sees it.
+pub struct Call<'a> {
+    pub req: &'a Request,
+    params: Vec<(&'static str, String)>,
+    session: Option<Session>,
+}
+
+struct Session {
+    caller: Caller,
+    profile: Option<Profile>,
+}
+
+impl Call<'_> {
+    /// The verified caller (a [`Access::Session`] route always has one).
+    pub fn caller(&self) -> Result<&Caller, Error> {
+        self.session
+            .as_ref()
+            .map(|session| &session.caller)
+            .ok_or_else(|| Error::new(Code::Unauthorized, "a valid bearer token is required"))
+    }
+
+    /// The caller's profile as the session check read it (None before the
+    /// first sign-in).
+    pub fn profile(&self) -> Option<&Profile> {
+        self.session.as_ref()?.profile.as_ref()
+    }
+
+    /// A path parameter such as `{mediaId}`.
+    pub fn path(&self, name: &str) -> Result<&str, Error> {
+        self.params
+            .iter()
+            .find(|(param, _)| *param == name)
+            .map(|(_, value)| value.as_str())
+            .ok_or_else(|| Error::invalid(format!("path parameter {name} is missing")))
+    }
+
+    /// The first value of a query parameter.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.req.query_string_parameters_ref()?.first(name)
+    }
+
+    /// The JSON body as `T`; see [`json_body`].
+    pub fn json<T: DeserializeOwned>(&self, limit: usize) -> Result<T, Error> {
+        json_body(self.req, limit)
+    }
+
+    /// The raw bearer token (only sign-out hands it back to Cognito).
+    pub fn bearer_token(&self) -> Result<&str, Error> {
+        bearer_token(self.req)
+            .ok_or_else(|| Error::new(Code::Unauthorized, "a bearer token is required"))
+    }
+}
+
+/// Handles one API Gateway request with `service`'s route table. Never
+/// fails: errors are problem documents.
+pub async fn handle<S: Service>(service: &S, req: Request) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().as_str().to_ascii_uppercase();
+    let path = route_path(&req);
+    let matched: Vec<_> = S::ROUTES
+        .iter()
+        .filter_map(|route| Some((route, route.matches(&path)?)))
+        .collect();
+    let Some((route, params)) = matched
+        .iter()
+        .find(|(route, _)| route.method == method)
+        .map(|(route, params)| (*route, params.clone()))
+    else {
+        let allowed: Vec<&str> = matched.iter().map(|(route, _)| route.method).collect();
+        return not_routed(&method, &path, &allowed, started);
+    };
+    let key = route.key();
+    let result = run(service, route, &key, &req, params).await;
+    respond(&key, started, result)
+}
+
+async fn run<S: Service>(
+    service: &S,
+    route: &Route<S>,
+    key: &str,
+    req: &Request,
+    params: Vec<(&'static str, String)>,
+) -> Result<Reply, Error> {
+    let session = match route.access {
+        Access::Public => None,
+        Access::Session => {
+            let caller = caller(req)?;
+            let profile = service
+                .table()
+                .check_session(
+                    &caller.user_id,
+                    caller.issued_at,
+                    caller.token_id.as_deref(),
+                )
+                .await?;
+            Some(Session { caller, profile })
+        }
+    };
+    let call = Call {
+        req,
+        params,
+        session,
+    };
+    if !route.idempotent {
+        return (route.handler)(service, call).await;
+    }
+    let caller = call.caller()?.clone();
+    idempotent(
+        req,
+        key,
+        service.table(),
+        &caller,
+        (route.handler)(service, call),
+    )
+    .await
+}
+
+/// 404 for a path no route has, 405 (with `Allow`) for a method it lacks.
+fn not_routed(method: &str, path: &str, allowed: &[&str], started: Instant) -> Response<Body> {
+    if allowed.is_empty() {
+        let err = Error::new(Code::NotFound, format!("no route for {method} {path}"));
+        return respond(path, started, Err(err));
+    }
+    let err = Error::new(
+        Code::MethodNotAllowed,
+        format!("{method} is not allowed on {path}"),
+    );
+    let mut response = problem_response(&err);
+    if let Ok(allow) = allowed.join(", ").parse() {
+        // RFC 9110: a 405 says what is allowed.
+        response.headers_mut().insert("allow", allow);
+    }
+    response
+}
+
+fn percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Echo;
+
+    async fn path_of(_: &Echo, call: Call<'_>) -> Result<Reply, Error> {
+        Reply::ok(call.path("id")?)
+    }
+
+    fn route(path: &'static str) -> Route<Echo> {
+        Route::public("GET", path, |s, c| Box::pin(path_of(s, c)))
+    }
+
+    #[test]
+    fn matches_literal_and_parameter_segments() {
+        assert!(route("/me").matches("/me").unwrap().is_empty());
+        assert!(route("/me").matches("/me/x").is_none());
+        let params = route("/media/{mediaId}").matches("/media/a%20b").unwrap();
+        assert_eq!(params, vec![("mediaId", "a b".to_string())]);
+        assert!(route("/media/{mediaId}").matches("/media/").is_none());
+        assert!(route("/media/{mediaId}").matches("/media/%zz").is_none());
+    }
+
+    #[test]
+    fn an_unknown_path_is_404_and_a_wrong_method_405_with_allow() {
+        let response = not_routed("GET", "/nowhere", &[], Instant::now());
+        assert_eq!(response.status(), 404);
+        let response = not_routed("PATCH", "/me", &["GET", "DELETE"], Instant::now());
+        assert_eq!(response.status(), 405);
+        assert_eq!(response.headers()["allow"], "GET, DELETE");
+    }
+}

@@ -1,0 +1,176 @@
+//! The `devices` function: phones register as SNS platform endpoints
+//! (`PUT /devices/{deviceId}`) and unregister (`DELETE`).
+
+use apigw::{Call, DEFAULT_BODY_LIMIT, Reply, Route, Service};
+use lambda_http::{Body, Request, Response};
+use serde::{Deserialize, Serialize};
+use shared::Error;
+use shared::aws_config::SdkConfig;
+use shared::config::{self, Env, FromEnv, MissingVariable, PushApplications};
+use shared::device::{Device, Platform};
+use shared::push::Push;
+use shared::store::Table;
+
+/// What `devices` reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub table_name: String,
+    pub push: PushApplications,
+}
+
+impl FromEnv for Config {
+    fn read(env: &Env) -> Result<Self, MissingVariable> {
+        Ok(Self {
+            table_name: config::table_name(env)?,
+            push: PushApplications::read(env)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Deps {
+    pub table: Table,
+    pub push: Push,
+}
+
+impl Deps {
+    pub fn new(sdk: &SdkConfig, config: &Config) -> Self {
+        Self {
+            table: Table::new(sdk, &config.table_name),
+            push: Push::new(sdk, &config.push.apns, &config.push.fcm),
+        }
+    }
+}
+
+impl Service for Deps {
+    const ROUTES: &'static [Route<Self>] = &[
+        Route::session("PUT", "/devices/{deviceId}", |d, c| {
+            Box::pin(register(d, c))
+        }),
+        Route::session("DELETE", "/devices/{deviceId}", |d, c| {
+            Box::pin(unregister(d, c))
+        }),
+    ];
+
+    fn table(&self) -> &Table {
+        &self.table
+    }
+}
+
+pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
+    apigw::handle(deps, req).await
+}
+
+/// The `{deviceId}` of the path: an id another client could not have is
+/// not found, whatever the user.
+fn device_id<'a>(call: &'a Call<'_>) -> Result<&'a str, Error> {
+    let id = call.path("deviceId")?;
+    if valid_device_id(id) {
+        Ok(id)
+    } else {
+        Err(Error::not_found("device"))
+    }
+}
+
+/// Device ids double as sync client ids: the same alphabet.
+fn valid_device_id(id: &str) -> bool {
+    shared::sync::hlc::valid_client_id(id)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Registration {
+    platform: Platform,
+    token: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Registered {
+    device_id: String,
+    platform: Platform,
+}
+
+async fn register(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
+    let caller = call.caller()?;
+    let device_id = device_id(&call)?;
+    let body: Registration = call.json(DEFAULT_BODY_LIMIT)?;
+    let token = body.token.trim();
+    if token.is_empty() || token.len() > 4096 || token.chars().any(char::is_whitespace) {
+        return Err(Error::invalid(
+            "token must be 1-4096 characters without spaces",
+        ));
+    }
+    let existing = deps.table.device(&caller.user_id, device_id).await?;
+    // Unchanged: nothing to call (apps re-register on every launch).
+    if let Some(device) = &existing
+        && device.token == token
+        && device.platform == body.platform
+    {
+        let arn = deps
+            .push
+            .register(
+                body.platform,
+                token,
+                &caller.user_id,
+                Some(&device.endpoint_arn),
+            )
+            .await?;
+        if arn == device.endpoint_arn {
+            return Reply::ok(Registered {
+                device_id: device_id.into(),
+                platform: body.platform,
+            });
+        }
+    }
+    let reusable = match &existing {
+        // Another platform means another platform application.
+        Some(device) if device.platform != body.platform => {
+            deps.push.delete_endpoint(&device.endpoint_arn).await?;
+            None
+        }
+        Some(device) => Some(device.endpoint_arn.as_str()),
+        None => None,
+    };
+    let endpoint_arn = deps
+        .push
+        .register(body.platform, token, &caller.user_id, reusable)
+        .await?;
+    deps.table
+        .put_device(&Device {
+            device_id: device_id.into(),
+            user_id: caller.user_id.clone(),
+            platform: body.platform,
+            token: token.into(),
+            endpoint_arn,
+            updated_at: chrono::Utc::now(),
+        })
+        .await?;
+    Reply::ok(Registered {
+        device_id: device_id.into(),
+        platform: body.platform,
+    })
+}
+
+async fn unregister(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
+    let caller = call.caller()?;
+    let device_id = device_id(&call)?;
+    let device = deps
+        .table
+        .device(&caller.user_id, device_id)
+        .await?
+        .ok_or_else(|| Error::not_found("device"))?;
+    deps.push.delete_endpoint(&device.endpoint_arn).await?;
+    deps.table.delete_device(&caller.user_id, device_id).await?;
+    Ok(Reply::empty(204))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_route_table_is_the_template_and_the_contract() {
+        apigw::testing::assert_routes_are_the_contract::<Deps>("DevicesFunction");
+    }
+}

@@ -1,0 +1,15 @@
+use std::convert::Infallible;
+
+use lambda_http::{Error, run, service_fn};
+use shared::config::FromEnv;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let config = devices::Config::from_env()?;
+    let deps = devices::Deps::new(&shared::aws::sdk_config().await, &config);
+    run(service_fn(|req| async {
+        Ok::<_, Infallible>(devices::handle(&deps, req).await)
+    }))
+    .await
+}

@@ -1,0 +1,146 @@
+//! Media items: an upload's life from `pending` to `ready` or `failed`.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::{Stored, Table, item_key, number};
+use crate::keys::{self, ItemKey};
+use crate::media::{Media, PENDING_TTL_SECONDS};
+use crate::{Error, aws};
+
+/// A page of media, newest first.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub items: Vec<Media>,
+    /// The last media id of this page when more follow.
+    pub next: Option<String>,
+}
+
+fn media_key(user_id: &str, media_id: &str) -> ItemKey {
+    ItemKey::Media {
+        user: user_id.into(),
+        media_id: media_id.into(),
+    }
+}
+
+impl Table {
+    pub async fn put_pending_media(&self, media: &Media) -> Result<(), Error> {
+        let key = media_key(&media.user_id, &media.media_id);
+        let expires_at = media.created_at.timestamp() + PENDING_TTL_SECONDS;
+        self.client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(Stored::item(&key, media, Some(expires_at))?))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await
+            .map_err(aws::classify)?;
+        Ok(())
+    }
+
+    pub async fn media(&self, user_id: &str, media_id: &str) -> Result<Option<Media>, Error> {
+        let item: Option<Stored<Media>> = self.get(&media_key(user_id, media_id)).await?;
+        Ok(item.map(|stored| stored.value))
+    }
+
+    /// The user's media, newest first (media ids are time-ordered UUIDv7).
+    pub async fn list_media(
+        &self,
+        user_id: &str,
+        limit: i32,
+        after: Option<&str>,
+    ) -> Result<Page, Error> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :media)")
+            .expression_attribute_values(":pk", AttributeValue::S(keys::user_partition(user_id)))
+            .expression_attribute_values(":media", AttributeValue::S(keys::media_prefix().into()))
+            .scan_index_forward(false)
+            .limit(limit);
+        if let Some(after) = after {
+            query = query.set_exclusive_start_key(Some(item_key(&media_key(user_id, after))));
+        }
+        let output = query.send().await.map_err(aws::classify)?;
+        let items = output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| serde_dynamo::from_item::<_, Stored<Media>>(item).map(|s| s.value))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Error::internal)?;
+        let more = output.last_evaluated_key.is_some_and(|k| !k.is_empty());
+        let next = if more {
+            items.last().map(|m| m.media_id.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    /// Deletes the item; false if there was none.
+    pub async fn delete_media(&self, user_id: &str, media_id: &str) -> Result<bool, Error> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.name)
+            .set_key(Some(item_key(&media_key(user_id, media_id))))
+            .condition_expression("attribute_exists(PK)")
+            .send()
+            .await;
+        aws::conditional(result)
+    }
+
+    /// `pending -> ready`, only from pending: a redelivered event, or an item
+    /// deleted meanwhile, changes nothing (false).
+    pub async fn mark_media_ready(&self, media: &Media) -> Result<bool, Error> {
+        let variants =
+            serde_dynamo::to_attribute_value(&media.variants).map_err(Error::internal)?;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(item_key(&media_key(&media.user_id, &media.media_id))))
+            .update_expression(
+                "SET #status = :ready, width = :w, height = :h, bytes = :b, variants = :v, placeholder = :p REMOVE expiresAt",
+            )
+            .condition_expression("#status = :pending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":ready", AttributeValue::S("ready".into()))
+            .expression_attribute_values(":pending", AttributeValue::S("pending".into()))
+            .expression_attribute_values(":w", number(media.width.unwrap_or(0)))
+            .expression_attribute_values(":h", number(media.height.unwrap_or(0)))
+            .expression_attribute_values(":b", number(media.bytes))
+            .expression_attribute_values(":v", variants)
+            .expression_attribute_values(
+                ":p",
+                AttributeValue::S(media.placeholder.clone().unwrap_or_default()),
+            )
+            .send()
+            .await;
+        aws::conditional(result)
+    }
+
+    /// `pending -> failed` with a reason a user can read.
+    pub async fn mark_media_failed(
+        &self,
+        user_id: &str,
+        media_id: &str,
+        reason: &str,
+    ) -> Result<bool, Error> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(item_key(&media_key(user_id, media_id))))
+            .update_expression("SET #status = :failed, failureReason = :reason REMOVE expiresAt")
+            .condition_expression("#status = :pending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":failed", AttributeValue::S("failed".into()))
+            .expression_attribute_values(":pending", AttributeValue::S("pending".into()))
+            .expression_attribute_values(":reason", AttributeValue::S(reason.into()))
+            .send()
+            .await;
+        aws::conditional(result)
+    }
+}

@@ -1,0 +1,209 @@
+//! The data layer: the single DynamoDB table behind one [`Table`] handle,
+//! with one file per item family. Keys come from [`crate::keys`]; items
+//! convert to and from the domain types with `serde_dynamo`. Everything
+//! else asks the table.
+
+mod device;
+mod idempotency;
+mod media;
+mod profile;
+mod sync;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
+
+pub use media::Page;
+
+use crate::keys::{self, ItemKey};
+use crate::{Error, aws};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The single table.
+#[derive(Debug, Clone)]
+pub struct Table {
+    client: Client,
+    name: String,
+    usage: Arc<Usage>,
+}
+
+/// DynamoDB work done by sync, for the cost benchmark.
+#[derive(Debug, Default)]
+pub struct Usage {
+    pub calls: AtomicU64,
+    /// Consumed capacity units, in thousandths.
+    pub capacity_milli: AtomicU64,
+}
+
+impl Usage {
+    /// Counts one call and the capacity units it reported.
+    fn add_call(&self, consumed: &[aws_sdk_dynamodb::types::ConsumedCapacity]) {
+        self.add(
+            consumed
+                .iter()
+                .filter_map(|c| c.capacity_units())
+                .reduce(|a, b| a + b),
+        );
+    }
+
+    fn add(&self, capacity: Option<f64>) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.capacity_milli
+            .fetch_add((capacity.unwrap_or(0.0) * 1000.0) as u64, Ordering::Relaxed);
+    }
+}
+
+impl Table {
+    pub fn new(sdk: &aws_config::SdkConfig, name: impl Into<String>) -> Self {
+        Self {
+            client: Client::new(sdk),
+            name: name.into(),
+            usage: Arc::default(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn usage(&self) -> &Usage {
+        &self.usage
+    }
+
+    /// One item by key (consistent read), deserialized; None if absent.
+    async fn get<T: serde::de::DeserializeOwned>(&self, key: &ItemKey) -> Result<Option<T>, Error> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .set_key(Some(item_key(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(aws::classify)?;
+        output
+            .item
+            .map(serde_dynamo::from_item)
+            .transpose()
+            .map_err(Error::internal)
+    }
+
+    /// Deletes every item of the user: their partition (profile, devices,
+    /// media, watermarks, idempotency records, push marks) and their sync
+    /// records, found through GSI1. Returns how many items were deleted.
+    pub async fn delete_user_items(&self, user_id: &str) -> Result<usize, Error> {
+        let user = AttributeValue::S(keys::user_partition(user_id));
+        let partition = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("PK = :pk")
+            .expression_attribute_values(":pk", user.clone())
+            .projection_expression("PK, SK")
+            .consistent_read(true);
+        let indexed = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .index_name(keys::GSI1)
+            .key_condition_expression("GSI1PK = :pk")
+            .expression_attribute_values(":pk", user)
+            .projection_expression("PK, SK");
+        let mut found = Vec::new();
+        for query in [partition, indexed] {
+            let mut pages = query.into_paginator().items().send();
+            while let Some(item) = pages.next().await {
+                found.push(item.map_err(aws::classify)?);
+            }
+        }
+        let deleted = found.len();
+        for chunk in found.chunks(25) {
+            let requests = chunk
+                .iter()
+                .map(|key| {
+                    let delete = DeleteRequest::builder()
+                        .set_key(Some(key.clone()))
+                        .build()
+                        .map_err(Error::internal)?;
+                    Ok(WriteRequest::builder().delete_request(delete).build())
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            self.batch_write(requests).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// `BatchWriteItem` until nothing is left unprocessed, backing off between
+    /// rounds as AWS asks.
+    async fn batch_write(&self, mut requests: Vec<WriteRequest>) -> Result<(), Error> {
+        for attempt in 0..8u32 {
+            if requests.is_empty() {
+                return Ok(());
+            }
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
+            }
+            let output = self
+                .client
+                .batch_write_item()
+                .request_items(&self.name, requests)
+                .send()
+                .await
+                .map_err(aws::classify)?;
+            requests = output
+                .unprocessed_items
+                .and_then(|mut left| left.remove(&self.name))
+                .unwrap_or_default();
+        }
+        Err(Error::unavailable(std::io::Error::other(
+            "BatchWriteItem left items unprocessed after 8 attempts",
+        )))
+    }
+}
+
+/// The `PK`/`SK` attribute map of an item.
+fn item_key(key: &ItemKey) -> Item {
+    HashMap::from([
+        (keys::PK.to_string(), AttributeValue::S(key.pk())),
+        (keys::SK.to_string(), AttributeValue::S(key.sk())),
+    ])
+}
+
+/// An item as stored: its key attributes beside the domain value's.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored<T> {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    #[serde(flatten)]
+    value: T,
+}
+
+impl<T: serde::Serialize> Stored<T> {
+    /// The item for `value` under `key`, expiring (DynamoDB TTL) at
+    /// `expires_at` Unix seconds if given.
+    fn item(key: &ItemKey, value: T, expires_at: Option<i64>) -> Result<Item, Error> {
+        let mut item: Item = serde_dynamo::to_item(Stored {
+            pk: key.pk(),
+            sk: key.sk(),
+            value,
+        })
+        .map_err(Error::internal)?;
+        if let Some(at) = expires_at {
+            item.insert(EXPIRES_AT.into(), number(at));
+        }
+        Ok(item)
+    }
+}
+
+/// The table's TTL attribute.
+const EXPIRES_AT: &str = "expiresAt";
+
+fn number(n: impl ToString) -> AttributeValue {
+    AttributeValue::N(n.to_string())
+}

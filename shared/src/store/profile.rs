@@ -1,0 +1,110 @@
+//! Profile items: created on first sign-in, and the session check every
+//! authorized route runs.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::{Stored, Table, number};
+use crate::keys::ItemKey;
+use crate::profile::Profile;
+use crate::{Code, Error, aws};
+
+impl Table {
+    /// Writes the profile unless one exists: the first sign-in creates it,
+    /// later ones leave `createdAt` alone.
+    pub async fn create_profile_if_absent(&self, profile: &Profile) -> Result<(), Error> {
+        let key = ItemKey::Profile {
+            user: profile.user_id.clone(),
+        };
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(Stored::item(&key, profile, None)?))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await;
+        // Already there: later sign-ins leave it alone.
+        aws::conditional(result).map(|_| ())
+    }
+
+    pub async fn profile(&self, user_id: &str) -> Result<Option<Profile>, Error> {
+        let key = ItemKey::Profile {
+            user: user_id.into(),
+        };
+        let item: Option<Stored<Profile>> = self.get(&key).await?;
+        Ok(item.map(|stored| stored.value))
+    }
+
+    /// The caller's profile (None before their first sign-in), refusing an
+    /// access token that a sign-out or password reset revoked (Cognito keeps
+    /// access tokens valid until they expire). One read per request.
+    pub async fn check_session(
+        &self,
+        user_id: &str,
+        issued_at: i64,
+        token_id: Option<&str>,
+    ) -> Result<Option<Profile>, Error> {
+        match self.profile(user_id).await? {
+            Some(profile) if profile.revokes(issued_at, token_id) => Err(Error::new(
+                Code::TokenRevoked,
+                "this token was revoked by a sign-out; sign in again",
+            )),
+            profile => Ok(profile),
+        }
+    }
+
+    /// Refuses every access token issued before `at` (Unix seconds), and the
+    /// token `token_id` whatever its time.
+    pub async fn revoke_tokens(
+        &self,
+        user_id: &str,
+        at: i64,
+        token_id: Option<&str>,
+    ) -> Result<(), Error> {
+        let key = ItemKey::Profile {
+            user: user_id.into(),
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(super::item_key(&key)))
+            .update_expression("SET tokensValidAfter = :at, revokedTokenId = :jti")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":at", number(at))
+            .expression_attribute_values(
+                ":jti",
+                token_id.map_or(AttributeValue::Null(true), |id| {
+                    AttributeValue::S(id.into())
+                }),
+            )
+            .send()
+            .await;
+        match aws::conditional(result)? {
+            true => Ok(()),
+            false => Err(Error::not_found("profile")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    #[test]
+    fn profile_items_round_trip() {
+        let profile = Profile {
+            user_id: "u".into(),
+            email: "u@example.com".into(),
+            created_at: Utc::now(),
+            tokens_valid_after: Some(5),
+            revoked_token_id: None,
+        };
+        let key = ItemKey::Profile { user: "u".into() };
+        let item = Stored::item(&key, &profile, None).unwrap();
+        assert_eq!(item["PK"], AttributeValue::S(key.pk()));
+        let back: Stored<Profile> = serde_dynamo::from_item(item).unwrap();
+        assert_eq!(back.value, profile);
+    }
+}
