@@ -17,5 +17,6 @@ pub use request::{Caller, json_body};
 pub use response::{Reply, problem_response};
 pub use routes::{Access, BoxReply, Call, Route, Service, handle};
 
-/// Auth payloads are small; anything bigger is a mistake or an attack.
+/// The limit for every JSON body but a sync push (which has its own): the
+/// requests are a few fields each; anything bigger is a mistake or an attack.
 pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;

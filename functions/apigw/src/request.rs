@@ -160,6 +160,14 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_event_with_claims_reaches_a_session_route() {
+        let event = serde_json::from_str(include_str!("../../../tests/fixtures/apigw-get-me.json"))
+            .unwrap();
+        let caller = caller(&request(event)).unwrap();
+        assert_eq!(caller.issued_at, 1_795_000_000);
+    }
+
+    #[test]
     fn no_claims_is_unauthorized_and_says_which() {
         let err = caller(&request(event("GET /me", None, None))).unwrap_err();
         assert_eq!(err.code, Code::Unauthorized);
