@@ -31,7 +31,7 @@ free_port() {
 start_emulator() {
   local port="$1" log="$2"
   say "starting the AWS emulator (moto) on 127.0.0.1:$port"
-  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+  "$VENV/bin/python" "$ROOT/infra/emulator/emulator.py" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
   EMULATOR_PID=$!
   wait_until_answers "http://127.0.0.1:$port/moto-api/data.json" "$EMULATOR_PID" "$log" 20
 }
