@@ -26,6 +26,7 @@ pub enum Code {
     UserExists,
     MutationGap,
     ClockSkew,
+    CursorExpired,
     IdempotencyKeyReused,
     IdempotencyKeyInUse,
     TooManyRequests,
@@ -34,7 +35,7 @@ pub enum Code {
 }
 
 impl Code {
-    pub const ALL: [Code; 22] = [
+    pub const ALL: [Code; 23] = [
         Code::InvalidRequest,
         Code::MalformedJson,
         Code::UnsupportedMediaType,
@@ -52,6 +53,7 @@ impl Code {
         Code::UserExists,
         Code::MutationGap,
         Code::ClockSkew,
+        Code::CursorExpired,
         Code::IdempotencyKeyReused,
         Code::IdempotencyKeyInUse,
         Code::TooManyRequests,
@@ -75,6 +77,7 @@ impl Code {
             Code::NotFound => 404,
             Code::MethodNotAllowed => 405,
             Code::UserExists | Code::MutationGap | Code::IdempotencyKeyInUse => 409,
+            Code::CursorExpired => 410,
             Code::IdempotencyKeyReused => 422,
             Code::PayloadTooLarge => 413,
             Code::UnsupportedMediaType => 415,
@@ -103,6 +106,7 @@ impl Code {
             Code::UserExists => "user_exists",
             Code::MutationGap => "mutation_gap",
             Code::ClockSkew => "clock_skew",
+            Code::CursorExpired => "cursor_expired",
             Code::IdempotencyKeyReused => "idempotency_key_reused",
             Code::IdempotencyKeyInUse => "idempotency_key_in_use",
             Code::TooManyRequests => "too_many_requests",
@@ -130,6 +134,7 @@ impl Code {
             Code::UserExists => "An account with this email already exists",
             Code::MutationGap => "Mutations are missing before this batch",
             Code::ClockSkew => "The client clock is too far ahead",
+            Code::CursorExpired => "The cursor is from before an upgrade; pull from the start",
             Code::IdempotencyKeyReused => "The idempotency key was used for another request",
             Code::IdempotencyKeyInUse => "A request with this idempotency key is in progress",
             Code::TooManyRequests => "Too many requests",

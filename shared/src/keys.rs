@@ -6,9 +6,11 @@
 pub const PK: &str = "PK";
 pub const SK: &str = "SK";
 
-pub const GSI1: &str = "GSI1";
-pub const GSI1PK: &str = "GSI1PK";
-pub const GSI1SK: &str = "GSI1SK";
+/// The change feed: a local secondary index over the user's partition,
+/// sorted by `feedVer`, which only sync records carry. Read with
+/// `ConsistentRead`, it never shows a later version before an earlier one.
+pub const FEED: &str = "Feed";
+pub const FEED_VERSION: &str = "feedVer";
 
 const USER: &str = "USER#";
 const PROFILE: &str = "PROFILE";
@@ -49,7 +51,8 @@ pub enum ItemKey {
         route: String,
         key: String,
     },
-    /// A sync record, in the partition of its user's collection.
+    /// A sync record, in its user's partition (`REC#<collection>#<id>`:
+    /// collection names hold no `#`).
     Record {
         user: String,
         collection: String,
@@ -60,16 +63,14 @@ pub enum ItemKey {
 impl ItemKey {
     pub fn pk(&self) -> String {
         match self {
-            Self::Record {
-                user, collection, ..
-            } => format!("{USER}{user}#{collection}"),
             Self::Profile { user }
             | Self::SyncVersion { user }
             | Self::Media { user, .. }
             | Self::Device { user, .. }
             | Self::Client { user, .. }
             | Self::Pushed { user, .. }
-            | Self::Idempotency { user, .. } => user_partition(user),
+            | Self::Idempotency { user, .. }
+            | Self::Record { user, .. } => user_partition(user),
         }
     }
 
@@ -86,25 +87,17 @@ impl ItemKey {
                 ..
             } => format!("{PUSHED}{media_id}#{device_id}"),
             Self::Idempotency { route, key, .. } => format!("{IDEMPOTENCY}{route}#{key}"),
-            Self::Record { record_id, .. } => format!("{RECORD}{record_id}"),
+            Self::Record {
+                collection,
+                record_id,
+                ..
+            } => format!("{RECORD}{collection}#{record_id}"),
         }
     }
 
     /// What an item is, from its key; None for a key this crate never wrote.
     pub fn parse(pk: &str, sk: &str) -> Option<Self> {
-        let rest = pk.strip_prefix(USER)?;
-        if let Some(record_id) = sk.strip_prefix(RECORD) {
-            let (user, collection) = rest.split_once('#')?;
-            return Some(Self::Record {
-                user: user.into(),
-                collection: collection.into(),
-                record_id: record_id.into(),
-            });
-        }
-        if rest.contains('#') {
-            return None;
-        }
-        let user = rest.to_string();
+        let user = parse_user_partition(pk)?.to_string();
         let key = if sk == PROFILE {
             Self::Profile { user }
         } else if sk == SYNC_VERSION {
@@ -130,6 +123,13 @@ impl ItemKey {
                 user,
                 media_id: media_id.into(),
                 device_id: device_id.into(),
+            }
+        } else if let Some(rest) = sk.strip_prefix(RECORD) {
+            let (collection, record_id) = rest.split_once('#')?;
+            Self::Record {
+                user,
+                collection: collection.into(),
+                record_id: record_id.into(),
             }
         } else if let Some(rest) = sk.strip_prefix(IDEMPOTENCY) {
             // Routes hold no '#'; keys may.
@@ -160,10 +160,15 @@ impl ItemKey {
     }
 }
 
-/// The partition of everything of one user but their sync records; also
-/// the GSI1 partition of their sync records (the change feed).
+/// The partition of everything of one user.
 pub fn user_partition(user: &str) -> String {
     format!("{USER}{user}")
+}
+
+/// The user of a partition key; None for any other key (including the
+/// `USER#<sub>#<collection>` partitions of the layout before the feed).
+pub fn parse_user_partition(pk: &str) -> Option<&str> {
+    pk.strip_prefix(USER).filter(|user| !user.contains('#'))
 }
 
 /// The sort-key prefix shared by every item of one family, for
@@ -258,6 +263,7 @@ mod tests {
         assert_eq!(ItemKey::parse("ORG#x", "PROFILE"), None);
         assert_eq!(ItemKey::parse("USER#u", "SOMETHING"), None);
         assert_eq!(ItemKey::parse("USER#u#notes", "PROFILE"), None);
+        assert_eq!(ItemKey::parse("USER#u#notes", "REC#n1"), None);
         for key in [
             "media/u/m",
             "uploads/u",

@@ -264,8 +264,8 @@ fn http_event(route: &str, body: Option<&str>, authorized: bool) -> Value {
 
 fn stream_event() -> Value {
     let image = json!({
-        "PK": {"S": format!("USER#{USER}#notes")}, "SK": {"S": "REC#n1"},
-        "GSI1PK": {"S": format!("USER#{USER}")}, "GSI1SK": {"N": "1"},
+        "PK": {"S": format!("USER#{USER}")}, "SK": {"S": "REC#notes#n1"},
+        "feedVer": {"N": "1"},
         "origin": {"S": "phone"}, "ver": {"N": "1"}
     });
     json!({"Records": [e2e::events::stream_record("100", "MODIFY", image, json!({}))]})

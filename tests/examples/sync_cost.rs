@@ -28,6 +28,7 @@ async fn main() -> anyhow::Result<()> {
     let template =
         local_stack::template::Template::load(&local_stack::Options::default_template())?;
     let now = chrono::Utc::now().timestamp_millis() as u64;
+    let mut pages = Vec::new();
 
     println!(
         "| mutations | DynamoDB calls | calls / mutation | lower bound calls | capacity units the emulator reported | est. capacity / mutation (AWS pricing) |"
@@ -56,8 +57,18 @@ async fn main() -> anyhow::Result<()> {
             .collect();
         let mutations = validate("bench", wires, &Limits::default(), now)?;
         store.push_mutations(&user, "bench", mutations).await?;
-        let calls = store.usage().calls.load(Ordering::Relaxed);
+        let pushed_calls = store.usage().calls.load(Ordering::Relaxed);
+        let calls = pushed_calls;
         let reported = store.usage().capacity_milli.load(Ordering::Relaxed) as f64 / 1000.0;
+        // One pull page of up to 100 changes, as GET /sync/pull reads it.
+        let feed = store.pull(&user, "bench", 0, 100).await?;
+        let page_calls = store.usage().calls.load(Ordering::Relaxed) - pushed_calls;
+        let page_bytes: usize = feed
+            .changes
+            .iter()
+            .map(|c| serde_json::to_string(c).map_or(0, |s| s.len()) + 120)
+            .sum();
+        pages.push((n, feed.changes.len(), page_calls, page_bytes));
         // Lower bound: one TransactWriteItems per 100 changed items and one
         // BatchGetItem per 100 keys read.
         let lower = n.div_ceil(100) * 2;
@@ -65,12 +76,25 @@ async fn main() -> anyhow::Result<()> {
         // 2 WCU per item (records + counter + watermark per chunk), a
         // consistent read 1 RCU per item read (records, counter, watermark).
         let chunks = n.div_ceil(98);
-        let estimate = (2 * (n + 2 * chunks) + (n + 2)) as f64;
+        // The Feed index costs one more write unit per changed record (as
+        // GSI1 did before it).
+        let estimate = (2 * (n + 2 * chunks) + (n + 2) + n) as f64;
         println!(
             "| {n} | {calls} | {:.3} | {lower} | {reported:.1} | {:.2} |",
             calls as f64 / n as f64,
             estimate / n as f64
         );
+    }
+    println!();
+    println!(
+        "| pushed | changes in the first pull page | DynamoDB calls | est. read units (AWS pricing) |"
+    );
+    println!("|---:|---:|---:|---:|");
+    for (n, changes, calls, bytes) in pages {
+        // A consistent BatchGetItem of the counter and the watermark (1 RCU
+        // each), a consistent query of the Feed index (1 RCU per 4 KB).
+        let units = 2 + bytes.div_ceil(4096);
+        println!("| {n} | {changes} | {calls} | {units} |");
     }
     Ok(())
 }

@@ -13,8 +13,8 @@ use shared::push::{Platform, Push};
 
 fn sync_record(user: &str, origin: &str) -> Value {
     json!({
-        "PK": {"S": format!("USER#{user}#notes")}, "SK": {"S": "REC#n1"},
-        "GSI1PK": {"S": format!("USER#{user}")}, "GSI1SK": {"N": "1"},
+        "PK": {"S": format!("USER#{user}")}, "SK": {"S": "REC#notes#n1"},
+        "feedVer": {"N": "1"},
         "origin": {"S": origin}, "ver": {"N": "1"}
     })
 }

@@ -356,7 +356,9 @@ async fn index_lag(api: &TestStack, action: &str, body: Value) -> Value {
     let client = reqwest::Client::new();
     let url = format!("{}/_emulator/index-lag/{action}", api.emulator_url);
     let request = if action == "pending" {
-        client.get(url).query(&[("table", body["table"].as_str().unwrap())])
+        client
+            .get(url)
+            .query(&[("table", body["table"].as_str().unwrap())])
     } else {
         client.post(url).json(&body)
     };

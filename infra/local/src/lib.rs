@@ -3,6 +3,7 @@
 //! running in process on real API Gateway v2 events.
 
 pub mod authorizer;
+pub mod migrate;
 pub mod provision;
 pub mod registry;
 pub mod s3;

@@ -10,9 +10,9 @@ use aws_sdk_cognitoidentityprovider::types::{
     VerifiedAttributeType,
 };
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    LocalSecondaryIndex, Projection, ProjectionType, ScalarAttributeType, StreamSpecification,
+    StreamViewType, TimeToLiveSpecification,
 };
 use serde_yaml::Value;
 
@@ -123,6 +123,17 @@ fn str_of<'a>(value: &'a Value, key: &str) -> Result<&'a str> {
         .ok_or_else(|| anyhow!("template: {key} missing"))
 }
 
+fn projection(index: &Value) -> Projection {
+    let kind = index
+        .get("Projection")
+        .and_then(|p| p.get("ProjectionType"))
+        .and_then(Value::as_str)
+        .unwrap_or("ALL");
+    Projection::builder()
+        .projection_type(ProjectionType::from(kind))
+        .build()
+}
+
 fn key_schema(value: &Value) -> Result<Vec<KeySchemaElement>> {
     value
         .get("KeySchema")
@@ -167,20 +178,25 @@ async fn create_table(sdk: &SdkConfig, table: &Value, name: &str) -> Result<()> 
         .into_iter()
         .flatten()
     {
-        let projection = index
-            .get("Projection")
-            .and_then(|p| p.get("ProjectionType"))
-            .and_then(Value::as_str)
-            .unwrap_or("ALL");
         create = create.global_secondary_indexes(
             GlobalSecondaryIndex::builder()
                 .index_name(str_of(index, "IndexName")?)
                 .set_key_schema(Some(key_schema(index)?))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::from(projection))
-                        .build(),
-                )
+                .projection(projection(index))
+                .build()?,
+        );
+    }
+    for index in table
+        .get("LocalSecondaryIndexes")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+    {
+        create = create.local_secondary_indexes(
+            LocalSecondaryIndex::builder()
+                .index_name(str_of(index, "IndexName")?)
+                .set_key_schema(Some(key_schema(index)?))
+                .projection(projection(index))
                 .build()?,
         );
     }

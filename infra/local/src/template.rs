@@ -319,15 +319,14 @@ mod tests {
     }
 
     #[test]
-    fn the_table_has_the_designed_keys_stream_and_ttl() {
+    fn the_table_has_the_designed_keys_feed_stream_and_ttl() {
         let (_, table) = project_template().single("AWS::DynamoDB::Table").unwrap();
         let text = serde_yaml::to_string(&table).unwrap();
         for needle in [
             "PK",
             "SK",
-            "GSI1",
-            "GSI1PK",
-            "GSI1SK",
+            "Feed",
+            "feedVer",
             "NEW_AND_OLD_IMAGES",
             "expiresAt",
         ] {

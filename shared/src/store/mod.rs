@@ -9,6 +9,8 @@ mod media;
 mod profile;
 mod sync;
 
+pub use sync::legacy_record;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -92,33 +94,24 @@ impl Table {
             .map_err(Error::internal)
     }
 
-    /// Deletes every item of the user: their partition (profile, devices,
-    /// media, watermarks, idempotency records, push marks) and their sync
-    /// records, found through GSI1. Returns how many items were deleted.
+    /// Deletes every item of the user, all in their partition: profile,
+    /// devices, media, sync records, counters and watermarks, idempotency
+    /// records, push marks. Returns how many items were deleted.
     pub async fn delete_user_items(&self, user_id: &str) -> Result<usize, Error> {
-        let user = AttributeValue::S(keys::user_partition(user_id));
-        let partition = self
+        let mut pages = self
             .client
             .query()
             .table_name(&self.name)
             .key_condition_expression("PK = :pk")
-            .expression_attribute_values(":pk", user.clone())
+            .expression_attribute_values(":pk", AttributeValue::S(keys::user_partition(user_id)))
             .projection_expression("PK, SK")
-            .consistent_read(true);
-        let indexed = self
-            .client
-            .query()
-            .table_name(&self.name)
-            .index_name(keys::GSI1)
-            .key_condition_expression("GSI1PK = :pk")
-            .expression_attribute_values(":pk", user)
-            .projection_expression("PK, SK");
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
         let mut found = Vec::new();
-        for query in [partition, indexed] {
-            let mut pages = query.into_paginator().items().send();
-            while let Some(item) = pages.next().await {
-                found.push(item.map_err(aws::classify)?);
-            }
+        while let Some(item) = pages.next().await {
+            found.push(item.map_err(aws::classify)?);
         }
         let deleted = found.len();
         for chunk in found.chunks(25) {

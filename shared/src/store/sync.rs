@@ -1,7 +1,10 @@
-//! Sync records, the user's version counter and client watermarks. Reads
-//! are one consistent `BatchGetItem`; each chunk is one `TransactWriteItems`
-//! with optimistic conditions, retried from a fresh read when another push
-//! won the race.
+//! Sync records, the user's version counter and client watermarks, all in
+//! the user's own partition. A push reads with one consistent
+//! `BatchGetItem` and commits each chunk with one `TransactWriteItems`
+//! under optimistic conditions, retried from a fresh read when another push
+//! won the race. A pull reads the change feed, the `Feed` local secondary
+//! index on `feedVer`, with `ConsistentRead`: unlike a global index it
+//! never shows a later version before an earlier one.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,7 +17,10 @@ use serde::{Deserialize, Serialize};
 use super::{Item, Table, item_key, number};
 use crate::keys::{self, ItemKey};
 use crate::sync::merge::RecordState;
-use crate::sync::{Change, Chunk, Mutation, Pushed, RECORDS_PER_CHUNK, RecordKey, plan, unapplied};
+use crate::sync::{
+    Change, Chunk, Feed, Mutation, Pushed, RECORDS_PER_CHUNK, RecordKey, plan, plan_merge,
+    unapplied,
+};
 use crate::{Error, aws};
 
 /// A sync record as stored.
@@ -24,21 +30,47 @@ struct RecordItem {
     pk: String,
     #[serde(rename = "SK")]
     sk: String,
-    #[serde(rename = "GSI1PK")]
-    gsi1pk: String,
-    #[serde(rename = "GSI1SK")]
-    gsi1sk: u64,
     collection: String,
     #[serde(rename = "recordId")]
     record_id: String,
     #[serde(flatten)]
     state: RecordState,
     ver: u64,
+    /// The sort key of the `Feed` index: the version again, on sync
+    /// records only (the counter item's `ver` must not enter the index).
+    #[serde(rename = "feedVer")]
+    feed_version: u64,
     /// The client whose push wrote this version: the stream consumer pokes
     /// the user's other devices, not this one.
     origin: String,
     #[serde(rename = "updatedAt")]
     updated_at: i64,
+}
+
+/// A sync record of the layout before the `Feed` index (`PK =
+/// USER#<sub>#<collection>`, found through GSI1), for the migration.
+#[derive(Debug, Clone, Deserialize)]
+struct LegacyRecordItem {
+    #[serde(rename = "GSI1PK")]
+    gsi1pk: String,
+    collection: String,
+    #[serde(rename = "recordId")]
+    record_id: String,
+    #[serde(flatten)]
+    state: RecordState,
+}
+
+/// A record of the old layout: its user, key and state; None for any other
+/// item.
+pub fn legacy_record(item: &Item) -> Option<(String, RecordKey, RecordState)> {
+    item.get("GSI1PK")?;
+    let legacy: LegacyRecordItem = serde_dynamo::from_item(item.clone()).ok()?;
+    let user = keys::parse_user_partition(&legacy.gsi1pk)?.to_string();
+    let key = RecordKey {
+        collection: legacy.collection,
+        record_id: legacy.record_id,
+    };
+    Some((user, key, legacy.state))
 }
 
 /// What the store read before planning a push.
@@ -64,6 +96,23 @@ fn backoff(attempt: u32) -> std::time::Duration {
     std::time::Duration::from_millis(noise % cap)
 }
 
+/// Who writes: a client's push (its watermark moves with each chunk), or
+/// the migration (no watermark).
+#[derive(Clone, Copy)]
+enum Writer<'a> {
+    Client(&'a str),
+    Migration,
+}
+
+impl Writer<'_> {
+    fn origin(&self) -> &str {
+        match self {
+            Writer::Client(id) => id,
+            Writer::Migration => "migration",
+        }
+    }
+}
+
 impl Table {
     /// Applies a validated push exactly once.
     pub async fn push_mutations(
@@ -73,11 +122,12 @@ impl Table {
         mutations: Vec<Mutation>,
     ) -> Result<Pushed, Error> {
         let keys: BTreeSet<RecordKey> = mutations.iter().map(|m| m.key.clone()).collect();
+        let writer = Writer::Client(client_id);
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(backoff(attempt)).await;
             }
-            let mut snapshot = self.snapshot(user, client_id, &keys).await?;
+            let mut snapshot = self.snapshot(user, writer, &keys).await?;
             let fresh = unapplied(mutations.clone(), snapshot.watermark)?;
             if fresh.is_empty() {
                 return Ok(Pushed {
@@ -85,25 +135,15 @@ impl Table {
                     ..Pushed::default()
                 });
             }
-            let current = snapshot
-                .records
-                .iter()
-                .map(|(key, (state, _))| (key.clone(), state.clone()))
-                .collect();
-            let mut lost_race = false;
-            let mut superseded = 0;
-            for chunk in plan(&current, &fresh, RECORDS_PER_CHUNK) {
-                if !self.commit(user, client_id, &mut snapshot, &chunk).await? {
-                    lost_race = true;
-                    break;
-                }
-                superseded += chunk.superseded;
-            }
-            if !lost_race {
+            let chunks = plan(&snapshot.states(), &fresh, RECORDS_PER_CHUNK);
+            if self
+                .commit_all(user, writer, &mut snapshot, &chunks)
+                .await?
+            {
                 return Ok(Pushed {
                     watermark: snapshot.watermark,
                     applied: fresh.len(),
-                    superseded,
+                    superseded: chunks.iter().map(|c| c.superseded).sum(),
                 });
             }
             tracing::info!(attempt, "sync push lost a race; retrying from a fresh read");
@@ -113,20 +153,74 @@ impl Table {
         )))
     }
 
+    /// Merges whole record states into the user's records (the migration
+    /// from the old layout): each changed record gets a new version, as a
+    /// push would give it; merging what is already there changes nothing,
+    /// so running it again writes nothing. Returns the records changed.
+    pub async fn merge_records(
+        &self,
+        user: &str,
+        records: &[(RecordKey, RecordState)],
+    ) -> Result<usize, Error> {
+        let keys: BTreeSet<RecordKey> = records.iter().map(|(key, _)| key.clone()).collect();
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            let mut snapshot = self.snapshot(user, Writer::Migration, &keys).await?;
+            let chunks = plan_merge(&snapshot.states(), records, RECORDS_PER_CHUNK);
+            if self
+                .commit_all(user, Writer::Migration, &mut snapshot, &chunks)
+                .await?
+            {
+                return Ok(chunks.iter().map(|c| c.changed.len()).sum());
+            }
+        }
+        Err(Error::unavailable(std::io::Error::other(
+            "merging records kept conflicting with concurrent pushes",
+        )))
+    }
+
+    /// Commits chunks in order; false if one lost a race.
+    async fn commit_all(
+        &self,
+        user: &str,
+        writer: Writer<'_>,
+        snapshot: &mut Snapshot,
+        chunks: &[Chunk],
+    ) -> Result<bool, Error> {
+        for chunk in chunks {
+            if !self.commit(user, writer, snapshot, chunk).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Reads the watermark, the version counter and the current records.
     async fn snapshot(
         &self,
         user: &str,
-        client_id: &str,
+        writer: Writer<'_>,
         records: &BTreeSet<RecordKey>,
     ) -> Result<Snapshot, Error> {
-        let mut wanted: Vec<Item> = vec![
-            item_key(&version_key(user)),
-            item_key(&watermark_key(user, client_id)),
-        ];
+        let mut wanted: Vec<Item> = vec![item_key(&version_key(user))];
+        if let Writer::Client(client_id) = writer {
+            wanted.push(item_key(&watermark_key(user, client_id)));
+        }
         wanted.extend(records.iter().map(|r| item_key(&record_key(user, r))));
         let mut snapshot = Snapshot::default();
-        for batch in wanted.chunks(100) {
+        for item in self.get_consistent(wanted).await? {
+            read_into(&mut snapshot, item)?;
+        }
+        Ok(snapshot)
+    }
+
+    /// Items by key, with consistent `BatchGetItem`s of at most 100 keys,
+    /// until none is left unprocessed.
+    async fn get_consistent(&self, keys: Vec<Item>) -> Result<Vec<Item>, Error> {
+        let mut found = Vec::with_capacity(keys.len());
+        for batch in keys.chunks(100) {
             let mut pending = batch.to_vec();
             for round in 0..8u32 {
                 if pending.is_empty() {
@@ -151,13 +245,12 @@ impl Table {
                     .await
                     .map_err(aws::classify)?;
                 self.usage.add_call(output.consumed_capacity());
-                for item in output
-                    .responses
-                    .and_then(|mut r| r.remove(&self.name))
-                    .unwrap_or_default()
-                {
-                    read_into(&mut snapshot, item)?;
-                }
+                found.extend(
+                    output
+                        .responses
+                        .and_then(|mut r| r.remove(&self.name))
+                        .unwrap_or_default(),
+                );
                 pending = output
                     .unprocessed_keys
                     .and_then(|mut u| u.remove(&self.name))
@@ -170,14 +263,14 @@ impl Table {
                 )));
             }
         }
-        Ok(snapshot)
+        Ok(found)
     }
 
     /// Commits one chunk; false if a condition failed (a concurrent push).
     async fn commit(
         &self,
         user: &str,
-        client_id: &str,
+        writer: Writer<'_>,
         snapshot: &mut Snapshot,
         chunk: &Chunk,
     ) -> Result<bool, Error> {
@@ -187,16 +280,16 @@ impl Table {
         let mut written = Vec::with_capacity(chunk.changed.len());
         for (record, state) in &chunk.changed {
             version += 1;
+            let key = record_key(user, record);
             let item = RecordItem {
-                pk: record_key(user, record).pk(),
-                sk: record_key(user, record).sk(),
-                gsi1pk: keys::user_partition(user),
-                gsi1sk: version,
+                pk: key.pk(),
+                sk: key.sk(),
                 collection: record.collection.clone(),
                 record_id: record.record_id.clone(),
                 state: state.clone(),
                 ver: version,
-                origin: client_id.to_string(),
+                feed_version: version,
+                origin: writer.origin().to_string(),
                 updated_at: now,
             };
             let mut put = Put::builder()
@@ -224,13 +317,18 @@ impl Table {
                 version,
             )?);
         }
-        items.push(counter_update(
-            &self.name,
-            item_key(&watermark_key(user, client_id)),
-            "lastMutationId",
-            snapshot.watermark,
-            chunk.last_mutation_id,
-        )?);
+        if let Writer::Client(client_id) = writer {
+            items.push(counter_update(
+                &self.name,
+                item_key(&watermark_key(user, client_id)),
+                "lastMutationId",
+                snapshot.watermark,
+                chunk.last_mutation_id,
+            )?);
+        }
+        if items.is_empty() {
+            return Ok(true);
+        }
 
         let result = self
             .client
@@ -264,28 +362,58 @@ impl Table {
             Err(err) => return Err(aws::classify(err)),
         }
         snapshot.version = version;
-        snapshot.watermark = chunk.last_mutation_id;
+        if let Writer::Client(_) = writer {
+            snapshot.watermark = chunk.last_mutation_id;
+        }
         for (record, state, version) in written {
             snapshot.records.insert(record, (state, version));
         }
         Ok(true)
     }
 
-    /// Changes after `after_version`, oldest first, and whether more follow.
-    pub async fn changes_since(
+    /// The user's changes after version `after`, oldest first, at most
+    /// `limit`, with the client's watermark.
+    ///
+    /// One consistent `BatchGetItem` reads the counter and the watermark,
+    /// then one consistent query of the `Feed` index reads the versions in
+    /// `(after, counter]`. Every version up to the counter belongs to a
+    /// committed transaction (the counter moves in the same transaction as
+    /// its records), so the page never holds a version whose predecessors
+    /// could still appear: the cursor never passes a change.
+    pub async fn pull(
         &self,
         user: &str,
-        after_version: u64,
+        client_id: &str,
+        after: u64,
         limit: i32,
-    ) -> Result<(Vec<Change>, bool), Error> {
+    ) -> Result<Feed, Error> {
+        let mut head = Snapshot::default();
+        let keys = vec![
+            item_key(&version_key(user)),
+            item_key(&watermark_key(user, client_id)),
+        ];
+        for item in self.get_consistent(keys).await? {
+            read_into(&mut head, item)?;
+        }
+        if head.version <= after {
+            return Ok(Feed {
+                changes: Vec::new(),
+                has_more: false,
+                watermark: head.watermark,
+                version: head.version,
+            });
+        }
         let output = self
             .client
             .query()
             .table_name(&self.name)
-            .index_name(keys::GSI1)
-            .key_condition_expression("GSI1PK = :user AND GSI1SK > :after")
+            .index_name(keys::FEED)
+            .key_condition_expression("PK = :user AND #v BETWEEN :first AND :last")
+            .expression_attribute_names("#v", keys::FEED_VERSION)
             .expression_attribute_values(":user", AttributeValue::S(keys::user_partition(user)))
-            .expression_attribute_values(":after", number(after_version))
+            .expression_attribute_values(":first", number(after + 1))
+            .expression_attribute_values(":last", number(head.version))
+            .consistent_read(true)
             .scan_index_forward(true)
             .limit(limit)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
@@ -311,27 +439,21 @@ impl Table {
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
-        Ok((changes, has_more))
+        Ok(Feed {
+            changes,
+            has_more,
+            watermark: head.watermark,
+            version: head.version,
+        })
     }
+}
 
-    /// The last mutation id applied for a client (0 if none).
-    pub async fn watermark(&self, user: &str, client_id: &str) -> Result<u64, Error> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.name)
-            .set_key(Some(item_key(&watermark_key(user, client_id))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(aws::classify)?;
-        Ok(output
-            .item
-            .as_ref()
-            .and_then(|item| item.get("lastMutationId"))
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0))
+impl Snapshot {
+    fn states(&self) -> BTreeMap<RecordKey, RecordState> {
+        self.records
+            .iter()
+            .map(|(key, (state, _))| (key.clone(), state.clone()))
+            .collect()
     }
 }
 

@@ -2,6 +2,7 @@
 //! client watermark), merged field by field (see `merge`), and written in
 //! chunks that each fit one `TransactWriteItems`.
 
+pub mod feed;
 pub mod hlc;
 pub mod merge;
 
@@ -57,6 +58,19 @@ pub struct Change {
     pub fields: BTreeMap<String, serde_json::Value>,
     /// The hlc of each field, for clients that merge locally.
     pub stamps: BTreeMap<String, String>,
+    pub version: u64,
+}
+
+/// A page of the change feed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feed {
+    /// Oldest first.
+    pub changes: Vec<Change>,
+    /// Whether changes after this page exist now.
+    pub has_more: bool,
+    /// The pulling client's last applied mutation id.
+    pub watermark: u64,
+    /// The user's version counter when the page was read.
     pub version: u64,
 }
 
@@ -265,6 +279,40 @@ pub fn plan(
         chunks.push(close(&states, &mut changed, last, superseded));
     }
     chunks
+}
+
+/// Merges whole record states into `current` (the migration from the old
+/// layout, where no mutations exist any more) and cuts the records that
+/// changed into chunks of at most `records_per_chunk`. Merging is the
+/// join of the merge engine, so merging a state already there changes
+/// nothing and plans nothing.
+pub fn plan_merge(
+    current: &BTreeMap<RecordKey, RecordState>,
+    incoming: &[(RecordKey, RecordState)],
+    records_per_chunk: usize,
+) -> Vec<Chunk> {
+    let mut states = current.clone();
+    let mut changed: BTreeSet<RecordKey> = BTreeSet::new();
+    for (key, state) in incoming {
+        let merged = states.entry(key.clone()).or_default();
+        let before = merged.clone();
+        merged.merge(state);
+        if *merged != before {
+            changed.insert(key.clone());
+        }
+    }
+    let changed: Vec<RecordKey> = changed.into_iter().collect();
+    changed
+        .chunks(records_per_chunk.max(1))
+        .map(|keys| Chunk {
+            last_mutation_id: 0,
+            superseded: 0,
+            changed: keys
+                .iter()
+                .map(|key| (key.clone(), states[key].clone()))
+                .collect(),
+        })
+        .collect()
 }
 
 fn close(

@@ -1,0 +1,174 @@
+//! The change feed's cursor rule, and the property it must hold: after a
+//! push is acknowledged, every later pull from any cursor at or below that
+//! push's versions returns it.
+//!
+//! The store reads each page with `ConsistentRead` on the `Feed` index and
+//! only up to the user's version counter, which moves in the same
+//! transaction as the records: a page holds every committed version in
+//! `(cursor, last of page]`, none missing. A cursor that moves to the last
+//! version of the page therefore never passes a change.
+
+use super::Change;
+
+/// The cursor after a page read from `after`: the last version it holds,
+/// or `after` when it is empty.
+pub fn next_cursor(after: u64, page: &[Change]) -> u64 {
+    page.last().map_or(after, |change| change.version)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::sync::merge::RecordState;
+    use crate::sync::{Limits, RECORDS_PER_CHUNK, RecordKey, WireMutation, plan, validate};
+
+    const NOW: u64 = 1_800_000_000_000;
+
+    /// The server as the store keeps it: each record's state and version,
+    /// and the counter. Versions are given out as `commit` gives them: one
+    /// per changed record, chunk after chunk.
+    #[derive(Default)]
+    struct Server {
+        records: BTreeMap<RecordKey, (RecordState, u64)>,
+        counter: u64,
+        next_id: u64,
+    }
+
+    impl Server {
+        /// An acknowledged push of `edits` (record, value) from one device.
+        fn push(&mut self, edits: &[(u8, u8)]) {
+            let wires = edits
+                .iter()
+                .map(|(record, value)| {
+                    self.next_id += 1;
+                    WireMutation {
+                        id: self.next_id,
+                        collection: if record % 2 == 0 { "notes" } else { "todos" }.into(),
+                        record_id: format!("r{record}"),
+                        op: if *value == 0 { "delete" } else { "put" }.into(),
+                        fields: (*value != 0)
+                            .then(|| json!({"v": value}).as_object().unwrap().clone()),
+                        hlc: crate::sync::hlc::Hlc::new(NOW + self.next_id, 0, "phone").to_string(),
+                    }
+                })
+                .collect();
+            let mutations = validate("phone", wires, &Limits::default(), NOW + 1_000_000).unwrap();
+            let current = self
+                .records
+                .iter()
+                .map(|(key, (state, _))| (key.clone(), state.clone()))
+                .collect();
+            for chunk in plan(&current, &mutations, RECORDS_PER_CHUNK) {
+                for (key, state) in chunk.changed {
+                    self.counter += 1;
+                    self.records.insert(key, (state, self.counter));
+                }
+            }
+        }
+
+        /// One page as `Table::pull` reads it: versions in
+        /// `(after, counter]`, oldest first, at most `limit`.
+        fn page(&self, after: u64, limit: usize) -> (Vec<Change>, bool) {
+            let mut changes: Vec<Change> = self
+                .records
+                .iter()
+                .filter(|(_, (_, version))| *version > after && *version <= self.counter)
+                .map(|(key, (state, version))| Change {
+                    collection: key.collection.clone(),
+                    record_id: key.record_id.clone(),
+                    deleted: state.is_deleted(),
+                    fields: state.values(),
+                    stamps: state.stamps(),
+                    version: *version,
+                })
+                .collect();
+            changes.sort_by_key(|change| change.version);
+            let more = changes.len() > limit;
+            changes.truncate(limit);
+            (changes, more)
+        }
+    }
+
+    /// A device pulling: its cursor and what it holds.
+    #[derive(Default)]
+    struct Device {
+        cursor: u64,
+        replica: BTreeMap<(String, String), Change>,
+    }
+
+    impl Device {
+        fn pull_page(&mut self, server: &Server, limit: usize) -> bool {
+            let (page, more) = server.page(self.cursor, limit);
+            self.cursor = next_cursor(self.cursor, &page);
+            for change in page {
+                self.replica.insert(
+                    (change.collection.clone(), change.record_id.clone()),
+                    change,
+                );
+            }
+            more
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Push(Vec<(u8, u8)>),
+        /// A pull that stops after this many pages (an app sent to the
+        /// background mid-sync), with this page size.
+        Pull {
+            pages: usize,
+            limit: usize,
+        },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            prop::collection::vec((0u8..12, 0u8..4), 1..20).prop_map(Step::Push),
+            (1usize..4, 1usize..6).prop_map(|(pages, limit)| Step::Pull { pages, limit }),
+        ]
+    }
+
+    proptest! {
+        /// After any interleaving of pushes and partial pulls: every record
+        /// at or below the device's cursor is exactly as the server holds
+        /// it (the cursor passed no change), and pulling to the end
+        /// converges the device with the server.
+        #[test]
+        fn the_cursor_never_passes_a_change(steps in prop::collection::vec(step(), 1..40)) {
+            let mut server = Server::default();
+            let mut device = Device::default();
+            for step in steps {
+                match step {
+                    Step::Push(edits) => server.push(&edits),
+                    Step::Pull { pages, limit } => {
+                        for _ in 0..pages {
+                            if !device.pull_page(&server, limit) {
+                                break;
+                            }
+                        }
+                    }
+                }
+                for (key, (state, version)) in &server.records {
+                    if *version <= device.cursor {
+                        let held = device.replica.get(&(key.collection.clone(), key.record_id.clone()));
+                        prop_assert!(held.is_some(), "{key:?} at version {version} was skipped");
+                        prop_assert_eq!(&held.unwrap().fields, &state.values());
+                    }
+                }
+            }
+            while device.pull_page(&server, 3) {}
+            // The record changed last holds the counter's version.
+            prop_assert_eq!(device.cursor, server.counter);
+            for (key, (state, _)) in &server.records {
+                let held = &device.replica[&(key.collection.clone(), key.record_id.clone())];
+                prop_assert_eq!(held.deleted, state.is_deleted());
+                prop_assert_eq!(&held.fields, &state.values());
+            }
+        }
+    }
+}
