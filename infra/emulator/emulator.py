@@ -1,6 +1,17 @@
 """The AWS emulator the local stack and the tests run: moto's server, pinned
-in infra/requirements.txt, with one addition that DynamoDB has and moto
-lacks.
+in infra/requirements.txt, with what DynamoDB does and moto does not.
+
+Isolated transactions. moto applies a TransactWriteItems item by item,
+checking each condition just before its write, and on a failed condition
+restores a deep copy of the whole table taken before the transaction (one
+copy per item of the transaction, stream records included), undoing any
+other request's writes made meanwhile; the copies make a transaction slower
+the older the table. Here every DynamoDB request runs alone (one lock), a
+transaction checks all its conditions against the state before it and
+writes nothing unless all hold, and a retry with the same
+ClientRequestToken within 10 minutes is the same transaction (answered
+again, applied once; another payload under that token is refused with
+IdempotentParameterMismatchException), as on DynamoDB.
 
 Lagging indexes. On AWS a global secondary index, and a local one read
 without ConsistentRead, is eventually consistent: each change reaches the
@@ -29,11 +40,24 @@ import json
 import threading
 from urllib.parse import parse_qs
 
+import time
+
 from moto import server
-from moto.dynamodb.models import dynamodb_backends
+from moto.dynamodb.exceptions import (
+    DynamodbException,
+    MultipleTransactionsException,
+    TooManyTransactionsException,
+    TransactionCanceledException,
+    TransactWriteSingleOpException,
+)
+from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
 from moto.dynamodb.models.table import Table
+from moto.core.responses import ActionResult
+from moto.dynamodb.comparisons import get_filter_expression
+from moto.dynamodb.responses import DynamoHandler
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
+# Every DynamoDB request, and every control request, runs alone.
 _lock = threading.RLock()
 # table name -> {key: the Item the indexes show (None: not shown)}
 _held: dict = {}
@@ -62,16 +86,25 @@ _original_query = Table.query
 _query_signature = inspect.signature(_original_query)
 
 
-def _lagging_query(self, *args, **kwargs):
+def _query(self, *args, **kwargs):
     bound = _query_signature.bind(self, *args, **kwargs).arguments
     index_name = bound.get("index_name")
     consistent = bound.get("consistent_read", False)
     with _lock:
         view = _held.get(self.name)
-        if view is None or not index_name or consistent:
+        if view is not None and index_name and not consistent:
+            items = [item for item in view.values() if item is not None]
+        elif bound.get("hash_key") is not None and (
+            index_name is None or index_name in {i.name for i in self.indexes}
+        ):
+            # The base table and its local indexes are read one partition
+            # at a time; moto would sort the whole table for every query,
+            # which makes each pull slower the older the stack.
+            partition = self.items.get(bound.get("hash_key"))
+            items = list(partition.values()) if partition else []
+        else:
             return _original_query(self, *args, **kwargs)
-        shown = [item for item in view.values() if item is not None]
-        self.all_items = lambda: sorted(shown, key=_key)  # type: ignore[method-assign]
+        self.all_items = lambda: sorted(items, key=_key)  # type: ignore[method-assign]
         try:
             return _original_query(self, *args, **kwargs)
         finally:
@@ -150,8 +183,123 @@ def _call(self, environ, start_response):
     return _original_call(self, environ, start_response)
 
 
-Table.query = _lagging_query
+# ---------------------------------------------------------------- transactions
+
+
+def _transact_write_items(self, transact_items):
+    if len(transact_items) > 100:
+        raise TooManyTransactionsException()
+    seen = set()
+    planned = []
+    reasons = []
+    for entry in transact_items:
+        if len(entry) != 1:
+            raise TransactWriteSingleOpException()
+        op_type, op = next(iter(entry.items()))
+        table = self.get_table(op["TableName"])
+        if op_type == "Put":
+            key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+            if table.range_key_attr:
+                key[table.range_key_attr] = op["Item"][table.range_key_attr]
+        else:
+            key = op["Key"]
+        identity = (table.name, json.dumps(key, sort_keys=True))
+        if identity in seen:
+            raise MultipleTransactionsException()
+        seen.add(identity)
+        current = self.get_item(table.name, key)
+        condition = op.get("ConditionExpression")
+        holds = condition is None or get_filter_expression(
+            condition, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+        ).expr(current)
+        if holds:
+            reasons.append((None, None, None))
+        else:
+            old = None
+            if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
+                old = current.to_json()["Attributes"]
+            reasons.append(("ConditionalCheckFailed", "The conditional request failed", old))
+        planned.append((op_type, op, table, key, copy.deepcopy(current)))
+    if any(code for code, _, _ in reasons):
+        raise TransactionCanceledException(reasons)
+    # Every condition held: write. A write can still be refused (an invalid
+    # update expression); then the items this transaction touched, and only
+    # they, go back to what they were, and its stream records are dropped.
+    streams = {t.name: len(t.stream_shard.items) for _, _, t, _, _ in planned if t.stream_shard}
+    try:
+        for op_type, op, table, key, _ in planned:
+            names = op.get("ExpressionAttributeNames")
+            values = op.get("ExpressionAttributeValues")
+            if op_type == "Put":
+                self.put_item(table.name, op["Item"])
+            elif op_type == "Delete":
+                self.delete_item(table.name, key)
+            elif op_type == "Update":
+                self.update_item(
+                    table.name,
+                    key,
+                    update_expression=op["UpdateExpression"],
+                    expression_attribute_names=names,
+                    expression_attribute_values=values,
+                )
+    except DynamodbException:
+        for _, _, table, key, before in planned:
+            if before is None:
+                self.delete_item(table.name, key)
+            else:
+                self.put_item(table.name, before.to_json()["Attributes"])
+        for table_name, length in streams.items():
+            shard = self.get_table(table_name).stream_shard
+            del shard.items[length:]
+        raise
+
+
+class IdempotentParameterMismatchException(DynamodbException):
+    def __init__(self):
+        super().__init__(
+            "com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException",
+            "The ClientRequestToken was used with other transaction items",
+        )
+
+
+# token -> (expires at, the request's items)
+_tokens: dict = {}
+TOKEN_LIFETIME_SECONDS = 600
+
+_original_transact_response = DynamoHandler.transact_write_items
+
+
+def _transact_response(self):
+    token = self.body.get("ClientRequestToken")
+    if not token:
+        return _original_transact_response(self)
+    now = time.monotonic()
+    for expired in [t for t, (until, _) in _tokens.items() if until <= now]:
+        del _tokens[expired]
+    payload = json.dumps(self.body.get("TransactItems"), sort_keys=True)
+    prior = _tokens.get(token)
+    if prior is not None:
+        if prior[1] != payload:
+            raise IdempotentParameterMismatchException()
+        return ActionResult({"ConsumedCapacity": [], "ItemCollectionMetrics": {}})
+    result = _original_transact_response(self)
+    _tokens[token] = (now + TOKEN_LIFETIME_SECONDS, payload)
+    return result
+
+
+_original_call_action = DynamoHandler.call_action
+
+
+def _alone(self):
+    with _lock:
+        return _original_call_action(self)
+
+
+Table.query = _query
 DomainDispatcherApplication.__call__ = _call
+DynamoDBBackend.transact_write_items = _transact_write_items
+DynamoHandler.transact_write_items = _transact_response
+DynamoHandler.call_action = _alone
 
 if __name__ == "__main__":
     server.main()
