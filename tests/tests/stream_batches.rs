@@ -97,3 +97,136 @@ fn records_nobody_cares_about_ask_for_nothing() {
         ]
     );
 }
+
+/// The template's mapping for the notify function, emulated: a record the
+/// function always fails is isolated by bisecting, retried the declared
+/// number of times, and described in the failed-events queue; the records
+/// around it are processed; a record older than the maximum age is given up
+/// without a call.
+#[tokio::test]
+async fn a_poison_record_ends_in_the_failed_events_queue_and_its_neighbours_go_through() {
+    use std::sync::{Arc, Mutex};
+
+    use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+    use local_stack::stream::{Destination, GivenUp, Handler, Target, deliver};
+
+    let api = TestStack::start().await;
+    let template =
+        local_stack::template::Template::load(&local_stack::Options::default_template()).unwrap();
+    let (mut mapping, destination) = template.stream_event("NotifyFunction").unwrap();
+    let (queue_url, _) = api.stack.resources.queues[&destination.unwrap()].clone();
+    mapping.on_failure = Some(Destination {
+        queue_url: queue_url.clone(),
+        function_arn: "arn:aws:lambda:us-east-1:123456789012:function:NotifyFunction".into(),
+    });
+
+    // Every call, by the sequence numbers it carried; 500 always fails.
+    let calls: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    let seen = calls.clone();
+    let handler: Handler = Arc::new(move |event: Event| {
+        let sequences: Vec<String> = event
+            .records
+            .iter()
+            .map(|r| r.change.sequence_number.clone().unwrap())
+            .collect();
+        seen.lock().unwrap().push(sequences.clone());
+        Box::pin(async move {
+            let mut response = DynamoDbEventResponse::default();
+            if sequences.iter().any(|s| s == "500") {
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = Some("500".into());
+                response.batch_item_failures = vec![failure];
+            }
+            Ok(response)
+        })
+    });
+    let now = chrono::Utc::now().timestamp();
+    let records: Vec<Value> = (1..=8)
+        .map(|n| {
+            let mut r = record(
+                &format!("{n}00"),
+                "MODIFY",
+                sync_record("alice", "x"),
+                json!({}),
+            );
+            let age = if n == 8 { 7200 } else { 0 };
+            r["dynamodb"]["ApproximateCreationDateTime"] = json!(now - age);
+            r
+        })
+        .collect();
+    let sqs = aws_sdk_sqs::Client::new(&api.sdk().await);
+    let target = Target {
+        function: "NotifyFunction",
+        handler: &handler,
+        mapping: &mapping,
+        sqs: &sqs,
+    };
+    let given_up = deliver(&target, records).await;
+
+    let sequences = |batch: &[Value]| -> Vec<String> {
+        batch
+            .iter()
+            .map(|r| {
+                r["dynamodb"]["SequenceNumber"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    let reasons: Vec<(GivenUp, Vec<String>)> = given_up
+        .iter()
+        .map(|(why, batch)| (*why, sequences(batch)))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (GivenUp::RecordAgeExceeded, vec!["800".to_string()]),
+            (GivenUp::RetryAttemptsExhausted, vec!["500".to_string()]),
+        ]
+    );
+    let calls = calls.lock().unwrap().clone();
+    let with_poison = calls
+        .iter()
+        .filter(|c| c.contains(&"500".to_string()))
+        .count();
+    assert_eq!(
+        with_poison,
+        1 + 5,
+        "the first call and the declared 5 retries: {calls:?}"
+    );
+    for neighbour in ["100", "200", "300", "400", "600", "700"] {
+        assert!(
+            calls.iter().flatten().any(|s| s == neighbour),
+            "{neighbour} was never delivered: {calls:?}"
+        );
+    }
+    assert!(
+        !calls.iter().flatten().any(|s| s == "800"),
+        "too old to call"
+    );
+
+    let received = sqs
+        .receive_message()
+        .queue_url(&queue_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    let messages: Vec<Value> = received
+        .messages()
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+        .collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    let exhausted = messages
+        .iter()
+        .find(|m| m["requestContext"]["condition"] == "RetryAttemptsExhausted")
+        .expect("the poison record is described");
+    assert_eq!(
+        exhausted["DDBStreamBatchInfo"]["startSequenceNumber"],
+        "500"
+    );
+    assert_eq!(exhausted["DDBStreamBatchInfo"]["batchSize"], 1);
+}

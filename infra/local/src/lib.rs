@@ -113,11 +113,29 @@ pub async fn start(options: Options) -> Result<LocalStack> {
                 ));
             }
             Trigger::Stream(handler) => {
+                let (mut mapping, destination) = template
+                    .stream_event(&function)
+                    .with_context(|| format!("{function} has no DynamoDB event in the template"))?;
+                if let Some(queue) = destination {
+                    let (queue_url, _) = resources
+                        .queues
+                        .get(&queue)
+                        .with_context(|| format!("the destination {queue} is not a queue"))?;
+                    mapping.on_failure = Some(stream::Destination {
+                        queue_url: queue_url.clone(),
+                        function_arn: format!(
+                            "arn:aws:lambda:{}:{}:function:{function}",
+                            options.region,
+                            provision::ACCOUNT_ID
+                        ),
+                    });
+                }
                 pollers.push(stream::spawn_poller(
                     &sdk,
                     resources.table_name.clone(),
                     function,
                     handler,
+                    mapping,
                 ));
             }
         }

@@ -25,6 +25,8 @@ pub struct Resources {
     pub bucket: String,
     /// (function, queue URL) for each S3 event source.
     pub upload_queues: Vec<(String, String)>,
+    /// Logical id -> (URL, ARN) of each `AWS::SQS::Queue` of the template.
+    pub queues: BTreeMap<String, (String, String)>,
     pub user_pool_id: String,
     pub user_pool_client_id: String,
     /// Logical id -> physical name/id, to resolve `!Ref` in environments.
@@ -76,6 +78,23 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str) -> Res
         ));
     }
 
+    // The template's own queues (the failed-events destination).
+    let mut queues = BTreeMap::new();
+    for (logical, _) in template.resources_of("AWS::SQS::Queue") {
+        let name = format!("{stack}-{}", logical.to_lowercase());
+        let url = aws_sdk_sqs::Client::new(sdk)
+            .create_queue()
+            .queue_name(&name)
+            .send()
+            .await
+            .with_context(|| format!("creating the queue {logical}"))?
+            .queue_url
+            .ok_or_else(|| anyhow!("the emulator returned no queue URL"))?;
+        let arn = format!("arn:aws:sqs:{region}:{ACCOUNT_ID}:{name}");
+        physical.insert(logical.clone(), url.clone());
+        queues.insert(logical, (url, arn));
+    }
+
     // SNS platform applications stand in for the ARNs the template takes as
     // parameters (APNs/FCM credentials live outside the template).
     for parameter in template.parameters() {
@@ -110,6 +129,7 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str) -> Res
         table_name,
         bucket,
         upload_queues,
+        queues,
         user_pool_id,
         user_pool_client_id,
         physical,

@@ -1,9 +1,14 @@
 //! The DynamoDB stream trigger: the table's stream is polled shard by shard
-//! and delivered in batches in the Lambda event shape, honouring
-//! `batchItemFailures` like an event source mapping.
+//! and delivered in batches in the Lambda event shape, with the event
+//! source mapping's settings from the template: `batchItemFailures`, bisect
+//! on error, the retry limit, the maximum record age and the on-failure
+//! destination.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
+
+use serde_json::{Value, json};
 
 use tokio::task::JoinHandle;
 
@@ -23,34 +28,74 @@ pub type Handler = Arc<
         + Sync,
 >;
 
-/// As the event source mapping: at most 100 records a batch, failed
-/// records (and those after them) retried up to this many times, then
-/// given up to the on-failure destination (here, the log).
-pub const STREAM_BATCH: i32 = 100;
-pub const STREAM_MAX_RETRIES: u32 = 5;
+/// The event source mapping's settings, as the template declares them
+/// (the `DynamoDB` event of the function).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mapping {
+    pub batch_size: i32,
+    /// `BisectBatchOnFunctionError`: a failing batch is split in two, so a
+    /// poison record ends up alone and its neighbours go through.
+    pub bisect: bool,
+    /// `MaximumRetryAttempts`: retries of a failing batch before it is
+    /// given up (bisecting does not reset the count).
+    pub max_retries: u32,
+    /// `MaximumRecordAgeInSeconds`: older records are given up unprocessed.
+    pub max_record_age: Option<Duration>,
+    /// `DestinationConfig.OnFailure`: where a given-up batch is described.
+    pub on_failure: Option<Destination>,
+}
+
+impl Default for Mapping {
+    /// Lambda's defaults: 100 records, no bisect, retries until the record
+    /// expires (24 h on a stream; bounded here), no destination.
+    fn default() -> Self {
+        Self {
+            batch_size: 100,
+            bisect: false,
+            max_retries: 10_000,
+            max_record_age: None,
+            on_failure: None,
+        }
+    }
+}
+
+/// An SQS on-failure destination.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Destination {
+    pub queue_url: String,
+    /// Named in the message, as Lambda names the function.
+    pub function_arn: String,
+}
 
 /// Polls the table's stream shard by shard and delivers batches to the
-/// function, honouring `batchItemFailures` like an event source mapping.
+/// function as the event source mapping would.
 pub fn spawn_poller(
     sdk: &aws_config::SdkConfig,
     table: String,
     function: String,
     handler: Handler,
+    mapping: Mapping,
 ) -> JoinHandle<()> {
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     let streams = aws_sdk_dynamodbstreams::Client::new(sdk);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
     let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
     tokio::spawn(async move {
         let mut iterators: std::collections::HashMap<String, String> =
             std::collections::HashMap::new();
+        let target = Target {
+            function: &function,
+            handler: &handler,
+            mapping: &mapping,
+            sqs: &sqs,
+        };
         loop {
             if let Err(err) = poll_once(
                 &dynamodb,
                 &streams,
                 &table,
                 &region,
-                &function,
-                &handler,
+                &target,
                 &mut iterators,
             )
             .await
@@ -63,13 +108,20 @@ pub fn spawn_poller(
     })
 }
 
+/// Where batches go: the function and its mapping.
+pub struct Target<'a> {
+    pub function: &'a str,
+    pub handler: &'a Handler,
+    pub mapping: &'a Mapping,
+    pub sqs: &'a aws_sdk_sqs::Client,
+}
+
 async fn poll_once(
     dynamodb: &aws_sdk_dynamodb::Client,
     streams: &aws_sdk_dynamodbstreams::Client,
     table: &str,
     region: &str,
-    function: &str,
-    handler: &Handler,
+    target: &Target<'_>,
     iterators: &mut std::collections::HashMap<String, String>,
 ) -> anyhow::Result<()> {
     use aws_sdk_dynamodbstreams::types::ShardIteratorType;
@@ -109,7 +161,7 @@ async fn poll_once(
         let output = streams
             .get_records()
             .shard_iterator(iterator)
-            .limit(STREAM_BATCH)
+            .limit(target.mapping.batch_size)
             .send()
             .await?;
         let records: Vec<serde_json::Value> = output
@@ -119,7 +171,7 @@ async fn poll_once(
             .map(|r| lambda_record(r, &stream_arn, region))
             .collect();
         if !records.is_empty() {
-            deliver(function, handler, records).await;
+            deliver(target, records).await;
         }
         if let Some(next) = output.next_shard_iterator {
             iterators.insert(shard_id, next);
@@ -128,48 +180,142 @@ async fn poll_once(
     Ok(())
 }
 
-/// Delivers one batch; retries from the first failed record.
-async fn deliver(function: &str, handler: &Handler, mut pending: Vec<serde_json::Value>) {
-    for attempt in 0..=STREAM_MAX_RETRIES {
-        let event = serde_json::json!({ "Records": pending });
-        let event = match serde_json::from_value(event) {
-            Ok(event) => event,
-            Err(err) => {
-                tracing::error!(%function, error = %err, "stream records do not fit the Lambda event shape");
-                return;
+/// Why a batch was given up, in Lambda's words.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum GivenUp {
+    RetryAttemptsExhausted,
+    RecordAgeExceeded,
+}
+
+/// Delivers one batch of Lambda-shaped records as the event source mapping
+/// would: records before the first reported failure are done; the rest is
+/// retried (split in two first, with bisect), and given up to the
+/// on-failure destination after the retry limit or the record age. Returns
+/// what was given up, with why.
+pub async fn deliver(target: &Target<'_>, records: Vec<Value>) -> Vec<(GivenUp, Vec<Value>)> {
+    let Target {
+        function,
+        handler,
+        mapping,
+        ..
+    } = target;
+    let mut given_up = Vec::new();
+    let mut batches: VecDeque<(Vec<Value>, u32)> = VecDeque::from([(records, 0)]);
+    while let Some((mut batch, mut retries)) = batches.pop_front() {
+        loop {
+            let (old, young): (Vec<Value>, Vec<Value>) = batch
+                .into_iter()
+                .partition(|r| too_old(r, mapping.max_record_age));
+            if !old.is_empty() {
+                given_up.push((GivenUp::RecordAgeExceeded, old));
             }
-        };
-        match handler(event).await {
-            Ok(response) if response.batch_item_failures.is_empty() => return,
-            Ok(response) => {
-                let first_failed = response
-                    .batch_item_failures
-                    .iter()
-                    .filter_map(|f| f.item_identifier.clone())
-                    .min_by(|a, b| (a.len(), a).cmp(&(b.len(), b)));
-                let Some(first_failed) = first_failed else {
-                    return;
-                };
-                let position = pending.iter().position(|r| {
-                    r["dynamodb"]["SequenceNumber"].as_str() == Some(first_failed.as_str())
-                });
-                match position {
-                    Some(position) => {
-                        pending.drain(..position);
-                    }
-                    None => {
-                        tracing::error!(%function, "batchItemFailures named an unknown record; retrying the batch");
+            batch = young;
+            if batch.is_empty() {
+                break;
+            }
+            let event = match serde_json::from_value(json!({ "Records": batch })) {
+                Ok(event) => event,
+                Err(err) => {
+                    tracing::error!(%function, error = %err, "stream records do not fit the Lambda event shape");
+                    break;
+                }
+            };
+            match handler(event).await {
+                Ok(response) if response.batch_item_failures.is_empty() => break,
+                Ok(response) => {
+                    let first_failed = response
+                        .batch_item_failures
+                        .iter()
+                        .filter_map(|f| f.item_identifier.clone())
+                        .min_by(|a, b| (a.len(), a).cmp(&(b.len(), b)));
+                    let position = first_failed.and_then(|failed| {
+                        batch.iter().position(|r| {
+                            r["dynamodb"]["SequenceNumber"].as_str() == Some(failed.as_str())
+                        })
+                    });
+                    match position {
+                        Some(position) => {
+                            batch.drain(..position);
+                        }
+                        None => {
+                            tracing::error!(%function, "batchItemFailures named an unknown record; retrying the batch")
+                        }
                     }
                 }
-                tracing::info!(%function, attempt, records = pending.len(), "retrying from the first failed record");
+                Err(err) => {
+                    tracing::warn!(%function, retries, error = %err, "the function failed");
+                }
             }
-            Err(err) => {
-                tracing::warn!(%function, attempt, error = %err, "the function failed; retrying the batch");
+            retries += 1;
+            if retries > mapping.max_retries {
+                given_up.push((GivenUp::RetryAttemptsExhausted, batch));
+                break;
+            }
+            if mapping.bisect && batch.len() > 1 {
+                let second = batch.split_off(batch.len() / 2);
+                batches.push_front((second, retries));
+                batches.push_front((batch, retries));
+                break;
+            }
+            tracing::info!(%function, retries, records = batch.len(), "retrying from the first failed record");
+            tokio::time::sleep(Duration::from_millis(50 << retries.min(4))).await;
+        }
+    }
+    for (why, batch) in &given_up {
+        tracing::error!(%function, records = batch.len(), reason = ?why, "records given up to the on-failure destination");
+        if let Some(destination) = &mapping.on_failure {
+            let message = failure_message(&destination.function_arn, *why, batch);
+            let sent = target
+                .sqs
+                .send_message()
+                .queue_url(&destination.queue_url)
+                .message_body(message.to_string())
+                .send()
+                .await;
+            if let Err(err) = sent {
+                tracing::error!(%function, error = %err, "the on-failure destination refused the record");
             }
         }
-        tokio::time::sleep(Duration::from_millis(100 << attempt.min(4))).await;
     }
-    tracing::error!(%function, records = pending.len(), "retries exhausted: records go to the on-failure destination");
+    given_up
+}
+
+fn too_old(record: &Value, max_age: Option<Duration>) -> bool {
+    let created = record["dynamodb"]["ApproximateCreationDateTime"].as_i64();
+    match (max_age, created) {
+        (Some(max), Some(created)) => {
+            chrono::Utc::now().timestamp().saturating_sub(created) > max.as_secs() as i64
+        }
+        _ => false,
+    }
+}
+
+/// What Lambda sends an on-failure destination for a stream batch: where
+/// the records are, not the records (they stay in the stream for 24 h).
+pub fn failure_message(function_arn: &str, why: GivenUp, batch: &[Value]) -> Value {
+    let sequence = |r: Option<&Value>| r.map(|r| r["dynamodb"]["SequenceNumber"].clone());
+    let arrival =
+        |r: Option<&Value>| r.map(|r| r["dynamodb"]["ApproximateCreationDateTime"].clone());
+    json!({
+        "requestContext": {
+            "requestId": uuid::Uuid::new_v4().to_string(),
+            "functionArn": function_arn,
+            "condition": format!("{why:?}"),
+            "approximateInvokeCount": 1,
+        },
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "version": "1.0",
+        "timestamp": chrono::Utc::now().to_rfc3339(),
+        "DDBStreamBatchInfo": {
+            "shardId": "shardId-local",
+            "startSequenceNumber": sequence(batch.first()),
+            "endSequenceNumber": sequence(batch.last()),
+            "approximateArrivalOfFirstRecord": arrival(batch.first()),
+            "approximateArrivalOfLastRecord": arrival(batch.last()),
+            "batchSize": batch.len(),
+            "streamArn": batch.first().map(|r| r["eventSourceARN"].clone()),
+        }
+    })
 }
 
 /// A stream record as Lambda delivers it.

@@ -144,6 +144,45 @@ impl Template {
             .collect()
     }
 
+    /// The `DynamoDB` stream event of a function: its mapping's settings and
+    /// the logical id of its on-failure destination.
+    pub fn stream_event(&self, function: &str) -> Option<(crate::stream::Mapping, Option<String>)> {
+        let events = self
+            .resources
+            .get(function)?
+            .get("Properties")?
+            .get("Events")?
+            .as_mapping()?;
+        let p = events
+            .values()
+            .find(|e| e.get("Type").and_then(Value::as_str) == Some("DynamoDB"))?
+            .get("Properties")?;
+        let number = |key: &str| p.get(key).and_then(Value::as_u64);
+        let defaults = crate::stream::Mapping::default();
+        let mapping = crate::stream::Mapping {
+            batch_size: number("BatchSize").map_or(defaults.batch_size, |n| n as i32),
+            bisect: p
+                .get("BisectBatchOnFunctionError")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            max_retries: number("MaximumRetryAttempts").map_or(defaults.max_retries, |n| n as u32),
+            max_record_age: number("MaximumRecordAgeInSeconds").map(std::time::Duration::from_secs),
+            on_failure: None,
+        };
+        let destination = p
+            .get("DestinationConfig")
+            .and_then(|d| d.get("OnFailure"))
+            .and_then(|f| f.get("Destination"))
+            .and_then(|d| match d {
+                Value::Tagged(tagged) if tagged.tag == "GetAtt" => {
+                    let target = tagged.value.as_str()?;
+                    Some(target.split('.').next()?.to_string())
+                }
+                _ => None,
+            });
+        Some((mapping, destination))
+    }
+
     /// Every `S3` event of every function.
     pub fn s3_sources(&self) -> Vec<S3Source> {
         let mut sources = Vec::new();
@@ -332,6 +371,20 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle} missing from the table");
         }
+    }
+
+    #[test]
+    fn the_stream_mapping_is_read_from_the_template() {
+        let (mapping, destination) = project_template().stream_event("NotifyFunction").unwrap();
+        assert_eq!(mapping.batch_size, 100);
+        assert!(mapping.bisect);
+        assert_eq!(mapping.max_retries, 5);
+        assert_eq!(
+            mapping.max_record_age,
+            Some(std::time::Duration::from_secs(3600))
+        );
+        assert_eq!(destination.as_deref(), Some("FailedEventsQueue"));
+        assert!(project_template().stream_event("AuthFunction").is_none());
     }
 
     #[test]
