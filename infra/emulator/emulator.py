@@ -30,6 +30,13 @@ out-of-order propagation exactly:
   POST /_emulator/index-lag/release  {"table": NAME}   (everything; hold ends)
 
 Base-table reads and strongly consistent LSI queries are never affected.
+
+Published pushes with their attributes. moto keeps the message a platform
+endpoint was sent but not the message attributes, which carry APNs' and
+FCM's delivery headers (push type, priority, collapse id, expiry):
+
+  GET /_emulator/sns/published?endpoint=ARN
+       -> [{"message": ..., "attributes": {NAME: VALUE}}, ...]
 Run as `python infra/emulator/emulator.py -H 127.0.0.1 -p PORT`, with the
 arguments of `moto_server`.
 """
@@ -56,6 +63,7 @@ from moto.core.responses import ActionResult
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.responses import DynamoHandler
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+from moto.sns.models import SNSBackend
 
 # Every DynamoDB request, and every control request, runs alone.
 _lock = threading.RLock()
@@ -142,9 +150,36 @@ def _release(table, keys):
             view.pop(_key(item), None)
 
 
+# endpoint ARN -> [{"message", "attributes"}]
+_published: dict = {}
+_original_publish = SNSBackend.publish
+
+
+def _publish(self, message, arn, *args, **kwargs):
+    message_id = _original_publish(self, message, arn, *args, **kwargs)
+    if arn and ":endpoint/" in arn:
+        attributes = kwargs.get("message_attributes") or {}
+        _published.setdefault(arn, []).append(
+            {
+                "message": message,
+                "attributes": {
+                    name: value.get("Value", value.get("StringValue"))
+                    for name, value in attributes.items()
+                },
+            }
+        )
+    return message_id
+
+
 def _control(environ, start_response):
     path = environ["PATH_INFO"]
     method = environ["REQUEST_METHOD"]
+    if path == "/_emulator/sns/published":
+        endpoint = parse_qs(environ.get("QUERY_STRING", "")).get("endpoint", [""])[0]
+        with _lock:
+            data = json.dumps(_published.get(endpoint, [])).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
     try:
         if method == "GET":
             query = parse_qs(environ.get("QUERY_STRING", ""))
@@ -300,6 +335,7 @@ DomainDispatcherApplication.__call__ = _call
 DynamoDBBackend.transact_write_items = _transact_write_items
 DynamoHandler.transact_write_items = _transact_response
 DynamoHandler.call_action = _alone
+SNSBackend.publish = _publish
 
 if __name__ == "__main__":
     server.main()

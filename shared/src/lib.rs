@@ -11,6 +11,7 @@ pub mod idempotency;
 pub mod keys;
 pub mod media;
 pub mod metrics;
+pub mod notification;
 pub mod profile;
 pub mod sync;
 pub mod telemetry;

@@ -1,64 +1,15 @@
-//! The SNS adapter: platform endpoints for devices, and per-platform push
-//! payloads published with `MessageStructure=json`.
+//! The SNS adapter: platform endpoints for devices, and pushes published
+//! with `MessageStructure=json` and the delivery headers of
+//! [`crate::notification`] as message attributes.
 
 use aws_config::SdkConfig;
 use aws_sdk_sns::Client;
-use serde_json::{Value, json};
-
-use crate::{Error, aws};
+use aws_sdk_sns::types::MessageAttributeValue;
 
 pub use crate::device::Platform;
-
-/// What a push says.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Notification {
-    /// Visible: a photo finished processing.
-    MediaReady { media_id: String },
-    /// Silent: records changed; pull.
-    SyncPoke,
-}
-
-/// The `MessageStructure=json` message for one platform.
-pub fn message(platform: Platform, notification: &Notification, sandbox: bool) -> String {
-    let payload = match (platform, notification) {
-        (Platform::Ios, Notification::MediaReady { media_id }) => json!({
-            "aps": {"alert": {"title": "Photo ready", "body": "Your photo is ready to view."}, "sound": "default"},
-            "type": "media_ready",
-            "mediaId": media_id,
-        }),
-        (Platform::Ios, Notification::SyncPoke) => json!({
-            "aps": {"content-available": 1},
-            "type": "sync",
-        }),
-        (Platform::Android, Notification::MediaReady { media_id }) => json!({
-            "notification": {"title": "Photo ready", "body": "Your photo is ready to view."},
-            "data": {"type": "media_ready", "mediaId": media_id},
-        }),
-        (Platform::Android, Notification::SyncPoke) => json!({
-            "data": {"type": "sync"},
-            "priority": "high",
-        }),
-    };
-    let key = match (platform, sandbox) {
-        (Platform::Ios, true) => "APNS_SANDBOX",
-        (Platform::Ios, false) => "APNS",
-        (Platform::Android, _) => "GCM",
-    };
-    let mut message = serde_json::Map::new();
-    message.insert(
-        "default".into(),
-        Value::String(default_text(notification).into()),
-    );
-    message.insert(key.into(), Value::String(payload.to_string()));
-    Value::Object(message).to_string()
-}
-
-fn default_text(notification: &Notification) -> &'static str {
-    match notification {
-        Notification::MediaReady { .. } => "Your photo is ready to view.",
-        Notification::SyncPoke => "sync",
-    }
-}
+pub use crate::notification::Notification;
+use crate::notification::publication;
+use crate::{Error, aws};
 
 /// Why a publish failed.
 #[derive(Debug)]
@@ -179,20 +130,31 @@ impl Push {
         Ok(())
     }
 
+    /// Publishes `notification` to the endpoint `arn` of a device of
+    /// `user_id` on `platform`.
     pub async fn publish(
         &self,
         arn: &str,
         platform: Platform,
         notification: &Notification,
+        user_id: &str,
     ) -> Result<(), PublishError> {
-        let result = self
+        let publication = publication(platform, notification, user_id, self.sandbox);
+        let mut request = self
             .client
             .publish()
             .target_arn(arn)
             .message_structure("json")
-            .message(message(platform, notification, self.sandbox))
-            .send()
-            .await;
+            .message(publication.message);
+        for (name, value) in publication.attributes {
+            let value = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .map_err(|err| PublishError::Transient(Error::internal(err)))?;
+            request = request.message_attributes(name, value);
+        }
+        let result = request.send().await;
         match result {
             Ok(_) => Ok(()),
             Err(err) if matches!(aws::error_code(&err), Some("EndpointDisabled" | "NotFound")) => {
@@ -217,35 +179,6 @@ fn existing_endpoint(message: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn payload(platform: Platform, notification: &Notification, key: &str) -> Value {
-        let message: Value = serde_json::from_str(&message(platform, notification, false)).unwrap();
-        assert!(message["default"].is_string());
-        serde_json::from_str(message[key].as_str().unwrap()).unwrap()
-    }
-
-    #[test]
-    fn silent_pushes_are_silent() {
-        let ios = payload(Platform::Ios, &Notification::SyncPoke, "APNS");
-        assert_eq!(ios["aps"]["content-available"], 1);
-        assert!(ios["aps"].get("alert").is_none());
-        let android = payload(Platform::Android, &Notification::SyncPoke, "GCM");
-        assert_eq!(android["data"]["type"], "sync");
-        assert!(android.get("notification").is_none());
-    }
-
-    #[test]
-    fn media_ready_is_visible_with_the_id() {
-        let ready = Notification::MediaReady {
-            media_id: "m-1".into(),
-        };
-        let ios = payload(Platform::Ios, &ready, "APNS");
-        assert!(ios["aps"]["alert"]["title"].is_string());
-        assert_eq!(ios["mediaId"], "m-1");
-        let android = payload(Platform::Android, &ready, "GCM");
-        assert!(android["notification"]["title"].is_string());
-        assert_eq!(android["data"]["mediaId"], "m-1");
-    }
 
     #[test]
     fn finds_the_endpoint_that_holds_a_token() {

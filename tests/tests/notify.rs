@@ -75,6 +75,27 @@ async fn messages_for(api: &TestStack, token: &str, count: usize) -> Vec<Value> 
     panic!("no {count} messages for {token} after 15 s");
 }
 
+/// What the emulator recorded as published to the endpoint holding
+/// `token`: each message with its attributes (the delivery headers).
+async fn published_to(api: &TestStack, token: &str) -> Vec<Value> {
+    let endpoint = endpoint_for(api, token).await.expect("an endpoint");
+    reqwest::Client::new()
+        .get(format!("{}/_emulator/sns/published", api.emulator_url))
+        .query(&[("endpoint", endpoint["arn"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The platform payload of a recorded publish.
+fn payload(published: &Value, key: &str) -> Value {
+    let message: Value = serde_json::from_str(published["message"].as_str().unwrap()).unwrap();
+    serde_json::from_str(message[key].as_str().unwrap()).unwrap()
+}
+
 async fn register(
     api: &TestStack,
     user: &User,
@@ -227,14 +248,68 @@ async fn a_ready_photo_is_pushed_to_the_users_devices() {
     let photo = shared::pipeline::testing::jpeg_with_exif(640, 480, 1);
     let media_id = upload(&api, &user, "image/jpeg", &photo).await;
 
-    let messages = messages_for(&api, &android, 1).await;
-    let gcm: Value = serde_json::from_str(messages[0]["GCM"].as_str().unwrap()).unwrap();
-    assert_eq!(gcm["data"]["type"], "media_ready");
-    assert_eq!(gcm["data"]["mediaId"], media_id.as_str());
-    assert!(gcm["notification"]["title"].is_string());
-    let messages = messages_for(&api, &ios, 1).await;
-    let apns: Value = serde_json::from_str(messages[0]["APNS_SANDBOX"].as_str().unwrap()).unwrap();
+    messages_for(&api, &android, 1).await;
+    let published = published_to(&api, &android).await;
+    assert_eq!(published.len(), 1, "{published:?}");
+    let fcm = &payload(&published[0], "GCM")["fcmV1Message"]["message"];
+    assert_eq!(fcm["data"]["type"], "media_ready");
+    assert_eq!(fcm["data"]["mediaId"], media_id.as_str());
+    assert!(fcm["notification"]["title"].is_string());
+    assert_eq!(fcm["android"]["ttl"], "86400s");
+    assert_eq!(
+        published[0]["attributes"],
+        json!({"AWS.SNS.MOBILE.FCM.TTL": "86400"})
+    );
+
+    messages_for(&api, &ios, 1).await;
+    let published = published_to(&api, &ios).await;
+    let apns = payload(&published[0], "APNS_SANDBOX");
     assert_eq!(apns["mediaId"], media_id.as_str());
+    assert!(apns["aps"]["alert"]["title"].is_string());
+    assert_eq!(
+        published[0]["attributes"],
+        json!({
+            "AWS.SNS.MOBILE.APNS.PUSH_TYPE": "alert",
+            "AWS.SNS.MOBILE.APNS.PRIORITY": "10",
+            "AWS.SNS.MOBILE.APNS_SANDBOX.TTL": "86400",
+        })
+    );
+    api.stop().await;
+}
+
+/// The OS rotates a device's push token; the app registers the new one.
+/// The same endpoint now holds it, pushes reach it, and the old token is
+/// held by no endpoint, so nothing is ever sent to it again.
+#[tokio::test]
+async fn a_rotated_token_gets_the_pushes_and_the_old_one_none() {
+    let api = TestStack::start().await;
+    let user = api.user().await;
+    let (old, new) = (token(), token());
+    assert_eq!(
+        register(&api, &user, "phone", "ios", &old).await.status,
+        200
+    );
+    let arn = endpoint_for(&api, &old).await.unwrap()["arn"].clone();
+    assert_eq!(
+        register(&api, &user, "phone", "ios", &new).await.status,
+        200
+    );
+    assert_eq!(endpoint_for(&api, &new).await.unwrap()["arn"], arn);
+    assert!(endpoint_for(&api, &old).await.is_none());
+
+    let photo = shared::pipeline::testing::jpeg_with_exif(320, 240, 1);
+    let media_id = upload(&api, &user, "image/jpeg", &photo).await;
+    messages_for(&api, &new, 1).await;
+    let published = published_to(&api, &new).await;
+    assert_eq!(published.len(), 1);
+    assert_eq!(
+        payload(&published[0], "APNS_SANDBOX")["mediaId"],
+        media_id.as_str()
+    );
+    assert!(
+        endpoint_for(&api, &old).await.is_none(),
+        "no endpoint holds the old token"
+    );
     api.stop().await;
 }
 
@@ -300,10 +375,20 @@ async fn a_sync_change_pokes_the_other_devices_silently() {
         .await;
     assert_eq!(pushed.status, 200, "{pushed:?}");
 
-    let messages = messages_for(&api, &tablet, 1).await;
-    let gcm: Value = serde_json::from_str(messages[0]["GCM"].as_str().unwrap()).unwrap();
-    assert_eq!(gcm["data"]["type"], "sync");
-    assert!(gcm.get("notification").is_none(), "silent");
+    messages_for(&api, &tablet, 1).await;
+    let published = published_to(&api, &tablet).await;
+    let fcm = &payload(&published[0], "GCM")["fcmV1Message"]["message"];
+    assert_eq!(fcm["data"]["type"], "sync");
+    assert!(fcm.get("notification").is_none(), "silent");
+    let collapse = format!("sync-{}", user.user_id);
+    assert_eq!(
+        fcm["android"],
+        json!({"priority": "high", "ttl": "3600s", "collapse_key": collapse})
+    );
+    assert_eq!(
+        published[0]["attributes"],
+        json!({"AWS.SNS.MOBILE.FCM.TTL": "3600"})
+    );
     // Thirty changes, one poke (coalesced per batch), none to the origin.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let messages = messages_for(&api, &tablet, 1).await;

@@ -219,7 +219,7 @@ async fn send_once(
     };
     match deps
         .push
-        .publish(&device.endpoint_arn, device.platform, notification)
+        .publish(&device.endpoint_arn, device.platform, notification, user_id)
         .await
     {
         Ok(()) => Delivery::Sent,
