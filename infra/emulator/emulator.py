@@ -37,6 +37,28 @@ FCM's delivery headers (push type, priority, collapse id, expiry):
 
   GET /_emulator/sns/published?endpoint=ARN
        -> [{"message": ..., "attributes": {NAME: VALUE}}, ...]
+IAM, enforced. Every signed request is checked against its caller's (its
+access key's) identity policies, as moto does once INITIAL_NO_AUTH_ACTION_COUNT
+is reached (here from the start), with what moto leaves out filled in:
+DynamoDB, SNS and Cognito requests are checked against the resource they
+name (moto checks them against "*", so any policy naming an ARN would deny
+them), a TransactWriteItems is authorised per item (dynamodb:PutItem,
+UpdateItem, DeleteItem, ConditionCheckItem on each table), and
+Cognito's token-based operations are public as on AWS. The access key
+"testing" (secret "testing") is the emulator's administrator, so scripts and
+tests keep working; functions get identities of their own:
+
+  POST /_emulator/iam/identity  {"name": NAME, "policy": {...}}
+       -> {"accessKeyId": ..., "secretAccessKey": ...}
+       (an IAM user whose only policy is POLICY; called again, the policy
+        is replaced and the same key returned)
+
+Not enforced: request signatures (moto recomputes them from re-encoded
+form data, which differs from the Rust SDK's encoding: the access key
+names the caller), unsigned requests (presigned S3 URLs and forms; their
+signatures are proven against botocore and AWS's published examples
+instead), resource policies and most condition keys (moto's limits).
+
 Run as `python infra/emulator/emulator.py -H 127.0.0.1 -p PORT`, with the
 arguments of `moto_server`.
 """
@@ -49,7 +71,15 @@ from urllib.parse import parse_qs
 
 import time
 
-from moto import server
+import xmltodict
+
+from moto import server, settings
+from moto.cognitoidp.responses import CognitoIdpResponse
+from moto.core.authorization import ActionAuthenticatorMixin
+from moto.iam.access_control import IAMRequest
+from moto.iam.models import iam_backends
+from moto.s3.responses import S3Response
+from moto.sns.responses import SNSResponse
 from moto.dynamodb.exceptions import (
     DynamodbException,
     MultipleTransactionsException,
@@ -150,6 +180,116 @@ def _release(table, keys):
             view.pop(_key(item), None)
 
 
+# ---------------------------------------------------------------- IAM
+
+ACCOUNT = "123456789012"
+ADMIN_KEY = "testing"
+
+
+def _iam():
+    return iam_backends[ACCOUNT]["aws"]
+
+
+def _identity(name, policy):
+    """An IAM user holding exactly `policy`, and its access key."""
+    iam = _iam()
+    if name not in iam.users:
+        iam.create_user("us-east-1", name)
+    for old in list(iam.list_user_policies(name)):
+        iam.delete_user_policy(name, old)
+    iam.put_user_policy(name, "policy", json.dumps(policy))
+    keys = iam.list_access_keys(name)
+    key = keys[0] if keys else iam.create_access_key(name)
+    return key
+
+
+def _ensure_admin():
+    key = _identity("emulator-admin", {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+    })
+    key.access_key_id = ADMIN_KEY
+    key.secret_access_key = ADMIN_KEY
+
+
+def _authorize(self, iam_request_cls, resource="*"):
+    if "Authorization" not in self.headers:
+        return  # unsigned: a presigned S3 request, or a public Cognito operation
+    if not any(k.access_key_id == ADMIN_KEY for u in _iam().users.values() for k in u.access_keys):
+        _ensure_admin()  # again after a /moto-api/reset
+    if isinstance(self, DynamoHandler) and self._get_action() == "TransactWriteItems":
+        return _authorize_transaction(self)
+    if isinstance(self, S3Response) and self.method == "POST" and "delete" in self.querystring:
+        return _authorize_delete_objects(self, iam_request_cls, resource)
+    _iam_request(self, iam_request_cls, self._get_action()).check_action_permitted(resource)
+
+
+def _authorize_delete_objects(self, iam_request_cls, bucket_arn):
+    """AWS authorises DeleteObjects per key (s3:DeleteObject on each object);
+    moto checks the bucket. A request with any key denied is denied."""
+    body = xmltodict.parse(self.body or b"<Delete/>")
+    objects = (body.get("Delete") or {}).get("Object") or []
+    if not isinstance(objects, list):
+        objects = [objects]
+    request = _iam_request(self, iam_request_cls, "DeleteObject")
+    for obj in objects:
+        request.check_action_permitted(f"{bucket_arn}/{obj['Key']}")
+
+
+def _iam_request(self, cls, action):
+    """The caller, by access key. The signature is not checked again: moto
+    recomputes it from re-encoded form data, which differs from the Rust
+    SDK's canonical encoding of the same request."""
+    path = self.raw_path
+    if "?" in self.uri:
+        path += "?" + self.uri.split("?", 1)[1]
+    return cls(
+        account_id=self.current_account, method=self.method, path=path, data=self.data,
+        body=self.raw_body, headers=self.headers, action=action,
+    )
+
+
+_ITEM_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
+                 "ConditionCheck": "ConditionCheckItem"}
+
+
+def _authorize_transaction(self):
+    """AWS authorises each item of a transaction as its own action."""
+    items = json.loads(self.raw_body or b"{}").get("TransactItems", [])
+    for entry in items:
+        op_type, op = next(iter(entry.items()))
+        request = _iam_request(self, IAMRequest, _ITEM_ACTIONS.get(op_type, op_type))
+        request.check_action_permitted(_table_arn(self, op.get("TableName", "")))
+
+
+def _table_arn(self, table, index=None):
+    arn = f"arn:aws:dynamodb:{self.region}:{self.current_account}:table/{table}"
+    return f"{arn}/index/{index}" if index else arn
+
+
+def _dynamodb_resource(self):
+    body = json.loads(self.raw_body or b"{}") if self.raw_body else {}
+    table = body.get("TableName") or next(iter(body.get("RequestItems") or {}), None)
+    if not table:
+        return "*"
+    return _table_arn(self, table, body.get("IndexName"))
+
+
+def _sns_resource(self):
+    for name in ("TargetArn", "TopicArn", "EndpointArn", "PlatformApplicationArn"):
+        value = self._get_param(name)
+        if value:
+            return value
+    return "*"
+
+
+def _cognito_resource(self):
+    pool = self._get_param("UserPoolId")
+    if not pool:
+        return "*"
+    return f"arn:aws:cognito-idp:{self.region}:{self.current_account}:userpool/{pool}"
+
+
 # endpoint ARN -> [{"message", "attributes"}]
 _published: dict = {}
 _original_publish = SNSBackend.publish
@@ -188,8 +328,11 @@ def _control(environ, start_response):
             length = int(environ.get("CONTENT_LENGTH") or 0)
             body = json.loads(environ["wsgi.input"].read(length) or b"{}")
         with _lock:
-            table = _find_table(body["table"])
-            if path.endswith("/hold") and method == "POST":
+            table = _find_table(body["table"]) if "table" in body else None
+            if path == "/_emulator/iam/identity" and method == "POST":
+                key = _identity(body["name"], body["policy"])
+                answer = {"accessKeyId": key.access_key_id, "secretAccessKey": key.secret_access_key}
+            elif path.endswith("/hold") and method == "POST":
                 _hold(table)
                 answer = {"held": table.name}
             elif path.endswith("/pending") and method == "GET":
@@ -336,6 +479,12 @@ DynamoDBBackend.transact_write_items = _transact_write_items
 DynamoHandler.transact_write_items = _transact_response
 DynamoHandler.call_action = _alone
 SNSBackend.publish = _publish
+ActionAuthenticatorMixin._authenticate_and_authorize_action = _authorize
+DynamoHandler._determine_resource = _dynamodb_resource
+SNSResponse._determine_resource = _sns_resource
+CognitoIdpResponse._determine_resource = _cognito_resource
+settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
 
 if __name__ == "__main__":
+    _ensure_admin()
     server.main()

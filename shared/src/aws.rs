@@ -32,13 +32,29 @@ pub async fn sdk_config() -> SdkConfig {
     loader().load().await
 }
 
-/// A configuration for an explicit endpoint, as the local stack and tests use.
+/// A configuration for an explicit endpoint, as the local stack and tests
+/// use, with the emulator's administrator credentials.
 pub async fn sdk_config_for(endpoint: &str, region: &str) -> SdkConfig {
+    sdk_config_as(endpoint, region, "testing", "testing").await
+}
+
+/// A configuration for an explicit endpoint and access key: a function's
+/// own identity in the emulator.
+pub async fn sdk_config_as(
+    endpoint: &str,
+    region: &str,
+    access_key_id: &str,
+    secret_access_key: &str,
+) -> SdkConfig {
     loader()
         .endpoint_url(endpoint)
         .region(aws_config::Region::new(region.to_string()))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "testing", "testing", None, None, "local",
+            access_key_id,
+            secret_access_key,
+            None,
+            None,
+            "local",
         ))
         .load()
         .await

@@ -185,7 +185,8 @@ impl Objects {
                         .map_err(Error::internal)
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            self.client
+            let output = self
+                .client
                 .delete_objects()
                 .bucket(&self.bucket)
                 .delete(
@@ -198,6 +199,22 @@ impl Objects {
                 .send()
                 .await
                 .map_err(aws::classify)?;
+            // DeleteObjects answers 200 and lists the keys it could not
+            // delete: those are failures too, or objects would be left.
+            if let Some(failed) = output.errors().first() {
+                let detail = format!(
+                    "DeleteObjects left {} keys, first {:?}: {:?}",
+                    output.errors().len(),
+                    failed.key(),
+                    failed.code()
+                );
+                return Err(match failed.code() {
+                    Some("SlowDown" | "InternalError" | "ServiceUnavailable") => {
+                        Error::unavailable(std::io::Error::other(detail))
+                    }
+                    _ => Error::internal(detail),
+                });
+            }
         }
         Ok(all.len())
     }

@@ -68,12 +68,21 @@ impl TestStack {
     /// A stack whose functions reach the emulator through `emulator_url`
     /// (a [`faults::FaultyProxy`], say).
     pub async fn start_against(emulator_url: String) -> Self {
+        Self::start_with(emulator_url, Options::default_template()).await
+    }
+
+    /// A stack of another template (a changed copy of the project's).
+    pub async fn start_with_template(template: std::path::PathBuf) -> Self {
+        Self::start_with(emulator_url(), template).await
+    }
+
+    async fn start_with(emulator_url: String, template: std::path::PathBuf) -> Self {
         let stack = local_stack::start(Options {
             emulator_url: emulator_url.clone(),
             region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
             api_port: 0,
             stack_name: format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
-            template: Options::default_template(),
+            template,
         })
         .await
         .expect("the local stack starts");

@@ -92,7 +92,8 @@ pub async fn start(options: Options) -> Result<LocalStack> {
     let mut pollers = Vec::new();
     for function in template.functions() {
         let env = template.environment(&function, &resources.physical);
-        let trigger = registry::build(&function, &sdk, &env)
+        let identity = identity(&options, &template, &resources, &function).await?;
+        let trigger = registry::build(&function, &identity, &env)
             .with_context(|| format!("{function} is not in infra/local/src/registry.rs"))??;
         match trigger {
             Trigger::Http(handler) => {
@@ -175,4 +176,37 @@ pub async fn start(options: Options) -> Result<LocalStack> {
         server,
         pollers,
     })
+}
+
+/// The function's own identity in the emulator: an IAM user holding exactly
+/// its policy from the template, so a missing permission fails here with
+/// AccessDenied as it would on AWS.
+async fn identity(
+    options: &Options,
+    template: &Template,
+    resources: &Resources,
+    function: &str,
+) -> Result<aws_config::SdkConfig> {
+    let policy = template.policy(function, &resources.physical)?;
+    let name = format!("{}-{function}", options.stack_name);
+    let response = reqwest::Client::new()
+        .post(format!("{}/_emulator/iam/identity", options.emulator_url))
+        .json(&serde_json::json!({"name": name, "policy": policy}))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .with_context(|| {
+            format!(
+                "creating the identity of {function}: the emulator must be infra/emulator/emulator.py"
+            )
+        })?;
+    let keys: serde_json::Value = response.json().await?;
+    let key = |name: &str| keys[name].as_str().unwrap_or_default().to_string();
+    Ok(shared::aws::sdk_config_as(
+        &options.emulator_url,
+        &options.region,
+        &key("accessKeyId"),
+        &key("secretAccessKey"),
+    )
+    .await)
 }

@@ -51,6 +51,10 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str) -> Res
     let (table_id, table) = template.single("AWS::DynamoDB::Table")?;
     let table_name = format!("{stack}-{}", table_id.to_lowercase());
     create_table(sdk, &table, &table_name).await?;
+    physical.insert(
+        format!("{table_id}.Arn"),
+        format!("arn:aws:dynamodb:{region}:{ACCOUNT_ID}:table/{table_name}"),
+    );
     physical.insert(table_id, table_name.clone());
 
     let (bucket_id, bucket_props) = template.single("AWS::S3::Bucket")?;
@@ -65,6 +69,7 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str) -> Res
         .send()
         .await
         .context("creating the media bucket")?;
+    physical.insert(format!("{bucket_id}.Arn"), format!("arn:aws:s3:::{bucket}"));
     physical.insert(bucket_id, bucket.clone());
 
     // S3 event sources: notifications go to a queue the stack polls, as the
@@ -92,6 +97,7 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str) -> Res
             .ok_or_else(|| anyhow!("the emulator returned no queue URL"))?;
         let arn = format!("arn:aws:sqs:{region}:{ACCOUNT_ID}:{name}");
         physical.insert(logical.clone(), url.clone());
+        physical.insert(format!("{logical}.Arn"), arn.clone());
         queues.insert(logical, (url, arn));
     }
 
@@ -122,6 +128,10 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str) -> Res
     let (client_logical, client) = template.single("AWS::Cognito::UserPoolClient")?;
     let (user_pool_id, user_pool_client_id) =
         create_user_pool(sdk, &pool, &client, &format!("{stack}-users")).await?;
+    physical.insert(
+        format!("{pool_id_logical}.Arn"),
+        format!("arn:aws:cognito-idp:{region}:{ACCOUNT_ID}:userpool/{user_pool_id}"),
+    );
     physical.insert(pool_id_logical, user_pool_id.clone());
     physical.insert(client_logical, user_pool_client_id.clone());
 

@@ -183,6 +183,39 @@ impl Template {
         Some((mapping, destination))
     }
 
+    /// A function's identity policy: the statements of its `Policies`, with
+    /// every intrinsic resolved against the stack's resources.
+    pub fn policy(
+        &self,
+        function: &str,
+        physical: &BTreeMap<String, String>,
+    ) -> Result<serde_json::Value> {
+        let mut statements = Vec::new();
+        let policies = self
+            .resources
+            .get(function)
+            .and_then(|f| f.get("Properties"))
+            .and_then(|p| p.get("Policies"))
+            .and_then(Value::as_sequence)
+            .cloned()
+            .unwrap_or_default();
+        for policy in &policies {
+            let Some(listed) = policy.get("Statement").and_then(Value::as_sequence) else {
+                bail!(
+                    "{function}: only inline policy documents are supported locally, found {policy:?}"
+                );
+            };
+            for statement in listed {
+                statements.push(resolve_json(statement, physical).ok_or_else(|| {
+                    anyhow!(
+                        "{function}: a policy statement names what the stack lacks: {statement:?}"
+                    )
+                })?);
+            }
+        }
+        Ok(serde_json::json!({"Version": "2012-10-17", "Statement": statements}))
+    }
+
     /// Every `S3` event of every function.
     pub fn s3_sources(&self) -> Vec<S3Source> {
         let mut sources = Vec::new();
@@ -270,9 +303,36 @@ pub fn resolve(value: &Value, physical: &BTreeMap<String, String>) -> Option<Str
         Value::Tagged(tagged) if tagged.tag == "Sub" => {
             substitute(tagged.value.as_str()?, physical)
         }
+        // `!GetAtt Table.Arn`: the stack records attributes as `Table.Arn`.
+        Value::Tagged(tagged) if tagged.tag == "GetAtt" => {
+            physical.get(tagged.value.as_str()?).cloned()
+        }
         Value::Mapping(map) => physical.get(map.get("Ref")?.as_str()?).cloned(),
         _ => None,
     }
+}
+
+/// A value of the template as JSON, every intrinsic resolved; None if one
+/// cannot be (it names something the stack did not create).
+pub fn resolve_json(
+    value: &Value,
+    physical: &BTreeMap<String, String>,
+) -> Option<serde_json::Value> {
+    Some(match value {
+        Value::Sequence(items) => serde_json::Value::Array(
+            items
+                .iter()
+                .map(|item| resolve_json(item, physical))
+                .collect::<Option<_>>()?,
+        ),
+        Value::Mapping(map) if map.get("Ref").is_none() => serde_json::Value::Object(
+            map.iter()
+                .map(|(k, v)| Some((k.as_str()?.to_string(), resolve_json(v, physical)?)))
+                .collect::<Option<_>>()?,
+        ),
+        Value::Null => serde_json::Value::Null,
+        other => serde_json::Value::String(resolve(other, physical)?),
+    })
 }
 
 /// `${Name}` replaced by its value; None if any name is unknown.
