@@ -15,7 +15,7 @@ pub mod testing;
 pub use idempotency::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
 pub use request::{Caller, json_body};
 pub use response::{Reply, problem_response};
-pub use routes::{Access, BoxReply, Call, Route, Service, handle};
+pub use routes::{Access, BoxReply, Call, Route, Service, handle, match_path};
 
 /// The limit for every JSON body but a sync push (which has its own): the
 /// requests are a few fields each; anything bigger is a mistake or an attack.

@@ -82,24 +82,29 @@ impl<S> Route<S> {
 
     /// The path parameters if `path` is this route's path.
     fn matches(&self, path: &str) -> Option<Vec<(&'static str, String)>> {
-        let pattern: Vec<&'static str> = self.path.trim_matches('/').split('/').collect();
-        let actual: Vec<&str> = path.trim_matches('/').split('/').collect();
-        if pattern.len() != actual.len() {
-            return None;
-        }
-        let mut params = Vec::new();
-        for (expected, segment) in pattern.into_iter().zip(actual) {
-            match expected.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
-                Some(name) if !segment.is_empty() => {
-                    params.push((name, percent_decode(segment)?));
-                }
-                Some(_) => return None,
-                None if expected == segment => {}
-                None => return None,
-            }
-        }
-        Some(params)
+        match_path(self.path, path)
     }
+}
+
+/// `path` against a route's `pattern` (`/media/{mediaId}`): the decoded
+/// path parameters if it matches. API Gateway's rule, for the functions and
+/// the local stack alike.
+pub fn match_path<'p>(pattern: &'p str, path: &str) -> Option<Vec<(&'p str, String)>> {
+    let expected: Vec<&str> = pattern.trim_matches('/').split('/').collect();
+    let actual: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if expected.len() != actual.len() {
+        return None;
+    }
+    let mut params = Vec::new();
+    for (expected, segment) in expected.into_iter().zip(actual) {
+        match expected.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            Some(name) if !segment.is_empty() => params.push((name, percent_decode(segment)?)),
+            Some(_) => return None,
+            None if expected == segment => {}
+            None => return None,
+        }
+    }
+    Some(params)
 }
 
 /// An HTTP function: its route table, and the table that holds sessions

@@ -33,41 +33,13 @@ pub struct Api {
 
 /// A route matched against a request path, with its path parameters.
 fn matches(route: &Route, path: &str) -> Option<HashMap<String, String>> {
-    let pattern: Vec<&str> = route.path.trim_matches('/').split('/').collect();
-    let actual: Vec<&str> = path.trim_matches('/').split('/').collect();
-    if pattern.len() != actual.len() {
-        return None;
-    }
-    let mut params = HashMap::new();
-    for (p, a) in pattern.iter().zip(&actual) {
-        if let Some(name) = p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
-            if a.is_empty() {
-                return None;
-            }
-            let decoded = percent_decode(a)?;
-            params.insert(name.to_string(), decoded);
-        } else if p != a {
-            return None;
-        }
-    }
-    Some(params)
-}
-
-fn percent_decode(segment: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(segment.len());
-    let bytes = segment.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    let params = apigw::match_path(&route.path, path)?;
+    Some(
+        params
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value))
+            .collect(),
+    )
 }
 
 fn problem(err: &Error) -> HttpResponse<AxumBody> {
