@@ -1,9 +1,15 @@
 //! Each function's release binary, started as Lambda starts it: stripped
 //! size, time from exec to its first poll of the Runtime API (init: config,
 //! logging and the AWS clients, constructed exactly as in production), the
-//! first and warm invocation times, and peak memory (VmHWM). The Runtime API
+//! first and warm invocation times, and peak memory (VmHWM), beside a
+//! hello-world `lambda_runtime` binary built the same way. The Runtime API
 //! is a stand-in on loopback; the work is real, against the emulator at
-//! AWS_ENDPOINT_URL.
+//! AWS_ENDPOINT_URL, reached as Lambda reaches AWS: over TLS, through a
+//! TLS-terminating proxy on loopback whose CA is made for the run and
+//! trusted the SDK's normal way (`SSL_CERT_FILE`, read by the native-roots
+//! loader). The first invocation pays the TLS handshake and the first
+//! random numbers; first minus warm is that first-call cost without the
+//! emulator's own time.
 //!
 //!   cargo run -p e2e --example cold_start -- target/release [runs]
 
@@ -113,7 +119,12 @@ impl Process {
             axum::serve(listener, router).await.unwrap();
         });
         let started = Instant::now();
+        // Only what Lambda gives a function: this machine's own trust
+        // settings (SSL_CERT_DIR makes the SDK read a whole directory of
+        // certificates at init) stay out.
         let child = tokio::process::Command::new(binary)
+            .env_remove("SSL_CERT_DIR")
+            .env_remove("AWS_CA_BUNDLE")
             .envs(env)
             .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
             .stdout(Stdio::null())
@@ -170,6 +181,8 @@ impl Process {
 
 /// What a function is given to do, per invocation.
 enum Work {
+    /// The baseline: no work of ours.
+    Hello,
     Http {
         route: &'static str,
         body: Option<&'static str>,
@@ -187,6 +200,12 @@ struct Function {
 }
 
 const FUNCTIONS: &[Function] = &[
+    Function {
+        binary: "hello-lambda",
+        logical_id: "",
+        sdks: "none (baseline)",
+        work: Work::Hello,
+    },
     Function {
         binary: "auth",
         logical_id: "AuthFunction",
@@ -242,6 +261,84 @@ const FUNCTIONS: &[Function] = &[
 ];
 
 const USER: &str = "bench-user";
+
+/// A TLS-terminating proxy on 127.0.0.1 in front of the emulator, with a
+/// CA and certificate made for this run: the functions reach it as they
+/// reach AWS, over TLS with the SDK's own client. Returns its URL, the URL
+/// of an endpoint with the same certificate that answers at once (to time
+/// TLS without the emulator), and the CA's PEM file.
+async fn tls_front(emulator: &str) -> anyhow::Result<(String, String, PathBuf)> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "cold-start bench CA");
+    let ca = ca_params.self_signed(&ca_key)?;
+    let leaf_key = KeyPair::generate()?;
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])?
+        .signed_by(&leaf_key, &ca, &ca_key)?;
+    let ca_file = std::env::temp_dir().join(format!("bench-ca-{}.pem", uuid::Uuid::new_v4()));
+    std::fs::write(&ca_file, ca.pem())?;
+
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(leaf.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+        )?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("https://127.0.0.1:{}", listener.local_addr()?.port());
+    let upstream = emulator
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let instant = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let instant_url = format!("https://127.0.0.1:{}", instant.local_addr()?.port());
+    let instant_acceptor = acceptor.clone();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((client, _)) = instant.accept().await {
+            let acceptor = instant_acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(client).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match tls.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}";
+                let _ = tls.write_all(answer).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(client).await else {
+                    return;
+                };
+                if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut server).await;
+                }
+            });
+        }
+    });
+    Ok((url, instant_url, ca_file))
+}
 
 fn http_event(route: &str, body: Option<&str>, authorized: bool) -> Value {
     let claims = authorized.then(|| {
@@ -315,25 +412,23 @@ async fn main() -> anyhow::Result<()> {
     let table = shared::store::Table::new(&sdk, &resources.table_name);
     let objects = shared::objects::Objects::new(&sdk, &resources.bucket);
     let photo = shared::pipeline::testing::jpeg_with_exif(4000, 3000, 6);
+    let (tls_url, instant_url, ca_file) = tls_front(&emulator).await?;
 
     println!(
-        "| function | SDKs linked | binary (stripped) | init: exec to first poll (median of {runs}) | first invocation | warm invocation (median of 20) | peak RSS |"
+        "| function | SDKs linked | binary (stripped) | init: exec to first poll (median of {runs}) | first invocation, over TLS | warm invocation (median of 20) | first - warm | init + first | peak RSS |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for function in FUNCTIONS {
         let binary = dir.join(function.binary);
         let size = std::fs::metadata(&binary)?.len() as f64 / 1024.0 / 1024.0;
         let mut env = template.environment(function.logical_id, &resources.physical);
-        for name in [
-            "AWS_ENDPOINT_URL",
-            "AWS_REGION",
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-        ] {
+        for name in ["AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
             if let Ok(value) = std::env::var(name) {
                 env.insert(name.into(), value);
             }
         }
+        env.insert("AWS_ENDPOINT_URL".into(), tls_url.clone());
+        env.insert("SSL_CERT_FILE".into(), ca_file.display().to_string());
         env.insert("AWS_LAMBDA_FUNCTION_NAME".into(), function.binary.into());
         env.insert("AWS_LAMBDA_FUNCTION_VERSION".into(), "$LATEST".into());
         env.insert("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(), "256".into());
@@ -351,6 +446,7 @@ async fn main() -> anyhow::Result<()> {
                     body,
                     authorized,
                 } => http_event(route, *body, *authorized),
+                Work::Hello => json!({"hello": "bench"}),
                 Work::Stream => stream_event(),
                 Work::Resize => resize_event(&table, &objects, &photo).await,
             }
@@ -377,13 +473,80 @@ async fn main() -> anyhow::Result<()> {
             peak = peak.max(process.peak_mib());
             process.stop().await;
         }
+        let (init, first, warm) = (median(inits), median(firsts), median(warm));
         println!(
-            "| {} | {} | {size:.1} MiB | {} ms | {} ms | {} ms | {peak:.0} MiB |",
+            "| {} | {} | {size:.1} MiB | {} ms | {} ms | {} ms | {} ms | {} ms | {peak:.0} MiB |",
             function.binary,
             function.sdks,
-            ms(median(inits)),
+            ms(init),
+            ms(first),
+            ms(warm),
+            ms(first.saturating_sub(warm)),
+            ms(init + first),
+        );
+    }
+    tls_providers(&dir, &instant_url, &ca_file, runs).await?;
+    let _ = std::fs::remove_file(ca_file);
+    Ok(())
+}
+
+/// rustls on aws-lc-rs against rustls on ring: `tls-probe` built both ways
+/// (scripts/bench), each making two HTTPS requests the way the SDK's client
+/// does, in a fresh process, to an endpoint that answers at once.
+async fn tls_providers(dir: &Path, url: &str, ca_file: &Path, runs: usize) -> anyhow::Result<()> {
+    println!();
+    println!(
+        "| rustls provider | probe binary (stripped) | process start to exit (median of {runs}) | roots + client config | first HTTPS request (TCP, handshake, answer) | second request (new connection) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (provider, binary) in [
+        ("aws-lc-rs", "tls-probe-aws-lc"),
+        (
+            "aws-lc-rs, jitter entropy on (as before)",
+            "tls-probe-aws-lc-jitter",
+        ),
+        ("ring", "tls-probe-ring"),
+    ] {
+        let binary = dir.join(binary);
+        let Ok(meta) = std::fs::metadata(&binary) else {
+            println!("| {provider} | not built | | | | |");
+            continue;
+        };
+        let (mut totals, mut setups, mut firsts, mut seconds) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let started = Instant::now();
+            let output = tokio::process::Command::new(&binary)
+                .arg(format!("{url}/"))
+                .env_remove("SSL_CERT_DIR")
+                .env("SSL_CERT_FILE", ca_file)
+                .output()
+                .await?;
+            let total = started.elapsed();
+            anyhow::ensure!(
+                output.status.success(),
+                "{provider}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let micros: Vec<u64> = String::from_utf8(output.stdout)?
+                .split_whitespace()
+                .map(str::parse)
+                .collect::<Result<_, _>>()?;
+            let [setup, first, second] = micros[..] else {
+                anyhow::bail!("{provider}: unexpected output {micros:?}");
+            };
+            totals.push(total);
+            setups.push(Duration::from_micros(setup));
+            firsts.push(Duration::from_micros(first));
+            seconds.push(Duration::from_micros(second));
+        }
+        println!(
+            "| {provider} | {:.2} MiB | {} ms | {} ms | {} ms | {} ms |",
+            meta.len() as f64 / 1024.0 / 1024.0,
+            ms(median(totals)),
+            ms(median(setups)),
             ms(median(firsts)),
-            ms(median(warm)),
+            ms(median(seconds)),
         );
     }
     Ok(())
