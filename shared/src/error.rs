@@ -119,7 +119,7 @@ impl Code {
         match self {
             Code::InvalidRequest => "The request is not valid",
             Code::MalformedJson => "The request body is not valid JSON",
-            Code::UnsupportedMediaType => "The request body must be JSON",
+            Code::UnsupportedMediaType => "The media type is not supported",
             Code::PayloadTooLarge => "The request body is too large",
             Code::WeakPassword => "The password does not meet the password policy",
             Code::CodeMismatch => "The confirmation code is wrong",

@@ -6,12 +6,14 @@
 //! [`handle`] dispatches on method and path; a test holds each table equal
 //! to the template's routes and the OpenAPI document.
 
+mod delivery;
 mod idempotency;
 mod request;
 mod response;
 mod routes;
 pub mod testing;
 
+pub use delivery::{COMPRESS_ABOVE, etag};
 pub use idempotency::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
 pub use request::{Caller, json_body};
 pub use response::{Reply, problem_response};

@@ -13,6 +13,7 @@ use shared::profile::Profile;
 use shared::store::Table;
 use shared::{Code, Error};
 
+use crate::delivery::Negotiation;
 use crate::idempotency::idempotent;
 use crate::request::{bearer_token, caller, route_path};
 use crate::response::{problem_response, respond};
@@ -184,11 +185,13 @@ pub async fn handle<S: Service>(service: &S, req: Request) -> Response<Body> {
         .map(|(route, params)| (*route, params.clone()))
     else {
         let allowed: Vec<&str> = matched.iter().map(|(route, _)| route.method).collect();
-        return not_routed(&method, &path, &allowed, started);
+        let delivery = Negotiation::of(req.method(), req.headers(), None);
+        return delivery.deliver(not_routed(&method, &path, &allowed, started));
     };
     let key = route.key();
+    let delivery = Negotiation::of(req.method(), req.headers(), Some(route.access));
     let result = run(service, route, &key, &req, params).await;
-    respond(&key, started, result)
+    delivery.deliver(respond(&key, started, result))
 }
 
 async fn run<S: Service>(
