@@ -68,56 +68,53 @@ impl Negotiation {
 
     /// The response as delivered: cache headers, validator or `304`, and
     /// the body compressed if that pays.
-    pub(crate) fn deliver(&self, mut response: Response<Body>) -> Response<Body> {
+    pub(crate) fn deliver(&self, response: Response<Body>) -> Response<Body> {
+        let (mut parts, body) = response.into_parts();
         let cache = match self.access {
             Some(Access::Session) => "private, no-cache",
             _ => "no-store",
         };
-        response
-            .headers_mut()
+        parts
+            .headers
             .insert(CACHE_CONTROL, HeaderValue::from_static(cache));
-        let Body::Text(text) = response.body() else {
-            return response;
+        let Body::Text(text) = body else {
+            return Response::from_parts(parts, body);
         };
-        let body = text.as_bytes().to_vec();
-        response
-            .headers_mut()
+        parts
+            .headers
             .insert(VARY, HeaderValue::from_static("accept-encoding"));
-        if self.method == Method::GET && response.status() == 200 {
-            let tag = etag(&body);
+        if self.method == Method::GET && parts.status == 200 {
+            let tag = etag(text.as_bytes());
             if let Ok(value) = HeaderValue::from_str(&tag) {
-                response.headers_mut().insert(ETAG, value);
+                parts.headers.insert(ETAG, value);
             }
             if self
                 .if_none_match
                 .as_deref()
                 .is_some_and(|held| matches_etag(held, &tag))
             {
-                *response.status_mut() = lambda_http::http::StatusCode::NOT_MODIFIED;
-                response.headers_mut().remove("content-type");
-                *response.body_mut() = Body::Empty;
-                return response;
+                parts.status = lambda_http::http::StatusCode::NOT_MODIFIED;
+                parts.headers.remove("content-type");
+                return Response::from_parts(parts, Body::Empty);
             }
         }
-        if body.len() <= COMPRESS_ABOVE {
-            return response;
-        }
-        let (coding, compressed) = if self.accepts_br {
-            ("br", brotli_bytes(&body))
+        let compressed = if text.len() <= COMPRESS_ABOVE {
+            None
+        } else if self.accepts_br {
+            brotli_bytes(text.as_bytes()).map(|bytes| ("br", bytes))
         } else if self.accepts_gzip {
-            ("gzip", gzip_bytes(&body))
+            gzip_bytes(text.as_bytes()).map(|bytes| ("gzip", bytes))
         } else {
-            return response;
+            None
         };
         match compressed {
-            Some(bytes) if bytes.len() < body.len() => {
-                response
-                    .headers_mut()
+            Some((coding, bytes)) if bytes.len() < text.len() => {
+                parts
+                    .headers
                     .insert(CONTENT_ENCODING, HeaderValue::from_static(coding));
-                *response.body_mut() = Body::Binary(bytes);
-                response
+                Response::from_parts(parts, Body::Binary(bytes))
             }
-            _ => response,
+            _ => Response::from_parts(parts, Body::Text(text)),
         }
     }
 }
