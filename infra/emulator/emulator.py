@@ -215,7 +215,7 @@ def _ensure_admin():
 def _authorize(self, iam_request_cls, resource="*"):
     if "Authorization" not in self.headers:
         return  # unsigned: a presigned S3 request, or a public Cognito operation
-    if not any(k.access_key_id == ADMIN_KEY for u in _iam().users.values() for k in u.access_keys):
+    if "emulator-admin" not in _iam().users:
         _ensure_admin()  # again after a /moto-api/reset
     if isinstance(self, DynamoHandler) and self._get_action() == "TransactWriteItems":
         return _authorize_transaction(self)
