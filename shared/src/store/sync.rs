@@ -326,10 +326,6 @@ impl Table {
                 chunk.last_mutation_id,
             )?);
         }
-        if items.is_empty() {
-            return Ok(true);
-        }
-
         let result = self
             .client
             .transact_write_items()
