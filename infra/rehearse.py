@@ -49,8 +49,14 @@ NOT_IN_THE_EMULATOR = {
     "the same template, and unit tests hold each function's route table equal to it and to the OpenAPI document",
     "AWS::ApiGatewayV2::Stage": "throttling and access logging only; cfn-lint checks the properties",
     "AWS::CloudWatch::Alarm": "alarms only read metrics; cfn-lint checks the properties",
+    "AWS::CloudFront::Distribution": "the media CDN: the local stack serves the same signed URLs from the "
+    "bucket's media/ prefix and checks them against the key group (tests/tests/media_urls.rs)",
+    "AWS::CloudFront::KeyGroup": "checked by the local stack's distribution, rotation included",
+    "AWS::CloudFront::PublicKey": "the local stack makes the key pair and puts the private half in SSM",
+    "AWS::CloudFront::OriginAccessControl": "how CloudFront signs its reads from the bucket; cfn-lint checks it",
     "AWS::Lambda::EventInvokeConfig": "resize's on-failure destination; its target queue is created and checked",
-    "AWS::S3::BucketPolicy": "a deny-insecure-transport policy; the emulator does not enforce resource policies",
+    "AWS::S3::BucketPolicy": "deny insecure transport, and let the distribution read media/; the emulator does not "
+    "enforce resource policies (the local distribution reads media/ only)",
     "AWS::SNS::Subscription": "the optional alarm e-mail subscription",
 }
 # Created by the rehearsal through the service's own API instead (the
@@ -127,6 +133,8 @@ def substitute(value, values):
             text = value["Fn::Sub"]
             for name, replacement in values.items():
                 text = text.replace("${" + name + "}", replacement)
+                # ${Resource.Attribute} of a resource left out: its stand-in.
+                text = re.sub(r"\$\{" + re.escape(name) + r"\.[A-Za-z.]+\}", replacement, text)
             return {"Fn::Sub": text}
         return {k: substitute(v, values) for k, v in value.items()}
     if isinstance(value, list):

@@ -40,7 +40,7 @@ FCM's delivery headers (push type, priority, collapse id, expiry):
 IAM, enforced. Every signed request is checked against its caller's (its
 access key's) identity policies, as moto does once INITIAL_NO_AUTH_ACTION_COUNT
 is reached (here from the start), with what moto leaves out filled in:
-DynamoDB, SNS and Cognito requests are checked against the resource they
+DynamoDB, SNS, Cognito and SSM requests are checked against the resource they
 name (moto checks them against "*", so any policy naming an ARN would deny
 them), a TransactWriteItems is authorised per item (dynamodb:PutItem,
 UpdateItem, DeleteItem, ConditionCheckItem on each table), and
@@ -80,6 +80,7 @@ from moto.iam.access_control import IAMRequest
 from moto.iam.models import iam_backends
 from moto.s3.responses import S3Response
 from moto.sns.responses import SNSResponse
+from moto.ssm.responses import SimpleSystemManagerResponse
 from moto.dynamodb.exceptions import (
     DynamodbException,
     MultipleTransactionsException,
@@ -290,6 +291,14 @@ def _cognito_resource(self):
     return f"arn:aws:cognito-idp:{self.region}:{self.current_account}:userpool/{pool}"
 
 
+def _ssm_resource(self):
+    name = self._get_param("Name")
+    if not name:
+        return "*"
+    path = name if name.startswith("/") else f"/{name}"
+    return f"arn:aws:ssm:{self.region}:{self.current_account}:parameter{path}"
+
+
 # endpoint ARN -> [{"message", "attributes"}]
 _published: dict = {}
 _original_publish = SNSBackend.publish
@@ -483,6 +492,7 @@ ActionAuthenticatorMixin._authenticate_and_authorize_action = _authorize
 DynamoHandler._determine_resource = _dynamodb_resource
 SNSResponse._determine_resource = _sns_resource
 CognitoIdpResponse._determine_resource = _cognito_resource
+SimpleSystemManagerResponse._determine_resource = _ssm_resource
 settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
 
 if __name__ == "__main__":

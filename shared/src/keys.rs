@@ -206,6 +206,11 @@ pub fn variants_prefix(user: &str, media_id: &str) -> String {
     format!("{VARIANTS}{user}/{media_id}/")
 }
 
+/// Where every variant lives (what the distribution may read).
+pub fn variants_root() -> &'static str {
+    VARIANTS
+}
+
 /// Every prefix that holds a user's objects (originals and variants).
 pub fn user_object_prefixes(user: &str) -> [String; 2] {
     [format!("{UPLOADS}{user}/"), format!("{VARIANTS}{user}/")]

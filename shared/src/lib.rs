@@ -18,10 +18,14 @@ pub mod telemetry;
 
 #[cfg(feature = "dynamodb")]
 pub mod aws;
+#[cfg(feature = "cdn")]
+pub mod cdn;
 #[cfg(feature = "cognito")]
 pub mod identity;
 #[cfg(feature = "s3")]
 pub mod objects;
+#[cfg(feature = "ssm")]
+pub mod parameters;
 #[cfg(feature = "pipeline")]
 pub mod pipeline;
 #[cfg(feature = "s3")]

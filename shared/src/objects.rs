@@ -1,4 +1,4 @@
-//! The S3 adapter: presigned uploads and downloads, bounded reads, variant
+//! The S3 adapter: presigned uploads, bounded reads, variant
 //! writes and deletions, all in the media bucket.
 
 use std::time::{Duration, SystemTime};
@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime};
 use aws_config::SdkConfig;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::Client;
-use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
@@ -91,20 +90,6 @@ impl Objects {
             None => format!("https://{}.s3.{}.amazonaws.com", self.bucket, self.region),
         };
         Ok(FormUpload { url, post })
-    }
-
-    /// A short-lived download URL.
-    pub async fn presigned_get(&self, key: &str, expires_in: Duration) -> Result<String, Error> {
-        let config = PresigningConfig::expires_in(expires_in).map_err(Error::internal)?;
-        let request = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .presigned(config)
-            .await
-            .map_err(aws::classify)?;
-        Ok(request.uri().to_string())
     }
 
     /// The object's bytes, refusing more than `max_bytes`; None if absent.

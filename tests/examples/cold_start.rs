@@ -421,7 +421,9 @@ async fn main() -> anyhow::Result<()> {
     for function in FUNCTIONS {
         let binary = dir.join(function.binary);
         let size = std::fs::metadata(&binary)?.len() as f64 / 1024.0 / 1024.0;
-        let mut env = template.environment(function.logical_id, &resources.physical);
+        // No media is read here: the distribution's address is never used.
+        let mut env =
+            local_stack::environment(&template, &resources, function.logical_id, "127.0.0.1:9")?;
         for name in ["AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
             if let Ok(value) = std::env::var(name) {
                 env.insert(name.into(), value);

@@ -81,6 +81,7 @@ impl TestStack {
             emulator_url: emulator_url.clone(),
             region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
             api_port: 0,
+            cdn_port: 0,
             stack_name: format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
             template,
         })

@@ -1,7 +1,8 @@
 //! The `upload` function: `POST /uploads`, `GET /media`, `GET /media/{id}`,
 //! `DELETE /media/{id}`.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use apigw::{Call, DEFAULT_BODY_LIMIT, Reply, Route, Service};
 use base64::Engine;
@@ -9,15 +10,16 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 use shared::aws_config::SdkConfig;
+use shared::cdn::UrlSigner;
 use shared::config::{self, Env, FromEnv, MissingVariable};
 use shared::media::{ALLOWED_TYPES, Media, Status};
 use shared::metrics::Metrics;
 use shared::objects::Objects;
+use shared::parameters;
 use shared::store::Table;
 use shared::{Code, Error, keys};
+use tokio::sync::OnceCell;
 
-/// Variant URLs outlive a screen's life but not much more.
-const DOWNLOAD_URL_TTL: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_PAGE: i32 = 20;
 const MAX_PAGE: i32 = 100;
 
@@ -32,9 +34,23 @@ pub struct Config {
     /// `UPLOAD_URL_TTL_SECONDS`: how long a presigned upload stays valid
     /// (default 600).
     pub upload_url_ttl_seconds: u64,
-    /// `MEDIA_CDN_BASE_URL`: serve variants from a CDN instead of
-    /// presigned GETs (optional).
-    pub media_cdn_base_url: Option<String>,
+    pub media_urls: MediaUrlConfig,
+}
+
+/// How variant URLs are signed: CloudFront signed URLs from the
+/// distribution's key group.
+#[derive(Debug, Clone)]
+pub struct MediaUrlConfig {
+    /// `MEDIA_CDN_URL`: the distribution, `https://d111.cloudfront.net`.
+    pub cdn_url: String,
+    /// `MEDIA_SIGNING_KEY_ID`: the CloudFront public key's id.
+    pub key_id: String,
+    /// `MEDIA_SIGNING_KEY_PARAMETER`: the SSM SecureString holding the
+    /// matching private key (PKCS#8 PEM, ECDSA P-256).
+    pub key_parameter: String,
+    /// `MEDIA_URL_WINDOW_SECONDS`: a variant's URL repeats for this long
+    /// and lives one to two windows (default one day).
+    pub window_seconds: u64,
 }
 
 impl FromEnv for Config {
@@ -44,7 +60,12 @@ impl FromEnv for Config {
             media_bucket: config::media_bucket(env)?,
             max_upload_bytes: env.number("MAX_UPLOAD_BYTES", 25 * 1024 * 1024),
             upload_url_ttl_seconds: env.number("UPLOAD_URL_TTL_SECONDS", 600),
-            media_cdn_base_url: env.optional("MEDIA_CDN_BASE_URL"),
+            media_urls: MediaUrlConfig {
+                cdn_url: env.required("MEDIA_CDN_URL")?,
+                key_id: env.required("MEDIA_SIGNING_KEY_ID")?,
+                key_parameter: env.required("MEDIA_SIGNING_KEY_PARAMETER")?,
+                window_seconds: env.number("MEDIA_URL_WINDOW_SECONDS", 86_400),
+            },
         })
     }
 }
@@ -55,7 +76,9 @@ pub struct Deps {
     pub objects: Objects,
     pub max_upload_bytes: u64,
     pub upload_url_ttl: Duration,
-    pub cdn_base_url: Option<String>,
+    pub media_urls: MediaUrls,
+    /// The clock variant URLs are signed by (tests move it across windows).
+    pub now: fn() -> SystemTime,
 }
 
 impl Deps {
@@ -65,8 +88,52 @@ impl Deps {
             objects: Objects::new(sdk, &config.media_bucket),
             max_upload_bytes: config.max_upload_bytes,
             upload_url_ttl: Duration::from_secs(config.upload_url_ttl_seconds),
-            cdn_base_url: config.media_cdn_base_url.clone(),
+            media_urls: MediaUrls::new(sdk, &config.media_urls),
+            now: SystemTime::now,
         }
+    }
+}
+
+/// The URL signer, its private key read from SSM once per container: by
+/// `main` during init, or by the first request that needs it.
+#[derive(Debug, Clone)]
+pub struct MediaUrls {
+    sdk: SdkConfig,
+    config: MediaUrlConfig,
+    signer: Arc<OnceCell<UrlSigner>>,
+}
+
+impl MediaUrls {
+    pub fn new(sdk: &SdkConfig, config: &MediaUrlConfig) -> Self {
+        Self {
+            sdk: sdk.clone(),
+            config: config.clone(),
+            signer: Arc::new(OnceCell::new()),
+        }
+    }
+
+    /// With a signer already loaded (tests that run no emulator).
+    pub fn with_signer(sdk: &SdkConfig, config: &MediaUrlConfig, signer: UrlSigner) -> Self {
+        Self {
+            sdk: sdk.clone(),
+            config: config.clone(),
+            signer: Arc::new(OnceCell::new_with(Some(signer))),
+        }
+    }
+
+    pub async fn signer(&self) -> Result<&UrlSigner, Error> {
+        self.signer
+            .get_or_try_init(|| async {
+                let pem = parameters::secure_string(&self.sdk, &self.config.key_parameter).await?;
+                UrlSigner::new(
+                    &self.config.cdn_url,
+                    &self.config.key_id,
+                    &pem,
+                    Duration::from_secs(self.config.window_seconds),
+                )
+                .map_err(Error::internal)
+            })
+            .await
     }
 }
 
@@ -205,24 +272,24 @@ fn media_id(raw: &str) -> Result<&str, Error> {
         .map_err(|_| Error::not_found("media"))
 }
 
+/// Every variant of an item shares one grant (one signature for the item).
 async fn view(deps: &Deps, media: Media) -> Result<MediaView, Error> {
     let mut variants = Vec::with_capacity(media.variants.len());
-    for variant in media.variants {
-        let url = match &deps.cdn_base_url {
-            Some(base) => format!("{}/{}", base.trim_end_matches('/'), variant.key),
-            None => {
-                deps.objects
-                    .presigned_get(&variant.key, DOWNLOAD_URL_TTL)
-                    .await?
-            }
-        };
-        variants.push(VariantView {
-            name: variant.name,
-            width: variant.width,
-            height: variant.height,
-            content_type: variant.content_type,
-            url,
-        });
+    if !media.variants.is_empty() {
+        let signer = deps.media_urls.signer().await?;
+        let grant = signer.grant(
+            &keys::variants_prefix(&media.user_id, &media.media_id),
+            (deps.now)(),
+        );
+        for variant in media.variants {
+            variants.push(VariantView {
+                url: signer.url(&variant.key, &grant),
+                name: variant.name,
+                width: variant.width,
+                height: variant.height,
+                content_type: variant.content_type,
+            });
+        }
     }
     Ok(MediaView {
         media_id: media.media_id,
@@ -307,10 +374,83 @@ async fn delete(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
 
     #[test]
     fn the_route_table_is_the_template_and_the_contract() {
         apigw::testing::assert_routes_are_the_contract::<Deps>("UploadFunction");
+    }
+
+    const DAY: u64 = 86_400;
+    const MONDAY: u64 = 20_000 * DAY;
+
+    fn deps(now: fn() -> SystemTime) -> Deps {
+        let sdk = SdkConfig::builder()
+            .behavior_version(shared::aws_config::BehaviorVersion::latest())
+            .build();
+        let config = MediaUrlConfig {
+            cdn_url: "https://d111.cloudfront.net".into(),
+            key_id: "K1".into(),
+            key_parameter: "/test/key".into(),
+            window_seconds: DAY,
+        };
+        let (private, _) = shared::cdn::generate_key_pair();
+        let signer =
+            UrlSigner::new(&config.cdn_url, "K1", &private, Duration::from_secs(DAY)).unwrap();
+        Deps {
+            table: Table::new(&sdk, "table"),
+            objects: Objects::new(&sdk, "bucket"),
+            max_upload_bytes: 1,
+            upload_url_ttl: Duration::from_secs(1),
+            media_urls: MediaUrls::with_signer(&sdk, &config, signer),
+            now,
+        }
+    }
+
+    fn ready_media() -> Media {
+        let mut media = Media::pending(
+            "0190a0b0-0000-7000-8000-000000000001",
+            "user-1",
+            "image/jpeg",
+            10,
+        );
+        media.status = Status::Ready;
+        media.variants = ["800.jpg", "800.webp"]
+            .into_iter()
+            .map(|name| shared::media::Variant {
+                name: name.into(),
+                width: 800,
+                height: 600,
+                content_type: "image/jpeg".into(),
+                bytes: 1,
+                key: format!(
+                    "{}{name}",
+                    keys::variants_prefix("user-1", "0190a0b0-0000-7000-8000-000000000001")
+                ),
+            })
+            .collect();
+        media
+    }
+
+    fn urls(view: &MediaView) -> Vec<String> {
+        view.variants.iter().map(|v| v.url.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn variant_urls_repeat_within_a_window_and_change_across_windows() {
+        let mut deps = deps(|| UNIX_EPOCH + Duration::from_secs(MONDAY + 60));
+        let first = urls(&view(&deps, ready_media()).await.unwrap());
+        deps.now = || UNIX_EPOCH + Duration::from_secs(MONDAY + DAY - 1);
+        let later = urls(&view(&deps, ready_media()).await.unwrap());
+        deps.now = || UNIX_EPOCH + Duration::from_secs(MONDAY + DAY);
+        let tomorrow = urls(&view(&deps, ready_media()).await.unwrap());
+        assert_eq!(first, later);
+        assert_ne!(first, tomorrow);
+        assert!(first[0].starts_with("https://d111.cloudfront.net/media/user-1/0190a0b0-0000-7000-8000-000000000001/800.jpg?Policy="));
+        // One grant per item: the variants share their signature.
+        let query = |url: &str| url.split_once('?').unwrap().1.to_string();
+        assert_eq!(query(&first[0]), query(&first[1]));
     }
 }

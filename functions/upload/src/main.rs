@@ -8,6 +8,9 @@ async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let config = upload::Config::from_env()?;
     let deps = upload::Deps::new(&shared::aws::sdk_config().await, &config);
+    // The signing key is read during init, where a missing one stops the
+    // container with its parameter's name instead of failing requests.
+    deps.media_urls.signer().await?;
     run(service_fn(|req| async {
         Ok::<_, Infallible>(upload::handle(&deps, req).await)
     }))

@@ -3,6 +3,7 @@
 //! running in process on real API Gateway v2 events.
 
 pub mod authorizer;
+pub mod cdn;
 pub mod migrate;
 pub mod provision;
 pub mod registry;
@@ -13,7 +14,7 @@ pub mod template;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
@@ -32,6 +33,8 @@ pub struct Options {
     pub region: String,
     /// 0 picks a free port.
     pub api_port: u16,
+    /// The media distribution's port; 0 picks a free one.
+    pub cdn_port: u16,
     /// Prefix of every resource name, so stacks can share one emulator.
     pub stack_name: String,
     pub template: PathBuf,
@@ -46,10 +49,16 @@ impl Options {
 
 pub struct LocalStack {
     pub api_url: String,
+    /// The media distribution (signed variant URLs point here).
+    pub cdn_url: String,
+    /// The distribution's trusted keys: add and remove keys to rehearse a
+    /// rotation.
+    pub media_key_group: Arc<RwLock<shared::cdn::KeyGroup>>,
     pub resources: Resources,
     pub routes: Vec<template::Route>,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
+    cdn: JoinHandle<()>,
     pollers: Vec<JoinHandle<()>>,
 }
 
@@ -59,6 +68,7 @@ impl LocalStack {
         for poller in &self.pollers {
             poller.abort();
         }
+        self.cdn.abort();
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
@@ -74,6 +84,7 @@ impl LocalStack {
 impl Drop for LocalStack {
     fn drop(&mut self) {
         self.server.abort();
+        self.cdn.abort();
         for poller in &self.pollers {
             poller.abort();
         }
@@ -88,10 +99,34 @@ pub async fn start(options: Options) -> Result<LocalStack> {
         .with_context(|| format!("provisioning in the emulator at {}", options.emulator_url))?;
     let routes = template.routes();
 
+    let media_key_group = Arc::new(RwLock::new(resources.media_key_group.clone()));
+    let cdn_listener = TcpListener::bind(("127.0.0.1", options.cdn_port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{}", options.cdn_port))?;
+    let cdn_host = cdn_listener.local_addr()?.to_string();
+    let cdn_url = format!("http://{cdn_host}");
+    let cdn_app = axum::Router::new()
+        .fallback(cdn::serve)
+        .with_state(Arc::new(cdn::Cdn {
+            url: cdn_url.clone(),
+            key_group: media_key_group.clone(),
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&sdk)
+                    .force_path_style(true)
+                    .build(),
+            ),
+            bucket: resources.bucket.clone(),
+        }));
+    let cdn = tokio::spawn(async move {
+        if let Err(err) = axum::serve(cdn_listener, cdn_app).await {
+            tracing::error!(error = %err, "the media distribution stopped");
+        }
+    });
+
     let mut handlers: HashMap<String, server::Handler> = HashMap::new();
     let mut pollers = Vec::new();
     for function in template.functions() {
-        let env = template.environment(&function, &resources.physical);
+        let env = environment(&template, &resources, &function, &cdn_host)?;
         let identity = identity(&options, &template, &resources, &function).await?;
         let trigger = registry::build(&function, &identity, &env)
             .with_context(|| format!("{function} is not in infra/local/src/registry.rs"))??;
@@ -170,12 +205,38 @@ pub async fn start(options: Options) -> Result<LocalStack> {
     });
     Ok(LocalStack {
         api_url,
+        cdn_url,
+        media_key_group,
+        cdn,
         resources,
         routes,
         shutdown: Some(shutdown),
         server,
         pollers,
     })
+}
+
+/// A function's environment from the template, as on AWS but for the media
+/// distribution: its domain is CloudFront's to give, so here it is
+/// `cdn_host` (the stack's loopback server), over plain HTTP.
+pub fn environment(
+    template: &Template,
+    resources: &Resources,
+    function: &str,
+    cdn_host: &str,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut physical = resources.physical.clone();
+    let (distribution, _) = template.single("AWS::CloudFront::Distribution")?;
+    physical.insert(format!("{distribution}.DomainName"), cdn_host.to_string());
+    let mut env = template.environment(function, &physical);
+    for value in env.values_mut() {
+        if let Some(rest) = value.strip_prefix("https://")
+            && rest.starts_with(cdn_host)
+        {
+            *value = format!("http://{rest}");
+        }
+    }
+    Ok(env)
 }
 
 /// The function's own identity in the emulator: an IAM user holding exactly

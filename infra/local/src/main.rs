@@ -16,6 +16,10 @@ async fn main() -> Result<()> {
             .ok()
             .and_then(|p| p.parse().ok())
             .unwrap_or(3000),
+        cdn_port: std::env::var("CDN_PORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(3002),
         stack_name: std::env::var("STACK_NAME").unwrap_or_else(|_| "local".into()),
         template: std::env::var("TEMPLATE")
             .map(Into::into)
@@ -24,8 +28,9 @@ async fn main() -> Result<()> {
     let mut stack = local_stack::start(options).await?;
     let r = &stack.resources;
     eprintln!(
-        "\nlocal stack ready\n  API           {}\n  emulator      {emulator_url}\n  table         {}\n  bucket        {}\n  user pool     {}\n  app client    {}\n  routes        {}\n\nCtrl-C stops it.\n",
+        "\nlocal stack ready\n  API           {}\n  media CDN     {}\n  emulator      {emulator_url}\n  table         {}\n  bucket        {}\n  user pool     {}\n  app client    {}\n  routes        {}\n\nCtrl-C stops it.\n",
         stack.api_url,
+        stack.cdn_url,
         r.table_name,
         r.bucket,
         r.user_pool_id,

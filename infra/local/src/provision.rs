@@ -16,6 +16,8 @@ use aws_sdk_dynamodb::types::{
 };
 use serde_yaml::Value;
 
+use shared::cdn::{self, KeyGroup};
+
 use crate::template::{Template, strings};
 
 /// Physical names and ids of what was created.
@@ -29,6 +31,8 @@ pub struct Resources {
     pub queues: BTreeMap<String, (String, String)>,
     pub user_pool_id: String,
     pub user_pool_client_id: String,
+    /// The distribution's trusted keys (the template's `MediaKeyGroup`).
+    pub media_key_group: KeyGroup,
     /// Logical id -> physical name/id, to resolve `!Ref` in environments.
     pub physical: BTreeMap<String, String>,
 }
@@ -47,6 +51,11 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str) -> Res
         ("AWS::Region".to_string(), region.clone()),
         ("AWS::Partition".to_string(), "aws".to_string()),
     ]);
+
+    // Parameters keep their defaults unless the stack sets them below.
+    for (name, default) in template.parameter_defaults() {
+        physical.insert(name.clone(), default.clone());
+    }
 
     let (table_id, table) = template.single("AWS::DynamoDB::Table")?;
     let table_name = format!("{stack}-{}", table_id.to_lowercase());
@@ -135,7 +144,10 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str) -> Res
     physical.insert(pool_id_logical, user_pool_id.clone());
     physical.insert(client_logical, user_pool_client_id.clone());
 
+    let media_key_group = create_media_signing_key(sdk, template, stack, &mut physical).await?;
+
     Ok(Resources {
+        media_key_group,
         table_name,
         bucket,
         upload_queues,
@@ -144,6 +156,36 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str) -> Res
         user_pool_client_id,
         physical,
     })
+}
+
+/// The operator's part of a deployment, done for the stack: a key pair
+/// whose private half is an SSM SecureString (named per stack, so stacks
+/// can share one emulator) and whose public half is the template's
+/// `AWS::CloudFront::PublicKey`, alone in the key group.
+async fn create_media_signing_key(
+    sdk: &SdkConfig,
+    template: &Template,
+    stack: &str,
+    physical: &mut BTreeMap<String, String>,
+) -> Result<KeyGroup> {
+    let (key_logical, _) = template.single("AWS::CloudFront::PublicKey")?;
+    let parameter = format!("/{stack}/media-signing-key");
+    let key_id = format!("K{}", uuid::Uuid::new_v4().simple()).to_uppercase()[..14].to_string();
+    let (private_pem, public_pem) = cdn::generate_key_pair();
+    aws_sdk_ssm::Client::new(sdk)
+        .put_parameter()
+        .name(&parameter)
+        .value(private_pem)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .context("storing the media signing key in SSM")?;
+    let mut group = KeyGroup::default();
+    group.insert(&key_id, &public_pem)?;
+    physical.insert("MediaSigningKeyParameter".into(), parameter);
+    physical.insert(key_logical, key_id);
+    Ok(group)
 }
 
 fn str_of<'a>(value: &'a Value, key: &str) -> Result<&'a str> {

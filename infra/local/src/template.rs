@@ -12,6 +12,7 @@ use serde_yaml::Value;
 pub struct Template {
     resources: serde_yaml::Mapping,
     parameters: Vec<String>,
+    parameter_defaults: BTreeMap<String, String>,
     globals_env: BTreeMap<String, Value>,
 }
 
@@ -65,9 +66,22 @@ impl Template {
                     .collect()
             })
             .unwrap_or_default();
+        let parameter_defaults = doc
+            .get("Parameters")
+            .and_then(Value::as_mapping)
+            .map(|p| {
+                p.iter()
+                    .filter_map(|(k, v)| {
+                        let default = resolve(v.get("Default")?, &BTreeMap::new())?;
+                        Some((k.as_str()?.to_string(), default))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Self {
             resources,
             parameters,
+            parameter_defaults,
             globals_env,
         })
     }
@@ -77,6 +91,10 @@ impl Template {
         self.resources
             .iter()
             .filter(|(_, r)| r.get("Type").and_then(Value::as_str) == Some(kind))
+            // Conditional resources are optional extras (the alarm e-mail,
+            // the retiring signing key of a rotation); the stack leaves
+            // them out rather than evaluate conditions.
+            .filter(|(_, r)| r.get("Condition").is_none())
             .filter_map(|(id, r)| {
                 Some((
                     id.as_str()?.to_string(),
@@ -134,6 +152,11 @@ impl Template {
     /// The template's parameter names.
     pub fn parameters(&self) -> &[String] {
         &self.parameters
+    }
+
+    /// The parameters that have a default, with it.
+    pub fn parameter_defaults(&self) -> &BTreeMap<String, String> {
+        &self.parameter_defaults
     }
 
     /// The logical id of every function.

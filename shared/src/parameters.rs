@@ -1,0 +1,19 @@
+//! The SSM Parameter Store adapter: secrets a function reads once at init.
+
+use aws_config::SdkConfig;
+
+use crate::{Error, aws};
+
+/// The decrypted value of the SecureString parameter `name`.
+pub async fn secure_string(sdk: &SdkConfig, name: &str) -> Result<String, Error> {
+    aws_sdk_ssm::Client::new(sdk)
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(aws::classify)?
+        .parameter
+        .and_then(|parameter| parameter.value)
+        .ok_or_else(|| Error::internal(format!("the parameter {name} has no value")))
+}
