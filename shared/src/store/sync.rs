@@ -425,14 +425,11 @@ impl Table {
             .into_iter()
             .map(|item| {
                 let record: RecordItem = serde_dynamo::from_item(item).map_err(Error::internal)?;
-                Ok(Change {
-                    deleted: record.state.is_deleted(),
-                    fields: record.state.values(),
-                    stamps: record.state.stamps(),
+                let key = RecordKey {
                     collection: record.collection,
                     record_id: record.record_id,
-                    version: record.ver,
-                })
+                };
+                Ok(Change::new(key, &record.state, record.ver))
             })
             .collect::<Result<Vec<_>, Error>>()?;
         Ok(Feed {

@@ -24,23 +24,20 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::sync::merge::RecordState;
-    use crate::sync::{Limits, RECORDS_PER_CHUNK, RecordKey, WireMutation, plan, validate};
+    use crate::sync::WireMutation;
+    use crate::sync::memory::MemoryServer;
 
     const NOW: u64 = 1_800_000_000_000;
 
-    /// The server as the store keeps it: each record's state and version,
-    /// and the counter. Versions are given out as `commit` gives them: one
-    /// per changed record, chunk after chunk.
+    /// The server's rules in memory, with one device pushing `edits`
+    /// (record, value; 0 deletes) in acknowledged pushes.
     #[derive(Default)]
     struct Server {
-        records: BTreeMap<RecordKey, (RecordState, u64)>,
-        counter: u64,
+        server: MemoryServer,
         next_id: u64,
     }
 
     impl Server {
-        /// An acknowledged push of `edits` (record, value) from one device.
         fn push(&mut self, edits: &[(u8, u8)]) {
             let wires = edits
                 .iter()
@@ -57,40 +54,12 @@ mod tests {
                     }
                 })
                 .collect();
-            let mutations = validate("phone", wires, &Limits::default(), NOW + 1_000_000).unwrap();
-            let current = self
-                .records
-                .iter()
-                .map(|(key, (state, _))| (key.clone(), state.clone()))
-                .collect();
-            for chunk in plan(&current, &mutations, RECORDS_PER_CHUNK) {
-                for (key, state) in chunk.changed {
-                    self.counter += 1;
-                    self.records.insert(key, (state, self.counter));
-                }
-            }
+            self.server.push("phone", wires, NOW + 1_000_000).unwrap();
         }
 
-        /// One page as `Table::pull` reads it: versions in
-        /// `(after, counter]`, oldest first, at most `limit`.
         fn page(&self, after: u64, limit: usize) -> (Vec<Change>, bool) {
-            let mut changes: Vec<Change> = self
-                .records
-                .iter()
-                .filter(|(_, (_, version))| *version > after && *version <= self.counter)
-                .map(|(key, (state, version))| Change {
-                    collection: key.collection.clone(),
-                    record_id: key.record_id.clone(),
-                    deleted: state.is_deleted(),
-                    fields: state.values(),
-                    stamps: state.stamps(),
-                    version: *version,
-                })
-                .collect();
-            changes.sort_by_key(|change| change.version);
-            let more = changes.len() > limit;
-            changes.truncate(limit);
-            (changes, more)
+            let feed = self.server.pull("tablet", after, limit);
+            (feed.changes, feed.has_more)
         }
     }
 
@@ -153,7 +122,7 @@ mod tests {
                         }
                     }
                 }
-                for (key, (state, version)) in &server.records {
+                for (key, (state, version)) in server.server.records() {
                     if *version <= device.cursor {
                         let held = device.replica.get(&(key.collection.clone(), key.record_id.clone()));
                         prop_assert!(held.is_some(), "{key:?} at version {version} was skipped");
@@ -163,8 +132,8 @@ mod tests {
             }
             while device.pull_page(&server, 3) {}
             // The record changed last holds the counter's version.
-            prop_assert_eq!(device.cursor, server.counter);
-            for (key, (state, _)) in &server.records {
+            prop_assert_eq!(device.cursor, server.server.counter());
+            for (key, (state, _)) in server.server.records() {
                 let held = &device.replica[&(key.collection.clone(), key.record_id.clone())];
                 prop_assert_eq!(held.deleted, state.is_deleted());
                 prop_assert_eq!(&held.fields, &state.values());

@@ -4,6 +4,7 @@
 
 pub mod feed;
 pub mod hlc;
+pub mod memory;
 pub mod merge;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,7 +50,7 @@ pub struct RecordKey {
 }
 
 /// A change as pull returns it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Change {
     pub collection: String,
@@ -58,7 +59,56 @@ pub struct Change {
     pub fields: BTreeMap<String, serde_json::Value>,
     /// The hlc of each field, for clients that merge locally.
     pub stamps: BTreeMap<String, String>,
+    /// The record's tombstone, if it was ever deleted: a client merging a
+    /// pending edit needs it to drop edits older than the delete, as the
+    /// server will.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
     pub version: u64,
+}
+
+impl Change {
+    pub fn new(key: RecordKey, state: &RecordState, version: u64) -> Self {
+        Self {
+            collection: key.collection,
+            record_id: key.record_id,
+            deleted: state.is_deleted(),
+            fields: state.values(),
+            stamps: state.stamps(),
+            deleted_at: state.deleted_at.as_ref().map(ToString::to_string),
+            version,
+        }
+    }
+
+    /// The record's state as the server holds it; None if a stamp is not
+    /// an hlc (the change did not come from a server of this project).
+    pub fn state(&self) -> Option<RecordState> {
+        let mut state = RecordState {
+            fields: BTreeMap::new(),
+            deleted_at: match &self.deleted_at {
+                Some(raw) => Some(Hlc::parse(raw).ok()?),
+                None => None,
+            },
+        };
+        for (name, value) in &self.fields {
+            let hlc = Hlc::parse(self.stamps.get(name)?).ok()?;
+            state.fields.insert(
+                name.clone(),
+                merge::Stamped {
+                    value: value.clone(),
+                    hlc,
+                },
+            );
+        }
+        Some(state)
+    }
+
+    pub fn key(&self) -> RecordKey {
+        RecordKey {
+            collection: self.collection.clone(),
+            record_id: self.record_id.clone(),
+        }
+    }
 }
 
 /// A page of the change feed.
