@@ -136,14 +136,14 @@ pub struct Pushed {
 }
 
 /// A mutation as the client sends it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WireMutation {
     pub id: u64,
     pub collection: String,
     pub record_id: String,
     pub op: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fields: Option<serde_json::Map<String, Value>>,
     pub hlc: String,
 }

@@ -1,0 +1,187 @@
+//! The sync loop over any transport: push the outbox batch by batch, then
+//! pull every page. The HTTP transport is `http::HttpTransport`; tests run
+//! the same loop against the server's rules in memory.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+use shared::sync::RecordKey;
+use shared::sync::WireMutation;
+
+use crate::SyncError;
+use crate::store::{Fields, PullPage, Store};
+
+/// Changes per pull page (the server allows up to 500).
+pub const PULL_LIMIT: u32 = 500;
+/// Gaps in a row after which the server's watermark is not to be trusted.
+const MAX_GAPS: usize = 3;
+
+/// The two calls of the sync API.
+pub trait Transport: Send + Sync {
+    /// `POST /sync/push`: the server's watermark for this client after it,
+    /// or `SyncError::MutationGap` with the watermark it has.
+    fn push(
+        &self,
+        client_id: &str,
+        mutations: &[WireMutation],
+        idempotency_key: &str,
+    ) -> Result<u64, SyncError>;
+
+    /// `GET /sync/pull` from `cursor` (None: from the start).
+    fn pull(
+        &self,
+        client_id: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<PullPage, SyncError>;
+}
+
+/// What one `sync()` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, uniffi::Record)]
+pub struct SyncReport {
+    /// Mutations the server acknowledged.
+    pub pushed: u64,
+    /// Records a pull changed here.
+    pub pulled: u64,
+    /// The collections those records belong to.
+    pub collections: Vec<String>,
+}
+
+/// A replica of the user's records: the store, and a transport to sync it.
+pub struct Replica<T> {
+    store: Mutex<Store>,
+    transport: T,
+    /// One sync at a time; reads and writes go on meanwhile.
+    syncing: Mutex<()>,
+}
+
+pub fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock left SQLite consistent (every change
+    // is a transaction), so the store stays usable.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl<T: Transport> Replica<T> {
+    pub fn open(db_path: &str, client_id: &str, transport: T) -> Result<Self, SyncError> {
+        Ok(Self {
+            store: Mutex::new(Store::open(db_path, client_id)?),
+            transport,
+            syncing: Mutex::new(()),
+        })
+    }
+
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    pub fn client_id(&self) -> String {
+        lock(&self.store).client_id().to_string()
+    }
+
+    /// Sets the fields of a record (others are kept), at wall clock `now`.
+    pub fn put_at(
+        &self,
+        collection: &str,
+        record_id: &str,
+        fields: Map<String, Value>,
+        now_ms: u64,
+    ) -> Result<(), SyncError> {
+        lock(&self.store).enqueue(collection, record_id, Some(fields), now_ms)?;
+        Ok(())
+    }
+
+    pub fn delete_at(
+        &self,
+        collection: &str,
+        record_id: &str,
+        now_ms: u64,
+    ) -> Result<(), SyncError> {
+        lock(&self.store).enqueue(collection, record_id, None, now_ms)?;
+        Ok(())
+    }
+
+    pub fn get(
+        &self,
+        collection: &str,
+        record_id: &str,
+    ) -> Result<Option<Map<String, Value>>, SyncError> {
+        lock(&self.store).visible(collection, record_id)
+    }
+
+    pub fn list(&self, collection: &str) -> Result<Vec<(String, Fields)>, SyncError> {
+        lock(&self.store).list(collection)
+    }
+
+    pub fn pending_count(&self) -> Result<u64, SyncError> {
+        lock(&self.store).pending_count()
+    }
+
+    /// Pushes every pending mutation, then pulls every page. The store is
+    /// locked only between network calls, never across one.
+    pub fn sync(&self) -> Result<SyncReport, SyncError> {
+        let _one_at_a_time = lock(&self.syncing);
+        let client_id = self.client_id();
+        let mut report = SyncReport::default();
+
+        let mut gaps = 0;
+        loop {
+            // Bound first: the store's lock must not outlive this line.
+            let next = lock(&self.store).next_batch()?;
+            let Some(batch) = next else { break };
+            match self
+                .transport
+                .push(&client_id, &batch.mutations, &batch.idempotency_key)
+            {
+                Ok(watermark) => {
+                    report.pushed += lock(&self.store).acknowledge(watermark)? as u64;
+                    gaps = 0;
+                }
+                Err(SyncError::MutationGap { last_mutation_id }) if gaps < MAX_GAPS => {
+                    gaps += 1;
+                    lock(&self.store).renumber_from(last_mutation_id)?;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+
+        let mut changed: Vec<RecordKey> = Vec::new();
+        let mut started_over = false;
+        loop {
+            let cursor = lock(&self.store).cursor()?;
+            match self
+                .transport
+                .pull(&client_id, cursor.as_deref(), PULL_LIMIT)
+            {
+                Ok(page) => {
+                    changed.extend(lock(&self.store).apply_page(&page)?);
+                    if !page.has_more {
+                        break;
+                    }
+                }
+                // The server's feed was rebuilt: everything again, merged.
+                Err(SyncError::Server { code, .. })
+                    if code == "cursor_expired" && !started_over =>
+                {
+                    started_over = true;
+                    lock(&self.store).forget_cursor()?;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        report.pulled = changed.len() as u64;
+        let mut collections: Vec<String> = changed.into_iter().map(|key| key.collection).collect();
+        collections.sort();
+        collections.dedup();
+        report.collections = collections;
+        Ok(report)
+    }
+}

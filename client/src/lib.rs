@@ -1,0 +1,171 @@
+//! `mobile_sync`: the app's half of sync, sharing the server's merge and
+//! clock code (`shared::sync`) so the two can never disagree.
+//!
+//! - A local SQLite store (`store`): records as the server holds them, an
+//!   outbox of numbered mutations, the cursor, the watermark, the clock.
+//! - `put`/`delete` apply to the local view at once and queue a mutation;
+//!   reads show the server state with pending mutations applied on top,
+//!   exactly as the server will apply them.
+//! - `sync()` pushes the outbox in batches (one `Idempotency-Key` each,
+//!   resent unchanged after a lost answer; `mutation_gap` renumbers from
+//!   the server's watermark) and pulls every page.
+//!
+//! Swift, Kotlin and Python get `SyncClient` through UniFFI
+//! (`scripts/bindings`); Rust apps and tests use `Replica` directly.
+
+pub mod engine;
+mod error;
+pub mod http;
+pub mod store;
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Map, Value};
+
+pub use engine::{Replica, SyncReport, Transport};
+pub use error::SyncError;
+use http::HttpTransport;
+
+uniffi::setup_scaffolding!();
+
+/// Told when records change: after a local `put`/`delete`, and after a
+/// `sync()` that pulled changes. Called on the thread that made the change;
+/// hop to the UI thread yourself.
+#[uniffi::export(with_foreign)]
+pub trait ChangeListener: Send + Sync {
+    fn on_change(&self, collections: Vec<String>);
+}
+
+/// A visible record.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct Record {
+    pub record_id: String,
+    /// The visible fields as a JSON object.
+    pub fields_json: String,
+}
+
+/// One device's replica of the signed-in user's records. Every method is
+/// synchronous and safe to call from any thread; call `sync()` off the
+/// main thread (it does network I/O).
+#[derive(uniffi::Object)]
+pub struct SyncClient {
+    replica: Replica<HttpTransport>,
+    listeners: Mutex<Vec<Arc<dyn ChangeListener>>>,
+}
+
+fn fields_of(fields_json: &str) -> Result<Map<String, Value>, SyncError> {
+    match serde_json::from_str(fields_json) {
+        Ok(Value::Object(fields)) => Ok(fields),
+        Ok(_) => Err(SyncError::invalid("fields must be a JSON object")),
+        Err(err) => Err(SyncError::invalid(format!("fields are not JSON: {err}"))),
+    }
+}
+
+#[uniffi::export]
+impl SyncClient {
+    /// Opens (or creates) the database at `db_path` for this device's
+    /// `client_id` (stable per install: 1-64 of `[A-Za-z0-9_.:-]`), syncing
+    /// with the API at `api_url`.
+    #[uniffi::constructor]
+    pub fn new(
+        db_path: String,
+        api_url: String,
+        client_id: String,
+    ) -> Result<Arc<Self>, SyncError> {
+        Ok(Arc::new(Self {
+            replica: Replica::open(&db_path, &client_id, HttpTransport::new(&api_url)?)?,
+            listeners: Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// The access token for the next requests (after sign-in or refresh);
+    /// None signs out. `sync()` answers `Unauthorized` when it is refused.
+    pub fn set_access_token(&self, token: Option<String>) {
+        self.replica.transport().set_access_token(token);
+    }
+
+    /// Sets these fields of the record (a JSON object; other fields keep
+    /// their values). Visible at once, pushed by the next `sync()`.
+    pub fn put(
+        &self,
+        collection: String,
+        record_id: String,
+        fields_json: String,
+    ) -> Result<(), SyncError> {
+        self.replica.put_at(
+            &collection,
+            &record_id,
+            fields_of(&fields_json)?,
+            engine::wall_ms(),
+        )?;
+        self.notify(vec![collection]);
+        Ok(())
+    }
+
+    pub fn delete(&self, collection: String, record_id: String) -> Result<(), SyncError> {
+        self.replica
+            .delete_at(&collection, &record_id, engine::wall_ms())?;
+        self.notify(vec![collection]);
+        Ok(())
+    }
+
+    /// The visible fields as a JSON object, or None when absent or deleted.
+    pub fn get(&self, collection: String, record_id: String) -> Result<Option<String>, SyncError> {
+        Ok(self
+            .replica
+            .get(&collection, &record_id)?
+            .map(|fields| Value::Object(fields).to_string()))
+    }
+
+    /// Every visible record of a collection.
+    pub fn list(&self, collection: String) -> Result<Vec<Record>, SyncError> {
+        Ok(self
+            .replica
+            .list(&collection)?
+            .into_iter()
+            .map(|(record_id, fields)| Record {
+                record_id,
+                fields_json: Value::Object(fields).to_string(),
+            })
+            .collect())
+    }
+
+    /// Pushes pending mutations and pulls every change. On failure the
+    /// outbox is intact; call it again later.
+    pub fn sync(&self) -> Result<SyncReport, SyncError> {
+        let report = self.replica.sync()?;
+        if !report.collections.is_empty() {
+            self.notify(report.collections.clone());
+        }
+        Ok(report)
+    }
+
+    /// Mutations not yet acknowledged by the server.
+    pub fn pending_count(&self) -> Result<u64, SyncError> {
+        self.replica.pending_count()
+    }
+
+    pub fn client_id(&self) -> String {
+        self.replica.client_id()
+    }
+
+    pub fn add_listener(&self, listener: Arc<dyn ChangeListener>) {
+        self.listeners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(listener);
+    }
+}
+
+impl SyncClient {
+    fn notify(&self, collections: Vec<String>) {
+        let listeners = self
+            .listeners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for listener in listeners {
+            listener.on_change(collections.clone());
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! One replica's promises, case by case: the local view under pending
+//! edits, the clock, lost answers, gaps, crashes and files that are not
+//! ours.
+
+use std::sync::{Arc, Mutex};
+
+use mobile_sync::store::PullPage;
+use mobile_sync::{Replica, SyncError, Transport};
+use serde_json::{Map, Value, json};
+use shared::sync::WireMutation;
+use shared::sync::memory::MemoryServer;
+
+const NOW: u64 = 1_800_000_000_000;
+const MINUTE: u64 = 60_000;
+
+/// A push as the server received it: its idempotency key and mutations.
+type Push = (String, Vec<WireMutation>);
+
+/// The server's rules in memory, recording each push's key and body; it
+/// can lose the next answer, or forget this client's watermark.
+#[derive(Clone, Default)]
+struct Server {
+    rules: Arc<Mutex<MemoryServer>>,
+    pushes: Arc<Mutex<Vec<Push>>>,
+    lose_next_answer: Arc<Mutex<bool>>,
+}
+
+impl Transport for Server {
+    fn push(
+        &self,
+        client_id: &str,
+        mutations: &[WireMutation],
+        key: &str,
+    ) -> Result<u64, SyncError> {
+        self.pushes
+            .lock()
+            .unwrap()
+            .push((key.to_string(), mutations.to_vec()));
+        let mut rules = self.rules.lock().unwrap();
+        let answer = match rules.push(client_id, mutations.to_vec(), NOW + 10 * MINUTE) {
+            Ok(pushed) => Ok(pushed.watermark),
+            Err(err) if err.code == shared::Code::MutationGap => Err(SyncError::MutationGap {
+                last_mutation_id: rules.watermark(client_id),
+            }),
+            Err(err) => Err(SyncError::Server {
+                status: err.status(),
+                code: err.code.as_str().to_string(),
+                detail: err.detail,
+            }),
+        };
+        if std::mem::take(&mut *self.lose_next_answer.lock().unwrap()) {
+            return Err(SyncError::Transport {
+                message: "connection reset".into(),
+            });
+        }
+        answer
+    }
+
+    fn pull(
+        &self,
+        client_id: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<PullPage, SyncError> {
+        let after = cursor.map_or(0, |c| c.parse().unwrap());
+        let feed = self
+            .rules
+            .lock()
+            .unwrap()
+            .pull(client_id, after, limit as usize);
+        Ok(PullPage {
+            cursor: shared::sync::feed::next_cursor(after, &feed.changes).to_string(),
+            changes: feed.changes,
+            has_more: feed.has_more,
+            last_mutation_id: feed.watermark,
+        })
+    }
+}
+
+fn fields(value: Value) -> Map<String, Value> {
+    value.as_object().unwrap().clone()
+}
+
+fn replica(dir: &tempfile::TempDir, id: &str, server: &Server) -> Replica<Server> {
+    let path = dir.path().join(format!("{id}.db"));
+    Replica::open(path.to_str().unwrap(), id, server.clone()).unwrap()
+}
+
+#[test]
+fn a_slow_clock_still_orders_new_edits_after_what_it_pulled() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::default();
+    let fast = replica(&dir, "fast", &server);
+    let slow = replica(&dir, "slow", &server);
+    fast.put_at(
+        "notes",
+        "n1",
+        fields(json!({"title": "from the fast phone"})),
+        NOW + 4 * MINUTE,
+    )
+    .unwrap();
+    fast.sync().unwrap();
+    slow.sync().unwrap();
+    // Ten minutes behind, yet its edit comes after what it saw.
+    slow.put_at(
+        "notes",
+        "n1",
+        fields(json!({"title": "from the slow tablet"})),
+        NOW - 10 * MINUTE,
+    )
+    .unwrap();
+    slow.sync().unwrap();
+    fast.sync().unwrap();
+    for device in [&fast, &slow] {
+        assert_eq!(
+            device.get("notes", "n1").unwrap().unwrap()["title"],
+            "from the slow tablet"
+        );
+    }
+}
+
+#[test]
+fn pulled_changes_never_hide_a_newer_pending_edit_and_beat_an_older_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::default();
+    let phone = replica(&dir, "phone", &server);
+    let tablet = replica(&dir, "tablet", &server);
+    // The tablet edits offline first (older), then the phone (newer).
+    tablet
+        .put_at(
+            "notes",
+            "n1",
+            fields(json!({"title": "older", "body": "kept"})),
+            NOW,
+        )
+        .unwrap();
+    phone
+        .put_at(
+            "notes",
+            "n1",
+            fields(json!({"title": "newer"})),
+            NOW + 1_000,
+        )
+        .unwrap();
+    tablet.sync().unwrap();
+    // The phone pulls the tablet's older title: its own pending one stays.
+    phone.sync().unwrap();
+    assert_eq!(
+        phone.get("notes", "n1").unwrap().unwrap(),
+        fields(json!({"title": "newer", "body": "kept"}))
+    );
+    // The tablet pulls the phone's newer title over its older one.
+    tablet.sync().unwrap();
+    assert_eq!(
+        tablet.get("notes", "n1").unwrap().unwrap(),
+        fields(json!({"title": "newer", "body": "kept"}))
+    );
+
+    // A pending edit older than a pulled delete is dropped, as the server
+    // will drop it; a newer one survives the delete.
+    tablet
+        .put_at("notes", "n2", fields(json!({"title": "x"})), NOW + 2_000)
+        .unwrap();
+    tablet.sync().unwrap();
+    phone.sync().unwrap();
+    let late = replica(&dir, "late", &server);
+    late.put_at(
+        "notes",
+        "n2",
+        fields(json!({"title": "offline edit"})),
+        NOW + 2_500,
+    )
+    .unwrap();
+    phone.delete_at("notes", "n2", NOW + 60_000).unwrap();
+    phone.sync().unwrap();
+    // `late` has not pulled yet: its own edit shows; after the pull the
+    // newer delete wins, here and on the server.
+    assert!(late.get("notes", "n2").unwrap().is_some());
+    late.sync().unwrap();
+    assert_eq!(late.get("notes", "n2").unwrap(), None);
+    assert_eq!(phone.get("notes", "n2").unwrap(), None);
+}
+
+#[test]
+fn a_lost_answer_resends_the_same_batch_under_the_same_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::default();
+    let phone = replica(&dir, "phone", &server);
+    for i in 0..3 {
+        phone
+            .put_at("notes", &format!("n{i}"), fields(json!({"i": i})), NOW + i)
+            .unwrap();
+    }
+    *server.lose_next_answer.lock().unwrap() = true;
+    assert!(matches!(phone.sync(), Err(SyncError::Transport { .. })));
+    assert_eq!(phone.pending_count().unwrap(), 3, "the outbox is intact");
+    // Meanwhile the user keeps typing: not part of the batch in flight.
+    phone
+        .put_at("notes", "n9", fields(json!({"i": 9})), NOW + 9)
+        .unwrap();
+    phone.sync().unwrap();
+    let pushes = server.pushes.lock().unwrap().clone();
+    assert_eq!(pushes.len(), 3, "{pushes:?}");
+    assert_eq!(pushes[0], pushes[1], "the same key and the same body");
+    assert_eq!(
+        pushes[2].1.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![4]
+    );
+    assert_ne!(pushes[2].0, pushes[0].0);
+    assert_eq!(phone.pending_count().unwrap(), 0);
+    assert_eq!(server.rules.lock().unwrap().watermark("phone"), 4);
+}
+
+#[test]
+fn a_mutation_gap_renumbers_from_the_servers_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::default();
+    let phone = replica(&dir, "phone", &server);
+    phone
+        .put_at("notes", "n1", fields(json!({"v": 1})), NOW)
+        .unwrap();
+    phone.sync().unwrap();
+    // The server's state goes back (restored from a backup taken before).
+    *server.rules.lock().unwrap() = MemoryServer::default();
+    phone
+        .put_at("notes", "n2", fields(json!({"v": 2})), NOW + 1)
+        .unwrap();
+    phone.sync().unwrap();
+    let pushes = server.pushes.lock().unwrap().clone();
+    let ids: Vec<Vec<u64>> = pushes
+        .iter()
+        .map(|(_, m)| m.iter().map(|m| m.id).collect())
+        .collect();
+    assert_eq!(ids, vec![vec![1], vec![2], vec![1]]);
+    assert_eq!(server.rules.lock().unwrap().watermark("phone"), 1);
+    assert_eq!(phone.get("notes", "n2").unwrap().unwrap()["v"], 2);
+}
+
+#[test]
+fn a_killed_app_finds_every_queued_edit_and_applies_none_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::default();
+    {
+        let phone = replica(&dir, "phone", &server);
+        phone
+            .put_at("notes", "n1", fields(json!({"v": 1})), NOW)
+            .unwrap();
+        phone
+            .put_at("notes", "n2", fields(json!({"v": 2})), NOW + 1)
+            .unwrap();
+        // The push lands, the app dies before the answer is stored.
+        *server.lose_next_answer.lock().unwrap() = true;
+        let _ = phone.sync();
+    }
+    let phone = replica(&dir, "phone", &server);
+    assert_eq!(phone.pending_count().unwrap(), 2);
+    assert_eq!(phone.get("notes", "n2").unwrap().unwrap()["v"], 2);
+    phone.sync().unwrap();
+    assert_eq!(phone.pending_count().unwrap(), 0);
+    let server_rules = server.rules.lock().unwrap();
+    assert_eq!(server_rules.watermark("phone"), 2);
+    assert_eq!(server_rules.counter(), 2, "each record written once");
+}
+
+#[test]
+fn bad_input_is_refused_before_it_is_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let phone = replica(&dir, "phone", &Server::default());
+    for (collection, record, value) in [
+        ("bad collection", "n1", json!({"v": 1})),
+        ("notes", "", json!({"v": 1})),
+        ("notes", "n1", json!({})),
+        ("notes", "n1", json!({"v": "x".repeat(5000)})),
+    ] {
+        let err = phone
+            .put_at(collection, record, fields(value), NOW)
+            .unwrap_err();
+        assert!(matches!(err, SyncError::InvalidInput { .. }), "{err:?}");
+    }
+    assert_eq!(phone.pending_count().unwrap(), 0);
+    assert!(matches!(
+        Replica::open(
+            dir.path().join("x.db").to_str().unwrap(),
+            "no spaces",
+            Server::default()
+        ),
+        Err(SyncError::InvalidInput { .. })
+    ));
+}
+
+#[test]
+fn files_that_are_not_ours_are_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(
+        &garbage,
+        b"this is not a database, it is a shopping list\n".repeat(100),
+    )
+    .unwrap();
+    let before = std::fs::read(&garbage).unwrap();
+    let err = Replica::open(garbage.to_str().unwrap(), "phone", Server::default())
+        .err()
+        .unwrap();
+    assert!(matches!(err, SyncError::ForeignDatabase { .. }), "{err:?}");
+    assert_eq!(std::fs::read(&garbage).unwrap(), before);
+
+    // Another app's SQLite database.
+    let foreign = dir.path().join("foreign.db");
+    rusqlite_like_foreign(&foreign);
+    let before = std::fs::read(&foreign).unwrap();
+    let err = Replica::open(foreign.to_str().unwrap(), "phone", Server::default())
+        .err()
+        .unwrap();
+    assert!(matches!(err, SyncError::ForeignDatabase { .. }), "{err:?}");
+    assert_eq!(std::fs::read(&foreign).unwrap(), before);
+
+    // Ours, but another device's.
+    let ours = dir.path().join("ours.db");
+    drop(Replica::open(ours.to_str().unwrap(), "phone", Server::default()).unwrap());
+    let err = Replica::open(ours.to_str().unwrap(), "tablet", Server::default())
+        .err()
+        .unwrap();
+    assert_eq!(
+        err,
+        SyncError::ClientIdMismatch {
+            stored: "phone".into(),
+            given: "tablet".into()
+        }
+    );
+}
+
+/// Another app's SQLite database: a table of its own.
+fn rusqlite_like_foreign(path: &std::path::Path) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute("CREATE TABLE contacts (name TEXT)", [])
+        .unwrap();
+}
