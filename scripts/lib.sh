@@ -62,6 +62,27 @@ stop_emulator() {
   fi
 }
 
+# start_local_stack NAME LOGFILE: the local stack (target/debug/local-stack,
+# built) on free loopback ports against the emulator at AWS_ENDPOINT_URL,
+# its resources prefixed NAME; sets STACK_API and STACK_PID. The caller's
+# trap calls stop_local_stack.
+start_local_stack() {
+  local name="$1" log="$2" port cdn_port
+  port="$(free_port)"
+  cdn_port="$(free_port)"
+  STACK_API="http://127.0.0.1:$port"
+  API_PORT="$port" CDN_PORT="$cdn_port" STACK_NAME="$name" "$ROOT/target/debug/local-stack" >"$log" 2>&1 &
+  STACK_PID=$!
+  wait_until_answers "$STACK_API/health" "$STACK_PID" "$log" 30
+}
+
+stop_local_stack() {
+  if [ -n "${STACK_PID:-}" ] && kill -0 "$STACK_PID" 2>/dev/null; then
+    kill "$STACK_PID" 2>/dev/null || true
+    wait "$STACK_PID" 2>/dev/null || true
+  fi
+}
+
 # Dummy credentials: the emulator accepts any, and no real AWS account is used.
 export_emulator_env() {
   export AWS_ENDPOINT_URL="http://127.0.0.1:$1"

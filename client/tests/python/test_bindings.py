@@ -1,0 +1,129 @@
+"""mobile_sync through its generated Python bindings, as an app would use it:
+two devices of one user, offline edits, sync through the local stack, a
+listener, typed errors, and a file that is not ours.
+
+Run by scripts/test with MOBILE_SYNC_API (a running local stack) and
+PYTHONPATH holding the output of `scripts/bindings python`.
+"""
+
+import json
+import os
+import tempfile
+import unittest
+import urllib.request
+import uuid
+
+import mobile_sync
+from mobile_sync import SyncClient, SyncError
+
+API = os.environ["MOBILE_SYNC_API"]
+
+
+def call(method, path, body=None, token=None):
+    request = urllib.request.Request(
+        API + path,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"content-type": "application/json"},
+    )
+    if token:
+        request.add_header("authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        raw = response.read()
+        return json.loads(raw) if raw else None
+
+
+def sign_in_new_user():
+    credentials = {"email": f"py-{uuid.uuid4().hex}@example.com", "password": "Corr3ct-Horse"}
+    call("POST", "/auth/sign-up", credentials)
+    call("POST", "/auth/confirm", {"email": credentials["email"], "code": "123456"})
+    return call("POST", "/auth/sign-in", credentials)["accessToken"]
+
+
+class Listener(mobile_sync.ChangeListener):
+    def __init__(self):
+        self.seen = []
+
+    def on_change(self, collections):
+        self.seen.append(list(collections))
+
+
+class Bindings(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.token = sign_in_new_user()
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def device(self, client_id):
+        client = SyncClient(os.path.join(self.dir.name, f"{client_id}.db"), API, client_id)
+        client.set_access_token(self.token)
+        return client
+
+    def test_two_devices_converge_through_the_server(self):
+        phone, tablet = self.device("phone"), self.device("tablet")
+        listener = Listener()
+        tablet.add_listener(listener)
+
+        phone.put("notes", "n1", json.dumps({"title": "milk", "done": False}))
+        phone.put("notes", "n1", json.dumps({"done": True}))
+        self.assertEqual(json.loads(phone.get("notes", "n1")), {"title": "milk", "done": True})
+        self.assertEqual(phone.pending_count(), 2)
+        self.assertIsNone(phone.get("notes", "absent"))
+
+        report = phone.sync()
+        self.assertEqual(report.pushed, 2)
+        self.assertEqual(phone.pending_count(), 0)
+
+        tablet.sync()
+        self.assertEqual(json.loads(tablet.get("notes", "n1")), {"title": "milk", "done": True})
+        self.assertIn(["notes"], listener.seen)
+
+        # Both edit offline: the later stamp wins each field, everywhere.
+        tablet.put("notes", "n1", json.dumps({"title": "oat milk"}))
+        phone.delete("notes", "n1")
+        self.assertIsNone(phone.get("notes", "n1"))
+        tablet.sync()
+        phone.sync()
+        tablet.sync()
+        self.assertEqual(phone.get("notes", "n1"), tablet.get("notes", "n1"))
+        self.assertIsNone(tablet.get("notes", "n1"))
+        self.assertEqual([r.record_id for r in tablet.list("notes")], [])
+
+    def test_failures_are_typed_and_keep_the_outbox(self):
+        phone = self.device("phone")
+        phone.put("notes", "n1", json.dumps({"title": "kept"}))
+        phone.set_access_token("not-a-token")
+        with self.assertRaises(SyncError.Unauthorized):
+            phone.sync()
+        phone.set_access_token(None)
+        with self.assertRaises(SyncError.Unauthorized):
+            phone.sync()
+        self.assertEqual(phone.pending_count(), 1)
+        with self.assertRaises(SyncError.InvalidInput):
+            phone.put("notes", "n2", "[1, 2]")
+        with self.assertRaises(SyncError.InvalidInput):
+            phone.put("bad collection", "n2", "{}")
+        offline = SyncClient(os.path.join(self.dir.name, "off.db"), "http://127.0.0.1:9", "offline")
+        offline.set_access_token(self.token)
+        offline.put("notes", "n1", json.dumps({"title": "x"}))
+        with self.assertRaises(SyncError.Transport):
+            offline.sync()
+        self.assertEqual(offline.pending_count(), 1)
+        phone.set_access_token(self.token)
+        phone.sync()
+        self.assertEqual(phone.pending_count(), 0)
+
+    def test_a_foreign_file_is_refused_and_left_alone(self):
+        path = os.path.join(self.dir.name, "photos.db")
+        with open(path, "wb") as f:
+            f.write(b"not a database" * 100)
+        with self.assertRaises(SyncError.ForeignDatabase):
+            SyncClient(path, API, "phone")
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), b"not a database" * 100)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
