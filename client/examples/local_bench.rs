@@ -38,7 +38,7 @@ fn main() {
     let replica = Replica::open(db.to_str().unwrap(), "bench", transport).unwrap();
     let now = mobile_sync::engine::wall_ms();
     let fields = |i: usize| {
-        json!({"title": format!("note {i}"), "body": "x".repeat(200), "done": i % 3 == 0})
+        json!({"title": format!("note {i}"), "body": "x".repeat(200), "done": i.is_multiple_of(3)})
             .as_object()
             .unwrap()
             .clone()
