@@ -48,6 +48,11 @@ NOT_IN_THE_EMULATOR = {
     "AWS::ApiGatewayV2::Api": "the HTTP API (routes, JWT authorizer) is served by the local stack from "
     "the same template, and unit tests hold each function's route table equal to it and to the OpenAPI document",
     "AWS::ApiGatewayV2::Stage": "throttling and access logging only; cfn-lint checks the properties",
+    "AWS::ApiGatewayV2::Authorizer": "the live channel's $connect authorizer: the local stack's WebSocket gateway "
+    "runs the same function on the same event shape (tests/tests/realtime.rs)",
+    "AWS::ApiGatewayV2::Integration": "the local WebSocket gateway reads each route's target function from the template",
+    "AWS::ApiGatewayV2::Route": "the local WebSocket gateway serves $connect, $disconnect and $default from the template",
+    "AWS::ApiGatewayV2::RouteResponse": "$default's answer goes back to the client, as the local gateway does",
     "AWS::CloudWatch::Alarm": "alarms only read metrics; cfn-lint checks the properties",
     "AWS::CloudFront::Distribution": "the media CDN: the local stack serves the same signed URLs from the "
     "bucket's media/ prefix and checks them against the key group (tests/tests/media_urls.rs)",

@@ -21,6 +21,7 @@ const CLIENT: &str = "CLIENT#";
 const PUSHED: &str = "PUSHED#";
 const IDEMPOTENCY: &str = "IDEMPOTENCY#";
 const RECORD: &str = "REC#";
+const CONNECTION: &str = "CONN#";
 
 const UPLOADS: &str = "uploads/";
 const VARIANTS: &str = "media/";
@@ -58,6 +59,8 @@ pub enum ItemKey {
         collection: String,
         record_id: String,
     },
+    /// An open WebSocket of the live channel.
+    Connection { user: String, connection_id: String },
 }
 
 impl ItemKey {
@@ -70,7 +73,8 @@ impl ItemKey {
             | Self::Client { user, .. }
             | Self::Pushed { user, .. }
             | Self::Idempotency { user, .. }
-            | Self::Record { user, .. } => user_partition(user),
+            | Self::Record { user, .. }
+            | Self::Connection { user, .. } => user_partition(user),
         }
     }
 
@@ -92,6 +96,7 @@ impl ItemKey {
                 record_id,
                 ..
             } => format!("{RECORD}{collection}#{record_id}"),
+            Self::Connection { connection_id, .. } => format!("{CONNECTION}{connection_id}"),
         }
     }
 
@@ -131,6 +136,11 @@ impl ItemKey {
                 collection: collection.into(),
                 record_id: record_id.into(),
             }
+        } else if let Some(connection_id) = sk.strip_prefix(CONNECTION) {
+            Self::Connection {
+                user,
+                connection_id: connection_id.into(),
+            }
         } else if let Some(rest) = sk.strip_prefix(IDEMPOTENCY) {
             // Routes hold no '#'; keys may.
             let (route, key) = rest.split_once('#')?;
@@ -155,7 +165,8 @@ impl ItemKey {
             | Self::Client { user, .. }
             | Self::Pushed { user, .. }
             | Self::Idempotency { user, .. }
-            | Self::Record { user, .. } => user,
+            | Self::Record { user, .. }
+            | Self::Connection { user, .. } => user,
         }
     }
 }
@@ -179,6 +190,10 @@ pub fn media_prefix() -> &'static str {
 
 pub fn device_prefix() -> &'static str {
     DEVICE
+}
+
+pub fn connection_prefix() -> &'static str {
+    CONNECTION
 }
 
 // ---------------------------------------------------------------- objects
@@ -232,6 +247,10 @@ mod tests {
             (id(), id()).prop_map(|(user, media_id)| ItemKey::Media { user, media_id }),
             (id(), id()).prop_map(|(user, device_id)| ItemKey::Device { user, device_id }),
             (id(), id()).prop_map(|(user, client_id)| ItemKey::Client { user, client_id }),
+            (id(), id()).prop_map(|(user, connection_id)| ItemKey::Connection {
+                user,
+                connection_id
+            }),
             (id(), id(), id()).prop_map(|(user, media_id, device_id)| ItemKey::Pushed {
                 user,
                 media_id,

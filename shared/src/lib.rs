@@ -4,6 +4,7 @@
 //! into calls to this crate.
 
 pub mod config;
+pub mod connection;
 pub mod device;
 pub mod email;
 pub mod error;
@@ -22,6 +23,8 @@ pub mod aws;
 pub mod cdn;
 #[cfg(feature = "cognito")]
 pub mod identity;
+#[cfg(feature = "jwt")]
+pub mod jwt;
 #[cfg(feature = "s3")]
 pub mod objects;
 #[cfg(feature = "ssm")]
@@ -32,6 +35,8 @@ pub mod pipeline;
 pub mod presign;
 #[cfg(feature = "sns")]
 pub mod push;
+#[cfg(feature = "websocket")]
+pub mod sockets;
 #[cfg(feature = "dynamodb")]
 pub mod store;
 

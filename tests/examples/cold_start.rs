@@ -422,8 +422,15 @@ async fn main() -> anyhow::Result<()> {
         let binary = dir.join(function.binary);
         let size = std::fs::metadata(&binary)?.len() as f64 / 1024.0 / 1024.0;
         // No media is read here: the distribution's address is never used.
-        let mut env =
-            local_stack::environment(&template, &resources, function.logical_id, "127.0.0.1:9")?;
+        let mut env = local_stack::environment(
+            &template,
+            &resources,
+            function.logical_id,
+            &local_stack::LocalEndpoints {
+                cdn_host: "127.0.0.1:9".into(),
+                websocket_host: "127.0.0.1:9".into(),
+            },
+        )?;
         for name in ["AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
             if let Ok(value) = std::env::var(name) {
                 env.insert(name.into(), value);

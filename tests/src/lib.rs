@@ -10,6 +10,7 @@ pub use local_stack;
 
 pub mod events;
 pub mod faults;
+pub mod tokens;
 
 pub struct TestStack {
     pub stack: LocalStack,
@@ -77,11 +78,31 @@ impl TestStack {
     }
 
     async fn start_with(emulator_url: String, template: std::path::PathBuf) -> Self {
+        Self::start_with_limits(
+            emulator_url,
+            template,
+            local_stack::websocket::Limits::default(),
+        )
+        .await
+    }
+
+    /// A stack whose live channel closes idle and old connections sooner.
+    pub async fn start_with_websocket_limits(limits: local_stack::websocket::Limits) -> Self {
+        Self::start_with_limits(emulator_url(), Options::default_template(), limits).await
+    }
+
+    async fn start_with_limits(
+        emulator_url: String,
+        template: std::path::PathBuf,
+        websocket_limits: local_stack::websocket::Limits,
+    ) -> Self {
         let stack = local_stack::start(Options {
             emulator_url: emulator_url.clone(),
             region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
             api_port: 0,
             cdn_port: 0,
+            websocket_port: 0,
+            websocket_limits,
             stack_name: format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
             template,
         })
@@ -90,7 +111,13 @@ impl TestStack {
         Self {
             stack,
             emulator_url,
-            http: reqwest::Client::new(),
+            // What is on the wire, as sent: no Accept-Encoding added and no
+            // decompression (mobile_sync turns both on for the workspace).
+            http: reqwest::Client::builder()
+                .no_gzip()
+                .no_brotli()
+                .build()
+                .expect("a client"),
         }
     }
 

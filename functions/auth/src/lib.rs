@@ -286,6 +286,9 @@ async fn sign_out(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     let caller = call.caller()?;
     deps.identity.global_sign_out(call.bearer_token()?).await?;
     revoke_access_tokens(deps, &caller.user_id, caller.token_id.as_deref()).await?;
+    // The live channel sends this user nothing more; their sockets close
+    // by themselves (idle) and cannot reconnect with revoked tokens.
+    deps.table.forget_connections(&caller.user_id).await?;
     Ok(Reply::empty(204))
 }
 

@@ -1,16 +1,15 @@
 //! The `sync` function: `POST /sync/push` and `GET /sync/pull`.
 
 use apigw::{Call, Reply, Route, Service};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
+use shared::Error;
 use shared::aws_config::SdkConfig;
 use shared::config::{self, Env, FromEnv, MissingVariable};
 use shared::metrics::Metrics;
 use shared::store::Table;
+use shared::sync::feed::{decode_cursor, encode_cursor};
 use shared::sync::{Change, Limits, WireMutation, hlc::valid_client_id, validate};
-use shared::{Code, Error};
 
 /// A push of 1000 mutations with a few small fields each fits well within.
 pub const PUSH_BODY_LIMIT: usize = 1024 * 1024;
@@ -142,37 +141,6 @@ async fn pull(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     })
 }
 
-/// Cursors are opaque to clients: a version today, something else tomorrow.
-/// `v2` counts versions of the feed in the user's partition; a `v1` cursor
-/// counted the feed before the migration (`migrate-sync-feed`), whose
-/// versions mean nothing now: the client is told to pull from the start.
-fn encode_cursor(version: u64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("v2:{version}"))
-}
-
-fn decode_cursor(cursor: &str) -> Result<u64, Error> {
-    let text = URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .unwrap_or_default();
-    if let Some(version) = text.strip_prefix("v2:").and_then(|v| v.parse().ok()) {
-        return Ok(version);
-    }
-    if text
-        .strip_prefix("v1:")
-        .is_some_and(|v| v.parse::<u64>().is_ok())
-    {
-        return Err(Error::new(
-            Code::CursorExpired,
-            "this cursor predates the current change feed; pull without a cursor to start over",
-        ));
-    }
-    Err(Error::invalid(
-        "cursor is not valid; pull without one to start over",
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,24 +148,5 @@ mod tests {
     #[test]
     fn the_route_table_is_the_template_and_the_contract() {
         apigw::testing::assert_routes_are_the_contract::<Deps>("SyncFunction");
-    }
-
-    #[test]
-    fn cursors_round_trip_and_garbage_is_refused() {
-        for version in [0, 1, 42, u64::MAX] {
-            assert_eq!(decode_cursor(&encode_cursor(version)).unwrap(), version);
-        }
-        for bad in ["", "abc", "djI6eA", "!!"] {
-            assert_eq!(
-                decode_cursor(bad).unwrap_err().code,
-                Code::InvalidRequest,
-                "{bad}"
-            );
-        }
-        let before_the_feed = URL_SAFE_NO_PAD.encode("v1:42");
-        assert_eq!(
-            decode_cursor(&before_the_feed).unwrap_err().code,
-            Code::CursorExpired
-        );
     }
 }

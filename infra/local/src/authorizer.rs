@@ -7,21 +7,19 @@ use std::collections::HashMap;
 
 use anyhow::{Context, Result};
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
+use shared::jwt::{self, TokenVerifier};
 use tokio::sync::RwLock;
 
 pub struct Authorizer {
     jwks_url: String,
-    issuer: String,
-    audience: String,
+    verifier: TokenVerifier,
     jwks: RwLock<JwkSet>,
     http: reqwest::Client,
 }
 
 /// Why a token was refused; shown to the caller as a 401 detail.
-#[derive(Debug, PartialEq)]
-pub struct Refused(pub &'static str);
+pub use shared::jwt::Refused;
 
 impl Authorizer {
     pub async fn new(
@@ -35,8 +33,7 @@ impl Authorizer {
         let jwks = fetch(&http, &jwks_url).await?;
         Ok(Self {
             jwks_url,
-            issuer: format!("https://cognito-idp.{region}.amazonaws.com/{user_pool_id}"),
-            audience: client_id.to_string(),
+            verifier: TokenVerifier::new(jwt::issuer(region, user_pool_id), client_id),
             jwks: RwLock::new(jwks),
             http,
         })
@@ -55,46 +52,14 @@ impl Authorizer {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(Refused("a bearer token is required"))?;
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|_| Refused("the token is malformed"))?;
-        if header.alg != Algorithm::RS256 {
-            return Err(Refused("the token is not RS256"));
-        }
-        let kid = header.kid.ok_or(Refused("the token has no key id"))?;
-        let key = match self.key(&kid).await {
-            Some(key) => key,
-            None => {
-                // Keys rotate: refetch once before refusing.
-                if let Ok(fresh) = fetch(&self.http, &self.jwks_url).await {
-                    *self.jwks.write().await = fresh;
-                }
-                self.key(&kid)
-                    .await
-                    .ok_or(Refused("the token's key is unknown"))?
+        let kid = TokenVerifier::key_id(token)?;
+        if self.jwks.read().await.find(&kid).is_none() {
+            // Keys rotate: refetch once before refusing.
+            if let Ok(fresh) = fetch(&self.http, &self.jwks_url).await {
+                *self.jwks.write().await = fresh;
             }
-        };
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_required_spec_claims(&["exp", "iss"]);
-        validation.validate_aud = false;
-        validation.leeway = 0;
-        let data = jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &key, &validation)
-            .map_err(|err| match err.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                    Refused("the token has expired")
-                }
-                jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
-                    Refused("the token is for another issuer")
-                }
-                _ => Refused("the token is not valid"),
-            })?;
-        let claims = data.claims;
-        let audience_matches = ["client_id", "aud"]
-            .iter()
-            .any(|name| claims.get(*name).and_then(Value::as_str) == Some(self.audience.as_str()));
-        if !audience_matches {
-            return Err(Refused("the token is for another client"));
         }
+        let claims = self.verifier.verify(token, &*self.jwks.read().await)?;
         Ok(claims
             .into_iter()
             .map(|(name, value)| {
@@ -105,12 +70,6 @@ impl Authorizer {
                 (name, value)
             })
             .collect())
-    }
-
-    async fn key(&self, kid: &str) -> Option<DecodingKey> {
-        let jwks = self.jwks.read().await;
-        let jwk = jwks.find(kid)?;
-        DecodingKey::from_jwk(jwk).ok()
     }
 }
 

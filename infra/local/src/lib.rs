@@ -11,6 +11,7 @@ pub mod s3;
 pub mod server;
 pub mod stream;
 pub mod template;
+pub mod websocket;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -35,6 +36,10 @@ pub struct Options {
     pub api_port: u16,
     /// The media distribution's port; 0 picks a free one.
     pub cdn_port: u16,
+    /// The live channel's port; 0 picks a free one.
+    pub websocket_port: u16,
+    /// The live channel's idle and maximum durations.
+    pub websocket_limits: websocket::Limits,
     /// Prefix of every resource name, so stacks can share one emulator.
     pub stack_name: String,
     pub template: PathBuf,
@@ -54,11 +59,16 @@ pub struct LocalStack {
     /// The distribution's trusted keys: add and remove keys to rehearse a
     /// rotation.
     pub media_key_group: Arc<RwLock<shared::cdn::KeyGroup>>,
+    /// The live channel: `ws://127.0.0.1:PORT` (also its management API
+    /// over `http://`).
+    pub websocket_url: String,
+    pub gateway: Arc<websocket::Gateway>,
     pub resources: Resources,
     pub routes: Vec<template::Route>,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
-    cdn: JoinHandle<()>,
+    /// The distribution and the WebSocket gateway.
+    side_servers: Vec<JoinHandle<()>>,
     pollers: Vec<JoinHandle<()>>,
 }
 
@@ -68,7 +78,9 @@ impl LocalStack {
         for poller in &self.pollers {
             poller.abort();
         }
-        self.cdn.abort();
+        for server in &self.side_servers {
+            server.abort();
+        }
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
@@ -84,7 +96,9 @@ impl LocalStack {
 impl Drop for LocalStack {
     fn drop(&mut self) {
         self.server.abort();
-        self.cdn.abort();
+        for server in &self.side_servers {
+            server.abort();
+        }
         for poller in &self.pollers {
             poller.abort();
         }
@@ -122,11 +136,21 @@ pub async fn start(options: Options) -> Result<LocalStack> {
             tracing::error!(error = %err, "the media distribution stopped");
         }
     });
+    let websocket_listener = TcpListener::bind(("127.0.0.1", options.websocket_port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{}", options.websocket_port))?;
+    let websocket_host = websocket_listener.local_addr()?.to_string();
+    let endpoints = LocalEndpoints {
+        cdn_host: cdn_host.clone(),
+        websocket_host: websocket_host.clone(),
+    };
+    let mut socket_authorizer = None;
+    let mut socket_handlers: HashMap<String, websocket::Handler> = HashMap::new();
 
     let mut handlers: HashMap<String, server::Handler> = HashMap::new();
     let mut pollers = Vec::new();
     for function in template.functions() {
-        let env = environment(&template, &resources, &function, &cdn_host)?;
+        let env = environment(&template, &resources, &function, &endpoints)?;
         let identity = identity(&options, &template, &resources, &function).await?;
         let trigger = registry::build(&function, &identity, &env)
             .with_context(|| format!("{function} is not in infra/local/src/registry.rs"))??;
@@ -147,6 +171,10 @@ pub async fn start(options: Options) -> Result<LocalStack> {
                     function,
                     handler,
                 ));
+            }
+            Trigger::SocketAuthorizer(handler) => socket_authorizer = Some(handler),
+            Trigger::Socket(handler) => {
+                socket_handlers.insert(function, handler);
             }
             Trigger::Stream(handler) => {
                 let (mut mapping, destination) = template
@@ -176,6 +204,28 @@ pub async fn start(options: Options) -> Result<LocalStack> {
             }
         }
     }
+
+    let gateway = Arc::new(websocket::Gateway::new(
+        socket_authorizer.context("the template's WebSocket authorizer has no function")?,
+        template
+            .websocket_routes()
+            .into_iter()
+            .map(|(route, function)| {
+                let handler = socket_handlers.get(&function).cloned().with_context(|| {
+                    format!("the route {route} targets {function}, not a socket function")
+                })?;
+                Ok((route, handler))
+            })
+            .collect::<Result<_>>()?,
+        options.websocket_limits,
+        &options.region,
+    ));
+    let websocket_app = websocket::router(gateway.clone());
+    let websocket = tokio::spawn(async move {
+        if let Err(err) = axum::serve(websocket_listener, websocket_app).await {
+            tracing::error!(error = %err, "the WebSocket gateway stopped");
+        }
+    });
 
     let authorizer = authorizer::Authorizer::new(
         &options.emulator_url,
@@ -207,7 +257,9 @@ pub async fn start(options: Options) -> Result<LocalStack> {
         api_url,
         cdn_url,
         media_key_group,
-        cdn,
+        websocket_url: format!("ws://{websocket_host}"),
+        gateway,
+        side_servers: vec![cdn, websocket],
         resources,
         routes,
         shutdown: Some(shutdown),
@@ -216,22 +268,43 @@ pub async fn start(options: Options) -> Result<LocalStack> {
     })
 }
 
-/// A function's environment from the template, as on AWS but for the media
-/// distribution: its domain is CloudFront's to give, so here it is
-/// `cdn_host` (the stack's loopback server), over plain HTTP.
+/// Where the stack serves what AWS would give a domain to.
+pub struct LocalEndpoints {
+    /// The media distribution.
+    pub cdn_host: String,
+    /// The WebSocket API (and its management API).
+    pub websocket_host: String,
+}
+
+/// A function's environment from the template, as on AWS but for the
+/// domains AWS gives out: the media distribution and the WebSocket API's
+/// stage are the stack's loopback servers, over plain HTTP.
 pub fn environment(
     template: &Template,
     resources: &Resources,
     function: &str,
-    cdn_host: &str,
+    endpoints: &LocalEndpoints,
 ) -> Result<std::collections::BTreeMap<String, String>> {
     let mut physical = resources.physical.clone();
     let (distribution, _) = template.single("AWS::CloudFront::Distribution")?;
-    physical.insert(format!("{distribution}.DomainName"), cdn_host.to_string());
+    physical.insert(
+        format!("{distribution}.DomainName"),
+        endpoints.cdn_host.clone(),
+    );
+    let stage_url = format!(
+        "https://{}.execute-api.{}.amazonaws.com/{}",
+        provision::WEBSOCKET_API_ID,
+        physical
+            .get("AWS::Region")
+            .map_or("us-east-1", String::as_str),
+        provision::WEBSOCKET_STAGE,
+    );
     let mut env = template.environment(function, &physical);
     for value in env.values_mut() {
-        if let Some(rest) = value.strip_prefix("https://")
-            && rest.starts_with(cdn_host)
+        if *value == stage_url {
+            *value = format!("http://{}", endpoints.websocket_host);
+        } else if let Some(rest) = value.strip_prefix("https://")
+            && rest.starts_with(&endpoints.cdn_host)
         {
             *value = format!("http://{rest}");
         }

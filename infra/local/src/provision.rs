@@ -39,6 +39,9 @@ pub struct Resources {
 
 /// The emulator's account.
 pub const ACCOUNT_ID: &str = "123456789012";
+/// The WebSocket API's id and stage as the local gateway calls them.
+pub const WEBSOCKET_API_ID: &str = "localws";
+pub const WEBSOCKET_STAGE: &str = "live";
 
 pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str) -> Result<Resources> {
     let region = sdk
@@ -145,6 +148,12 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str) -> Res
     physical.insert(client_logical, user_pool_client_id.clone());
 
     let media_key_group = create_media_signing_key(sdk, template, stack, &mut physical).await?;
+
+    // The WebSocket API is the local gateway's (`websocket.rs`).
+    let (websocket_api, _) = template.single("AWS::ApiGatewayV2::Api")?;
+    let (websocket_stage, _) = template.single("AWS::ApiGatewayV2::Stage")?;
+    physical.insert(websocket_api, WEBSOCKET_API_ID.into());
+    physical.insert(websocket_stage, WEBSOCKET_STAGE.into());
 
     Ok(Resources {
         media_key_group,

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use aws_config::SdkConfig;
 use shared::config::FromEnv;
 
-use crate::{s3, server, stream};
+use crate::{s3, server, stream, websocket};
 
 /// A function, ready to be called by its trigger.
 pub enum Trigger {
@@ -24,6 +24,10 @@ pub enum Trigger {
     S3(s3::Handler),
     /// The table's stream (the template's `DynamoDB` events).
     Stream(stream::Handler),
+    /// The WebSocket API's `$connect` REQUEST authorizer.
+    SocketAuthorizer(websocket::Authorizer),
+    /// The WebSocket API's routes.
+    Socket(websocket::Handler),
 }
 
 type Build = fn(&SdkConfig, &dyn Fn(&str) -> Option<String>) -> Result<Trigger>;
@@ -38,22 +42,26 @@ pub fn build(id: &str, sdk: &SdkConfig, env: &BTreeMap<String, String>) -> Optio
         "DevicesFunction" => function!(Http, devices, handle),
         "ResizeFunction" => function!(S3, resize, handle),
         "NotifyFunction" => function!(Stream, notify, handle_stream),
+        "ConnectAuthorizerFunction" => function!(SocketAuthorizer, realtime::authorizer, handle),
+        "RealtimeFunction" => function!(Socket, realtime::socket, handle),
+        "PokeFunction" => function!(Stream, realtime::poke, handle_stream),
         _ => return None,
     };
     let lookup = |name: &str| env.get(name).cloned();
     Some(build(sdk, &lookup).with_context(|| format!("the environment of {id}")))
 }
 
-/// `Trigger::$kind` calling `$krate::$handler` with the crate's `Deps`,
-/// built once from its `Config`.
+/// `Trigger::$kind` calling `$module::$handler` with the module's `Deps`,
+/// built once from its `Config` (a function crate, or one module of a
+/// crate with several binaries).
 macro_rules! function {
-    ($kind:ident, $krate:ident, $handler:ident) => {
+    ($kind:ident, $($module:ident)::+, $handler:ident) => {
         |sdk, lookup| {
-            let config = $krate::Config::from_lookup(lookup)?;
-            let deps = Arc::new($krate::Deps::new(sdk, &config));
+            let config = $($module)::+::Config::from_lookup(lookup)?;
+            let deps = Arc::new($($module)::+::Deps::new(sdk, &config));
             Ok(Trigger::$kind(Arc::new(move |event| {
                 let deps = deps.clone();
-                Box::pin(async move { $krate::$handler(&deps, event).await })
+                Box::pin(async move { $($module)::+::$handler(&deps, event).await })
             })))
         }
     };

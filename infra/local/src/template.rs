@@ -159,6 +159,33 @@ impl Template {
         &self.parameter_defaults
     }
 
+    /// The WebSocket API's routes: (route key, the function its
+    /// integration invokes).
+    pub fn websocket_routes(&self) -> Vec<(String, String)> {
+        let mut routes = Vec::new();
+        for (_, route) in self.resources_of("AWS::ApiGatewayV2::Route") {
+            let Some(key) = route.get("RouteKey").and_then(Value::as_str) else {
+                continue;
+            };
+            let integration = route.get("Target").and_then(sub_name);
+            let function = integration
+                .and_then(|id| self.resources.get(id.as_str()))
+                .and_then(|i| i.get("Properties")?.get("IntegrationUri"))
+                .and_then(sub_name);
+            if let Some(function) = function {
+                routes.push((key.to_string(), function));
+            }
+        }
+        routes
+    }
+
+    /// The function of the WebSocket API's REQUEST authorizer.
+    pub fn websocket_authorizer(&self) -> Option<String> {
+        self.resources_of("AWS::ApiGatewayV2::Authorizer")
+            .into_iter()
+            .find_map(|(_, props)| sub_name(props.get("AuthorizerUri")?))
+    }
+
     /// The logical id of every function.
     pub fn functions(&self) -> Vec<String> {
         self.resources_of("AWS::Serverless::Function")
@@ -356,6 +383,24 @@ pub fn resolve_json(
         Value::Null => serde_json::Value::Null,
         other => serde_json::Value::String(resolve(other, physical)?),
     })
+}
+
+/// The first resource a `!Sub` names (`${Name}` or `${Name.Attr}`; pseudo
+/// parameters such as `${AWS::Region}` are not resources).
+fn sub_name(value: &Value) -> Option<String> {
+    let Value::Tagged(tagged) = value else {
+        return None;
+    };
+    let mut rest = tagged.value.as_str()?;
+    while let Some(start) = rest.find("${") {
+        let end = rest[start..].find('}')? + start;
+        let name = &rest[start + 2..end];
+        if !name.starts_with("AWS::") {
+            return Some(name.split('.').next()?.to_string());
+        }
+        rest = &rest[end + 1..];
+    }
+    None
 }
 
 /// `${Name}` replaced by its value; None if any name is unknown.

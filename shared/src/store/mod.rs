@@ -3,6 +3,7 @@
 //! convert to and from the domain types with `serde_dynamo`. Everything
 //! else asks the table.
 
+mod connection;
 mod device;
 mod idempotency;
 mod media;

@@ -8,12 +8,47 @@
 //! `(cursor, last of page]`, none missing. A cursor that moves to the last
 //! version of the page therefore never passes a change.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
 use super::Change;
+use crate::{Code, Error};
 
 /// The cursor after a page read from `after`: the last version it holds,
 /// or `after` when it is empty.
 pub fn next_cursor(after: u64, page: &[Change]) -> u64 {
     page.last().map_or(after, |change| change.version)
+}
+
+/// Cursors are opaque to clients: a version today, something else tomorrow.
+/// `v2` counts versions of the feed in the user's partition; a `v1` cursor
+/// counted the feed before the migration (`migrate-sync-feed`), whose
+/// versions mean nothing now: the client is told to pull from the start.
+pub fn encode_cursor(version: u64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("v2:{version}"))
+}
+
+pub fn decode_cursor(cursor: &str) -> Result<u64, Error> {
+    let text = URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .unwrap_or_default();
+    if let Some(version) = text.strip_prefix("v2:").and_then(|v| v.parse().ok()) {
+        return Ok(version);
+    }
+    if text
+        .strip_prefix("v1:")
+        .is_some_and(|v| v.parse::<u64>().is_ok())
+    {
+        return Err(Error::new(
+            Code::CursorExpired,
+            "this cursor predates the current change feed; pull without a cursor to start over",
+        ));
+    }
+    Err(Error::invalid(
+        "cursor is not valid; pull without one to start over",
+    ))
 }
 
 #[cfg(test)]
@@ -100,6 +135,25 @@ mod tests {
             prop::collection::vec((0u8..12, 0u8..4), 1..20).prop_map(Step::Push),
             (1usize..4, 1usize..6).prop_map(|(pages, limit)| Step::Pull { pages, limit }),
         ]
+    }
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        for version in [0, 1, 42, u64::MAX] {
+            assert_eq!(decode_cursor(&encode_cursor(version)).unwrap(), version);
+        }
+        for bad in ["", "abc", "djI6eA", "!!"] {
+            assert_eq!(
+                decode_cursor(bad).unwrap_err().code,
+                Code::InvalidRequest,
+                "{bad}"
+            );
+        }
+        let before_the_feed = URL_SAFE_NO_PAD.encode("v1:42");
+        assert_eq!(
+            decode_cursor(&before_the_feed).unwrap_err().code,
+            Code::CursorExpired
+        );
     }
 
     proptest! {

@@ -1,0 +1,104 @@
+//! Connection items of the live channel, in their user's partition: found
+//! by one query per user when a stream batch pokes them.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::{Stored, Table, item_key, number};
+use crate::connection::{CONNECTION_TTL_SECONDS, Connection};
+use crate::keys::{self, ItemKey};
+use crate::{Error, aws};
+
+fn connection_key(user_id: &str, connection_id: &str) -> ItemKey {
+    ItemKey::Connection {
+        user: user_id.into(),
+        connection_id: connection_id.into(),
+    }
+}
+
+impl Table {
+    /// Records a connection; DynamoDB's TTL removes it if `$disconnect`
+    /// never comes.
+    pub async fn put_connection(&self, connection: &Connection) -> Result<(), Error> {
+        let key = connection_key(&connection.user_id, &connection.connection_id);
+        let expires_at = connection.connected_at.timestamp() + CONNECTION_TTL_SECONDS;
+        self.client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(Stored::item(&key, connection, Some(expires_at))?))
+            .send()
+            .await
+            .map_err(aws::classify)?;
+        Ok(())
+    }
+
+    pub async fn delete_connection(&self, user_id: &str, connection_id: &str) -> Result<(), Error> {
+        self.client
+            .delete_item()
+            .table_name(&self.name)
+            .set_key(Some(item_key(&connection_key(user_id, connection_id))))
+            .send()
+            .await
+            .map_err(aws::classify)?;
+        Ok(())
+    }
+
+    /// Every open connection of a user.
+    pub async fn connections(&self, user_id: &str) -> Result<Vec<Connection>, Error> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :connection)")
+            .expression_attribute_values(":pk", AttributeValue::S(keys::user_partition(user_id)))
+            .expression_attribute_values(
+                ":connection",
+                AttributeValue::S(keys::connection_prefix().into()),
+            )
+            .into_paginator()
+            .items()
+            .send();
+        let mut connections = Vec::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(aws::classify)?;
+            let stored: Stored<Connection> =
+                serde_dynamo::from_item(item).map_err(Error::internal)?;
+            connections.push(stored.value);
+        }
+        Ok(connections)
+    }
+
+    /// Notes that `connection_id` was poked up to `version`; never moves it
+    /// back, and does nothing if the connection is gone.
+    pub async fn mark_poked(
+        &self,
+        user_id: &str,
+        connection_id: &str,
+        version: u64,
+    ) -> Result<(), Error> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(item_key(&connection_key(user_id, connection_id))))
+            .update_expression("SET pokedVersion = :v")
+            .condition_expression(
+                "attribute_exists(PK) AND (attribute_not_exists(pokedVersion) OR pokedVersion < :v)",
+            )
+            .expression_attribute_values(":v", number(version))
+            .send()
+            .await;
+        aws::conditional(result)?;
+        Ok(())
+    }
+
+    /// Forgets every connection of a user (sign-out): nothing more is sent
+    /// to them. Returns how many there were.
+    pub async fn forget_connections(&self, user_id: &str) -> Result<usize, Error> {
+        let connections = self.connections(user_id).await?;
+        for connection in &connections {
+            self.delete_connection(user_id, &connection.connection_id)
+                .await?;
+        }
+        Ok(connections.len())
+    }
+}

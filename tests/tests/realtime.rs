@@ -1,0 +1,312 @@
+//! The live channel through the local stack: real WebSocket clients on
+//! loopback, the real authorizer and handlers in process, the emulator
+//! behind, and the management API the poke function's SDK client posts to.
+
+use std::time::Duration;
+
+use e2e::tokens::{claims_of, mint};
+use e2e::{TestStack, User, hlc_now, upload};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use shared::pipeline::testing::jpeg_with_exif;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Opens the channel as an app would; the handshake's HTTP status if refused.
+async fn open(api: &TestStack, token: Option<&str>, client_id: &str) -> Result<Socket, u16> {
+    let mut url = format!("{}/?clientId={client_id}", api.stack.websocket_url);
+    if let Some(token) = token {
+        url.push_str(&format!("&token={token}"));
+    }
+    match connect_async(url).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(err) => panic!("the handshake failed without an HTTP answer: {err}"),
+    }
+}
+
+/// The next JSON message within `wait`, or None.
+async fn next_message(socket: &mut Socket, wait: Duration) -> Option<Value> {
+    loop {
+        match tokio::time::timeout(wait, socket.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => return serde_json::from_str(&text).ok(),
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Err(_) => return None,
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(err))) => panic!("the socket failed: {err}"),
+        }
+    }
+}
+
+async fn push(api: &TestStack, user: &User, client_id: &str, record: &str) -> Value {
+    let pushed = api
+        .post(
+            "/sync/push",
+            json!({"clientId": client_id, "mutations": [{
+                "id": 1, "collection": "notes", "recordId": record, "op": "put",
+                "fields": {"title": "from the phone"}, "hlc": hlc_now(client_id)}]}),
+            Some(&user.access_token),
+        )
+        .await;
+    assert_eq!(pushed.status, 200, "{pushed:?}");
+    pushed.body
+}
+
+/// Waits until the user's connection items number `count`.
+async fn wait_for_connections(api: &TestStack, user: &User, count: usize) {
+    let table = api.table().await;
+    for _ in 0..100 {
+        if table.connections(&user.user_id).await.unwrap().len() == count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the user never had {count} connections");
+}
+
+#[tokio::test]
+async fn a_push_pokes_the_users_other_devices_and_no_one_else() {
+    let api = TestStack::start().await;
+    let user = api.user().await;
+    let stranger = api.user().await;
+    let mut phone = open(&api, Some(&user.access_token), "phone").await.unwrap();
+    let mut tablet = open(&api, Some(&user.access_token), "tablet")
+        .await
+        .unwrap();
+    let mut theirs = open(&api, Some(&stranger.access_token), "tablet")
+        .await
+        .unwrap();
+    wait_for_connections(&api, &user, 2).await;
+
+    push(&api, &user, "phone", "n1").await;
+    let poke = next_message(&mut tablet, Duration::from_secs(10))
+        .await
+        .expect("the tablet is poked");
+    assert_eq!(poke["type"], "poke", "{poke}");
+    // The cursor is the one a pull would end at now.
+    let pulled = api
+        .get("/sync/pull?clientId=tablet", Some(&user.access_token))
+        .await;
+    assert_eq!(poke["cursor"], pulled.body["cursor"]);
+    assert_eq!(pulled.body["changes"][0]["recordId"], "n1");
+    // The pushing phone and the other user hear nothing.
+    assert_eq!(
+        next_message(&mut phone, Duration::from_millis(1500)).await,
+        None
+    );
+    assert_eq!(
+        next_message(&mut theirs, Duration::from_millis(200)).await,
+        None
+    );
+
+    // A ping gets a pong (the $default route's answer).
+    tablet
+        .send(Message::Text(r#"{"type":"ping"}"#.into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_message(&mut tablet, Duration::from_secs(5)).await,
+        Some(json!({"type": "pong"}))
+    );
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn missing_garbage_expired_and_revoked_tokens_are_refused() {
+    let api = TestStack::start().await;
+    let user = api.user().await;
+    assert_eq!(open(&api, None, "phone").await.err(), Some(401));
+    assert_eq!(open(&api, Some("garbage"), "phone").await.err(), Some(401));
+    let issued = claims_of(&user.access_token)["iat"].as_i64().unwrap();
+    let expired = mint(&user.access_token, |claims| {
+        claims["exp"] = json!(issued - 60);
+    });
+    assert_eq!(open(&api, Some(&expired), "phone").await.err(), Some(401));
+    let id_token_use = mint(&user.access_token, |claims| {
+        claims["token_use"] = json!("id");
+    });
+    assert_eq!(
+        open(&api, Some(&id_token_use), "phone").await.err(),
+        Some(401)
+    );
+    // A genuine token, but no usable clientId.
+    assert_eq!(
+        open(&api, Some(&user.access_token), "").await.err(),
+        Some(403)
+    );
+    // The re-signed copy of a good token is accepted: each refusal above is
+    // the one claim that changed.
+    let resigned = mint(&user.access_token, |_| {});
+    let _open = open(&api, Some(&resigned), "phone").await.unwrap();
+    wait_for_connections(&api, &user, 1).await;
+
+    let signed_out = api
+        .post("/auth/sign-out", json!({}), Some(&user.access_token))
+        .await;
+    assert!(signed_out.status.is_success(), "{signed_out:?}");
+    // Signing out forgets the open connection: nothing more is sent to it.
+    wait_for_connections(&api, &user, 0).await;
+    assert_eq!(
+        open(&api, Some(&user.access_token), "phone").await.err(),
+        Some(403)
+    );
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_finished_photo_is_announced() {
+    let api = TestStack::start().await;
+    let user = api.user().await;
+    let mut phone = open(&api, Some(&user.access_token), "phone").await.unwrap();
+    wait_for_connections(&api, &user, 1).await;
+    let id = upload(&api, &user, "image/jpeg", &jpeg_with_exif(640, 480, 1)).await;
+    let message = loop {
+        let message = next_message(&mut phone, Duration::from_secs(20))
+            .await
+            .expect("the media message arrives");
+        if message["type"] == "media" {
+            break message;
+        }
+    };
+    assert_eq!(
+        message,
+        json!({"type": "media", "mediaId": id, "status": "ready"})
+    );
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_that_answers_410_is_forgotten() {
+    let api = TestStack::start().await;
+    let user = api.user().await;
+    let mut tablet = open(&api, Some(&user.access_token), "tablet")
+        .await
+        .unwrap();
+    wait_for_connections(&api, &user, 1).await;
+    // A phone that dropped off without its $disconnect running.
+    api.table()
+        .await
+        .put_connection(&shared::connection::Connection {
+            connection_id: "droppedXYZ123=".into(),
+            user_id: user.user_id.clone(),
+            client_id: "old-phone".into(),
+            connected_at: chrono::Utc::now(),
+            poked_version: 0,
+        })
+        .await
+        .unwrap();
+    wait_for_connections(&api, &user, 2).await;
+    push(&api, &user, "laptop", "n1").await;
+    assert_eq!(
+        next_message(&mut tablet, Duration::from_secs(10))
+            .await
+            .unwrap()["type"],
+        "poke"
+    );
+    wait_for_connections(&api, &user, 1).await;
+    let left = api.table().await.connections(&user.user_id).await.unwrap();
+    assert_eq!(left[0].client_id, "tablet");
+
+    // A closed socket's item goes with its $disconnect.
+    tablet.close(None).await.unwrap();
+    wait_for_connections(&api, &user, 0).await;
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_redelivered_batch_pokes_once() {
+    let api = TestStack::start().await;
+    let user = api.user().await;
+    let mut tablet = open(&api, Some(&user.access_token), "tablet")
+        .await
+        .unwrap();
+    wait_for_connections(&api, &user, 1).await;
+    let deps = realtime::poke::Deps::new(
+        &api.sdk().await,
+        &realtime::poke::Config {
+            table_name: api.stack.resources.table_name.clone(),
+            management_url: api.stack.websocket_url.replace("ws://", "http://"),
+        },
+    );
+    // Two changes of one push in one batch, delivered twice (the stream's
+    // at-least-once): one poke.
+    let record = |sequence: &str, id: &str, version: u64| {
+        e2e::events::stream_record(
+            sequence,
+            "INSERT",
+            json!({
+                "PK": {"S": format!("USER#{}", user.user_id)},
+                "SK": {"S": format!("REC#notes#{id}")},
+                "feedVer": {"N": version.to_string()},
+                "origin": {"S": "phone"},
+            }),
+            json!({}),
+        )
+    };
+    let event: aws_lambda_events::dynamodb::Event = serde_json::from_value(json!({
+        "Records": [record("100", "a", 41), record("101", "b", 42)]
+    }))
+    .unwrap();
+    for _ in 0..2 {
+        let response = realtime::poke::handle_stream(&deps, event.clone())
+            .await
+            .unwrap();
+        assert!(response.batch_item_failures.is_empty());
+    }
+    let poke = next_message(&mut tablet, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(poke["type"], "poke");
+    assert_eq!(poke["cursor"], shared::sync::feed::encode_cursor(42));
+    assert_eq!(
+        next_message(&mut tablet, Duration::from_millis(1000)).await,
+        None
+    );
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn idle_and_old_connections_are_closed_as_api_gateway_does() {
+    let api = TestStack::start_with_websocket_limits(local_stack::websocket::Limits {
+        idle: Duration::from_millis(800),
+        max: Duration::from_millis(2500),
+    })
+    .await;
+    let user = api.user().await;
+    // Silent: closed when idle, with 1001 Going Away.
+    let mut quiet = open(&api, Some(&user.access_token), "quiet").await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), quiet.next())
+        .await
+        .unwrap();
+    match closed {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1001),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    // Pinging keeps it open past the idle limit, until the maximum.
+    let mut chatty = open(&api, Some(&user.access_token), "chatty")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        chatty
+            .send(Message::Text(r#"{"type":"ping"}"#.into()))
+            .await
+            .unwrap();
+        match next_message(&mut chatty, Duration::from_millis(500)).await {
+            Some(pong) => assert_eq!(pong["type"], "pong"),
+            None => break,
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let lived = started.elapsed();
+    assert!(
+        lived >= Duration::from_millis(2000),
+        "closed after {lived:?}"
+    );
+    wait_for_connections(&api, &user, 0).await;
+    api.stop().await;
+}
