@@ -121,6 +121,11 @@ impl<T: Transport> Replica<T> {
         lock(&self.store).list(collection)
     }
 
+    /// The pull cursor (None before the first pull).
+    pub fn cursor(&self) -> Result<Option<String>, SyncError> {
+        lock(&self.store).cursor()
+    }
+
     pub fn pending_count(&self) -> Result<u64, SyncError> {
         lock(&self.store).pending_count()
     }

@@ -64,6 +64,13 @@ impl HttpTransport {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = token;
     }
 
+    pub fn access_token(&self) -> Option<String> {
+        self.token
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     fn bearer(&self) -> Result<String, SyncError> {
         self.token
             .lock()

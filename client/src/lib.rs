@@ -16,8 +16,10 @@
 pub mod engine;
 mod error;
 pub mod http;
+pub mod live;
 pub mod store;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
@@ -51,6 +53,8 @@ pub struct Record {
 pub struct SyncClient {
     replica: Replica<HttpTransport>,
     listeners: Mutex<Vec<Arc<dyn ChangeListener>>>,
+    listening: AtomicBool,
+    stop: AtomicBool,
 }
 
 fn fields_of(fields_json: &str) -> Result<Map<String, Value>, SyncError> {
@@ -75,6 +79,8 @@ impl SyncClient {
         Ok(Arc::new(Self {
             replica: Replica::open(&db_path, &client_id, HttpTransport::new(&api_url)?)?,
             listeners: Mutex::new(Vec::new()),
+            listening: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
         }))
     }
 
@@ -147,6 +153,48 @@ impl SyncClient {
 
     pub fn client_id(&self) -> String {
         self.replica.client_id()
+    }
+
+    /// Keeps the live channel at `websocket_url` (the stack's
+    /// `WebSocketUrl`) open and syncs on connect and on every poke, until
+    /// `stop_listening()`. Blocks: run it on a background thread while the
+    /// app is in the foreground. Reconnects by itself after network
+    /// failures (backoff with jitter); returns `Unauthorized` when the
+    /// token is refused (refresh it, `set_access_token`, listen again).
+    pub fn listen(&self, websocket_url: String) -> Result<(), SyncError> {
+        if self.listening.swap(true, Ordering::SeqCst) {
+            return Err(SyncError::invalid("already listening"));
+        }
+        self.stop.store(false, Ordering::SeqCst);
+        let client_id = self.client_id();
+        let outcome = live::run(
+            &websocket_url,
+            || self.replica.transport().access_token(),
+            &client_id,
+            &self.stop,
+            |event| {
+                let behind = match event {
+                    live::Event::Connected => true,
+                    live::Event::Poke(cursor) => self.replica.cursor()?.as_deref() != Some(cursor),
+                };
+                if behind {
+                    // A failed pull is retried at the next poke or connect.
+                    if let Err(err) = self.sync()
+                        && err == SyncError::Unauthorized
+                    {
+                        return Err(err);
+                    }
+                }
+                Ok(())
+            },
+        );
+        self.listening.store(false, Ordering::SeqCst);
+        outcome
+    }
+
+    /// Ends `listen()` within a quarter of a second.
+    pub fn stop_listening(&self) {
+        self.stop.store(true, Ordering::SeqCst);
     }
 
     pub fn add_listener(&self, listener: Arc<dyn ChangeListener>) {

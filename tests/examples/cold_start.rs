@@ -190,6 +190,10 @@ enum Work {
     },
     Stream,
     Resize,
+    /// The live channel's `$connect` authorizer, with a valid token.
+    Authorize,
+    /// A ping on the live channel's `$default` route.
+    Ping,
 }
 
 struct Function {
@@ -257,6 +261,24 @@ const FUNCTIONS: &[Function] = &[
         logical_id: "ResizeFunction",
         sdks: "DynamoDB, S3",
         work: Work::Resize,
+    },
+    Function {
+        binary: "connect-authorizer",
+        logical_id: "ConnectAuthorizerFunction",
+        sdks: "DynamoDB (+ the JWKS over HTTPS at init)",
+        work: Work::Authorize,
+    },
+    Function {
+        binary: "realtime",
+        logical_id: "RealtimeFunction",
+        sdks: "DynamoDB",
+        work: Work::Ping,
+    },
+    Function {
+        binary: "poke",
+        logical_id: "PokeFunction",
+        sdks: "DynamoDB, API Gateway management",
+        work: Work::Stream,
     },
 ];
 
@@ -368,6 +390,43 @@ fn stream_event() -> Value {
     json!({"Records": [e2e::events::stream_record("100", "MODIFY", image, json!({}))]})
 }
 
+/// `$connect`'s authorizer event with an access token for the bench user,
+/// signed by the emulator's key as Cognito would sign it.
+fn authorizer_event(resources: &local_stack::provision::Resources) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({
+        "sub": USER, "token_use": "access", "client_id": resources.user_pool_client_id,
+        "iss": shared::jwt::issuer("us-east-1", &resources.user_pool_id),
+        "iat": now, "exp": now + 3600, "jti": uuid::Uuid::new_v4().to_string(),
+    });
+    let unsigned = format!(
+        "e30.{}.x",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            claims.to_string()
+        )
+    );
+    let token = e2e::tokens::mint(&unsigned, |_| {});
+    json!({
+        "type": "REQUEST",
+        "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abc123/live/$connect",
+        "queryStringParameters": {"token": token, "clientId": "bench"},
+        "requestContext": {"routeKey": "$connect", "eventType": "CONNECT", "connectionId": "bench="},
+    })
+}
+
+fn ping_event() -> Value {
+    json!({
+        "requestContext": {
+            "routeKey": "$default", "eventType": "MESSAGE", "connectionId": "bench=",
+            "connectedAt": 1_795_000_000_000_i64, "requestTimeEpoch": 1_795_000_000_100_i64,
+            "authorizer": {"principalId": USER, "userId": USER, "clientId": "bench"},
+        },
+        "body": "{\"type\":\"ping\"}",
+        "isBase64Encoded": false,
+    })
+}
+
 /// A pending 12 MP photo in the bucket, and the S3 event announcing it.
 async fn resize_event(
     table: &shared::store::Table,
@@ -458,6 +517,8 @@ async fn main() -> anyhow::Result<()> {
                 Work::Hello => json!({"hello": "bench"}),
                 Work::Stream => stream_event(),
                 Work::Resize => resize_event(&table, &objects, &photo).await,
+                Work::Authorize => authorizer_event(&resources),
+                Work::Ping => ping_event(),
             }
         };
         let warm_count = if matches!(function.work, Work::Resize) {

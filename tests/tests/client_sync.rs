@@ -134,3 +134,78 @@ async fn three_devices_editing_offline_converge_through_the_stack() {
     .unwrap();
     api.stop().await;
 }
+
+struct Recorder(std::sync::Mutex<Vec<Vec<String>>>);
+
+impl mobile_sync::ChangeListener for Recorder {
+    fn on_change(&self, collections: Vec<String>) {
+        self.0.lock().unwrap().push(collections);
+    }
+}
+
+/// `listen()` keeps the live channel open and pulls when poked: the tablet
+/// sees the phone's edit without calling `sync()`.
+#[tokio::test]
+async fn a_listening_client_pulls_when_poked() {
+    let api = TestStack::start().await;
+    let user = api.user().await;
+    let api_url = api.stack.api_url.clone();
+    let websocket_url = api.stack.websocket_url.clone();
+    let token = user.access_token.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let db = |id: &str| path.join(format!("{id}.db")).display().to_string();
+        let tablet =
+            mobile_sync::SyncClient::new(db("tablet"), api_url.clone(), "tablet".into()).unwrap();
+        tablet.set_access_token(Some(token.clone()));
+        let recorder = std::sync::Arc::new(Recorder(Default::default()));
+        tablet.add_listener(recorder.clone());
+        let listening = {
+            let tablet = tablet.clone();
+            let url = websocket_url.clone();
+            std::thread::spawn(move || tablet.listen(url))
+        };
+        let phone =
+            mobile_sync::SyncClient::new(db("phone"), api_url.clone(), "phone".into()).unwrap();
+        phone.set_access_token(Some(token.clone()));
+        // Let the tablet connect first (its connect-time pull sees nothing).
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        phone
+            .put("notes".into(), "n1".into(), r#"{"title":"live"}"#.into())
+            .unwrap();
+        phone.sync().unwrap();
+        let started = std::time::Instant::now();
+        while tablet.get("notes".into(), "n1".into()).unwrap().is_none() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "never poked"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(
+            tablet.get("notes".into(), "n1".into()).unwrap().unwrap(),
+            r#"{"title":"live"}"#
+        );
+        assert!(
+            recorder
+                .0
+                .lock()
+                .unwrap()
+                .contains(&vec!["notes".to_string()])
+        );
+        tablet.stop_listening();
+        assert_eq!(listening.join().unwrap(), Ok(()));
+
+        // A refused token ends listen() with Unauthorized, for the app to
+        // refresh it.
+        tablet.set_access_token(Some("garbage".into()));
+        assert_eq!(
+            tablet.listen(websocket_url),
+            Err(mobile_sync::SyncError::Unauthorized)
+        );
+    })
+    .await
+    .unwrap();
+    api.stop().await;
+}

@@ -178,53 +178,107 @@ fn wants_poke(connection: &Connection, work: &UserWork) -> bool {
     work.version > 0 && !only_its_own && connection.poked_version < work.version
 }
 
-async fn send(deps: &Deps, user_id: &str, work: &UserWork) -> Result<Totals, Error> {
-    let mut totals = Totals::default();
-    let connections = deps.table.connections(user_id).await?;
-    let poke = ServerMessage::Poke {
-        cursor: encode_cursor(work.version),
+/// Posts in flight at once, per user.
+const POST_CONCURRENCY: usize = 32;
+
+/// What became of one connection's messages.
+enum Delivered {
+    /// Sent; `poked` if a poke was among them.
+    Sent {
+        poked: bool,
+        media: usize,
+    },
+    Gone,
+}
+
+async fn deliver(
+    deps: &Deps,
+    connection: &Connection,
+    messages: &[ServerMessage],
+) -> Result<Delivered, Error> {
+    let mut delivered = Delivered::Sent {
+        poked: false,
+        media: 0,
     };
-    let mut failed = None;
-    for connection in &connections {
-        let mut messages = Vec::new();
-        if wants_poke(connection, work) {
-            messages.push(&poke);
-        }
-        let media: Vec<ServerMessage> = work
-            .media
-            .iter()
-            .map(|(media_id, status)| ServerMessage::Media {
-                media_id: media_id.clone(),
-                status: status.clone(),
-            })
-            .collect();
-        messages.extend(media.iter());
-        for message in messages {
-            match deps.sockets.post(&connection.connection_id, message).await {
-                Ok(Posted::Sent) => match message {
-                    ServerMessage::Poke { .. } => {
-                        totals.pokes += 1;
-                        deps.table
-                            .mark_poked(user_id, &connection.connection_id, work.version)
-                            .await?;
+    for message in messages {
+        match deps
+            .sockets
+            .post(&connection.connection_id, message)
+            .await?
+        {
+            Posted::Gone => return Ok(Delivered::Gone),
+            Posted::Sent => {
+                if let Delivered::Sent { poked, media } = &mut delivered {
+                    match message {
+                        ServerMessage::Poke { .. } => *poked = true,
+                        _ => *media += 1,
                     }
-                    _ => totals.media += 1,
-                },
-                Ok(Posted::Gone) => {
-                    totals.gone += 1;
-                    deps.table
-                        .delete_connection(user_id, &connection.connection_id)
-                        .await?;
-                    break;
-                }
-                // Keep going for the other connections; report the batch.
-                Err(err) => {
-                    failed = Some(err);
-                    break;
                 }
             }
         }
     }
+    Ok(delivered)
+}
+
+async fn send(deps: &Deps, user_id: &str, work: &UserWork) -> Result<Totals, Error> {
+    use futures_util::stream::{self, StreamExt};
+
+    let connections = deps.table.connections(user_id).await?;
+    let poke = ServerMessage::Poke {
+        cursor: encode_cursor(work.version),
+    };
+    let media: Vec<ServerMessage> = work
+        .media
+        .iter()
+        .map(|(media_id, status)| ServerMessage::Media {
+            media_id: media_id.clone(),
+            status: status.clone(),
+        })
+        .collect();
+    // Owned per connection: the futures run concurrently, within a task.
+    let outcomes: Vec<(Connection, Result<Delivered, Error>)> = stream::iter(connections)
+        .map(|connection| {
+            let mut messages = Vec::new();
+            if wants_poke(&connection, work) {
+                messages.push(poke.clone());
+            }
+            messages.extend(media.iter().cloned());
+            let deps = deps.clone();
+            async move {
+                let outcome = deliver(&deps, &connection, &messages).await;
+                (connection, outcome)
+            }
+        })
+        .buffer_unordered(POST_CONCURRENCY)
+        .collect()
+        .await;
+
+    let mut totals = Totals::default();
+    let mut poked = Vec::new();
+    let mut failed = None;
+    for (connection, outcome) in outcomes {
+        match outcome {
+            Ok(Delivered::Sent {
+                poked: was_poked,
+                media,
+            }) => {
+                totals.media += media;
+                if was_poked {
+                    totals.pokes += 1;
+                    poked.push(connection);
+                }
+            }
+            Ok(Delivered::Gone) => {
+                totals.gone += 1;
+                deps.table
+                    .delete_connection(user_id, &connection.connection_id)
+                    .await?;
+            }
+            // The others are still marked; the batch is reported.
+            Err(err) => failed = Some(err),
+        }
+    }
+    deps.table.mark_poked(&poked, work.version).await?;
     match failed {
         Some(err) => Err(err),
         None => Ok(totals),

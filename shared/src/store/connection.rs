@@ -1,9 +1,9 @@
 //! Connection items of the live channel, in their user's partition: found
 //! by one query per user when a stream batch pokes them.
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 
-use super::{Stored, Table, item_key, number};
+use super::{Stored, Table, item_key};
 use crate::connection::{CONNECTION_TTL_SECONDS, Connection};
 use crate::keys::{self, ItemKey};
 use crate::{Error, aws};
@@ -67,27 +67,29 @@ impl Table {
         Ok(connections)
     }
 
-    /// Notes that `connection_id` was poked up to `version`; never moves it
-    /// back, and does nothing if the connection is gone.
-    pub async fn mark_poked(
-        &self,
-        user_id: &str,
-        connection_id: &str,
-        version: u64,
-    ) -> Result<(), Error> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .set_key(Some(item_key(&connection_key(user_id, connection_id))))
-            .update_expression("SET pokedVersion = :v")
-            .condition_expression(
-                "attribute_exists(PK) AND (attribute_not_exists(pokedVersion) OR pokedVersion < :v)",
-            )
-            .expression_attribute_values(":v", number(version))
-            .send()
-            .await;
-        aws::conditional(result)?;
+    /// Notes that these connections were poked up to `version`, 25 to a
+    /// `BatchWriteItem` (a fan-out to many devices costs a few calls, not
+    /// one per device). Items are rewritten whole, as the query read them.
+    pub async fn mark_poked(&self, connections: &[Connection], version: u64) -> Result<(), Error> {
+        for chunk in connections.chunks(25) {
+            let requests = chunk
+                .iter()
+                .map(|connection| {
+                    let marked = Connection {
+                        poked_version: connection.poked_version.max(version),
+                        ..connection.clone()
+                    };
+                    let key = connection_key(&marked.user_id, &marked.connection_id);
+                    let expires_at = marked.connected_at.timestamp() + CONNECTION_TTL_SECONDS;
+                    let put = PutRequest::builder()
+                        .set_item(Some(Stored::item(&key, &marked, Some(expires_at))?))
+                        .build()
+                        .map_err(Error::internal)?;
+                    Ok(WriteRequest::builder().put_request(put).build())
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            self.batch_write(requests).await?;
+        }
         Ok(())
     }
 
