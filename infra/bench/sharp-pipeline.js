@@ -1,6 +1,7 @@
 // The same work as the Rust pipeline, done by sharp (libvips): auto-orient,
 // 1600/800/320 long-edge variants (never enlarged) and a 160 px square
-// thumbnail, each as JPEG (q82) and WebP (q80). Metadata is stripped by
+// thumbnail, each as JPEG and WebP at sharp's defaults (q80, 4:2:0,
+// optimised Huffman; WebP q80 effort 4). Metadata is stripped by
 // sharp's default. Usage: node sharp-pipeline.js RUNS FILE...
 const sharp = require('sharp');
 const fs = require('fs');
@@ -21,12 +22,12 @@ async function pipeline(input) {
   const outputs = [];
   for (const edge of [1600, 800, 320]) {
     const resized = sharp(data, raw).resize(edge, edge, { fit: 'inside', withoutEnlargement: true });
-    outputs.push(await resized.clone().jpeg({ quality: 82 }).toBuffer());
-    outputs.push(await resized.clone().webp({ quality: 80 }).toBuffer());
+    outputs.push(await resized.clone().jpeg().toBuffer());
+    outputs.push(await resized.clone().webp().toBuffer());
   }
   const thumb = sharp(data, raw).resize(160, 160, { fit: 'cover', withoutEnlargement: true });
-  outputs.push(await thumb.clone().jpeg({ quality: 82 }).toBuffer());
-  outputs.push(await thumb.clone().webp({ quality: 80 }).toBuffer());
+  outputs.push(await thumb.clone().jpeg().toBuffer());
+  outputs.push(await thumb.clone().webp().toBuffer());
   return outputs.reduce((n, b) => n + b.length, 0);
 }
 

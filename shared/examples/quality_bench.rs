@@ -1,0 +1,337 @@
+//! Variants at equal quality: bytes and SSIMULACRA2 of every variant the
+//! pipeline makes, under each encoder setting measured, next to sharp's
+//! (libvips) defaults on the same photos. Every variant, ours and sharp's,
+//! is scored against one common reference: the upright original,
+//! downscaled with Lanczos3 to that variant's exact size (the thumbnail from
+//! the centre square) and kept lossless.
+//!
+//! Usage: quality_bench CORPUS_DIR SHARP_DIR [LABEL_FILTER]
+//!   CORPUS_DIR: the photos (*.jpg); SHARP_DIR: sharp's variants of each,
+//!   `<photo stem>-<variant name>` (infra/bench/sharp-variants.js).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use fast_image_resize::images::Image;
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::RgbImage;
+use shared::pipeline::{JpegSettings, Options, Sharpen, WebpSettings, process};
+use ssimulacra2::{ColorPrimaries, Rgb, TransferCharacteristic, compute_frame_ssimulacra2};
+
+/// The reference for a variant of `width`x`height` (square: the thumbnail).
+fn reference(upright: &RgbImage, width: u32, height: u32) -> RgbImage {
+    let src = Image::from_vec_u8(
+        upright.width(),
+        upright.height(),
+        upright.as_raw().clone(),
+        PixelType::U8x3,
+    )
+    .unwrap();
+    let mut dst = Image::new(width, height, PixelType::U8x3);
+    let mut options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
+    let thumbnail = width == height && upright.width() != upright.height();
+    if thumbnail {
+        let side = upright.width().min(upright.height());
+        options = options.crop(
+            f64::from(upright.width() - side) / 2.0,
+            f64::from(upright.height() - side) / 2.0,
+            f64::from(side),
+            f64::from(side),
+        );
+    }
+    Resizer::new().resize(&src, &mut dst, &options).unwrap();
+    RgbImage::from_raw(width, height, dst.into_vec()).unwrap()
+}
+
+fn frame(image: &RgbImage) -> Rgb {
+    let data = image
+        .pixels()
+        .map(|p| {
+            [
+                p[0] as f32 / 255.0,
+                p[1] as f32 / 255.0,
+                p[2] as f32 / 255.0,
+            ]
+        })
+        .collect();
+    Rgb::new(
+        data,
+        image.width() as usize,
+        image.height() as usize,
+        TransferCharacteristic::SRGB,
+        ColorPrimaries::BT709,
+    )
+    .unwrap()
+}
+
+/// As a phone decodes it (see `testing::decode_variant`).
+fn decode(bytes: &[u8]) -> RgbImage {
+    shared::pipeline::testing::decode_variant(bytes)
+}
+
+/// SSIMULACRA2 of encoded `bytes` against the reference at its size.
+fn score(upright: &RgbImage, bytes: &[u8]) -> (u32, u32, f64) {
+    let decoded = decode(bytes);
+    let (w, h) = decoded.dimensions();
+    let reference = reference(upright, w, h);
+    let value = compute_frame_ssimulacra2(frame(&reference), frame(&decoded)).unwrap();
+    (w, h, value)
+}
+
+#[derive(Default, Clone)]
+struct Row {
+    bytes: usize,
+    score: f64,
+}
+
+struct Photo {
+    name: String,
+    bytes: Vec<u8>,
+    upright: RgbImage,
+}
+
+fn load(path: &Path) -> Photo {
+    let bytes = std::fs::read(path).unwrap();
+    let mut decoder = image::ImageReader::new(std::io::Cursor::new(&bytes))
+        .with_guessed_format()
+        .unwrap()
+        .into_decoder()
+        .unwrap();
+    let orientation = image::ImageDecoder::orientation(&mut decoder).unwrap();
+    drop(decoder);
+    let mut image = image::DynamicImage::ImageRgb8(decode(&bytes));
+    image.apply_orientation(orientation);
+    Photo {
+        name: path.file_stem().unwrap().to_string_lossy().into_owned(),
+        bytes,
+        upright: image.into_rgb8(),
+    }
+}
+
+/// The settings measured, the current defaults first.
+fn settings() -> Vec<(&'static str, Options)> {
+    // The settings before this benchmark, as the baseline.
+    let base = Options {
+        jpeg: JpegSettings {
+            quality: 82,
+            optimize_huffman: false,
+            progressive: false,
+            subsample_chroma: true,
+        },
+        webp: WebpSettings {
+            quality: 80.0,
+            method: 4,
+            sharp_yuv: false,
+        },
+        sharpen: None,
+        ..Options::default()
+    };
+    let with = |jpeg: JpegSettings, webp: WebpSettings, sharpen: Option<Sharpen>| Options {
+        jpeg,
+        webp,
+        sharpen,
+        ..Options::default()
+    };
+    let j = base.jpeg;
+    let w = base.webp;
+    let huffman = JpegSettings {
+        optimize_huffman: true,
+        ..j
+    };
+    let progressive = JpegSettings {
+        progressive: true,
+        ..huffman
+    };
+    let light = Sharpen {
+        sigma: 0.6,
+        amount: 0.35,
+        min_ratio: 3.0,
+    };
+    let q80 = JpegSettings {
+        quality: 80,
+        ..huffman
+    };
+    let m6 = WebpSettings { method: 6, ..w };
+    vec![
+        ("before: jpeg q82, webp q80 m4", base.clone()),
+        ("jpeg + optimised Huffman", with(huffman, w, None)),
+        (
+            "jpeg + optimised Huffman + progressive",
+            with(progressive, w, None),
+        ),
+        ("jpeg q80 + optimised Huffman", with(q80, w, None)),
+        (
+            "jpeg q80 + Huffman, 4:4:4 chroma",
+            with(
+                JpegSettings {
+                    subsample_chroma: false,
+                    ..q80
+                },
+                w,
+                None,
+            ),
+        ),
+        ("jpeg q80 + Huffman, webp method 6", with(q80, m6, None)),
+        (
+            "jpeg q80 + Huffman, webp m6 + sharp YUV",
+            with(
+                q80,
+                WebpSettings {
+                    sharp_yuv: true,
+                    ..m6
+                },
+                None,
+            ),
+        ),
+        (
+            "jpeg q80 + Huffman, webp q78 m6",
+            with(
+                q80,
+                WebpSettings {
+                    quality: 78.0,
+                    ..m6
+                },
+                None,
+            ),
+        ),
+        (
+            "jpeg q80 + Huffman, webp method 5",
+            with(q80, WebpSettings { method: 5, ..w }, None),
+        ),
+        (
+            "jpeg q80 + Huffman, webp q79 m4",
+            with(q80, WebpSettings { quality: 79.0, ..w }, None),
+        ),
+        (
+            "jpeg q80 + Huffman, webp m6, light sharpening after >=3x",
+            with(q80, m6, Some(light)),
+        ),
+    ]
+}
+
+fn main() {
+    let args: Vec<PathBuf> = std::env::args().skip(1).map(PathBuf::from).collect();
+    let (corpus, sharp_dir) = (&args[0], &args[1]);
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(corpus)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .collect();
+    paths.sort();
+    let photos: Vec<Photo> = paths.iter().map(|p| load(p)).collect();
+
+    // sharp's variants, scored once.
+    let mut sharp: BTreeMap<(String, String), Row> = BTreeMap::new();
+    for photo in &photos {
+        for name in [
+            "1600.jpg",
+            "1600.webp",
+            "800.jpg",
+            "800.webp",
+            "320.jpg",
+            "320.webp",
+            "thumb.jpg",
+            "thumb.webp",
+        ] {
+            let path = sharp_dir.join(format!("{}-{name}", photo.name));
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            let (_, _, value) = score(&photo.upright, &bytes);
+            sharp.insert(
+                (photo.name.clone(), name.into()),
+                Row {
+                    bytes: bytes.len(),
+                    score: value,
+                },
+            );
+        }
+    }
+    let total = |rows: &BTreeMap<(String, String), Row>, ext: &str| -> (usize, f64, usize) {
+        let picked: Vec<&Row> = rows
+            .iter()
+            .filter(|((_, n), _)| n.ends_with(ext))
+            .map(|(_, r)| r)
+            .collect();
+        let bytes = picked.iter().map(|r| r.bytes).sum();
+        let mean = picked.iter().map(|r| r.score).sum::<f64>() / picked.len().max(1) as f64;
+        (bytes, mean, picked.len())
+    };
+    let (sb, ss, count) = total(&sharp, "");
+    let (sjb, sjs, _) = total(&sharp, ".jpg");
+    let (swb, sws, _) = total(&sharp, ".webp");
+    println!(
+        "{} photos, {count} variants each side; SSIMULACRA2 (higher is better; 70 ~ high quality, 90 ~ visually lossless)\n",
+        photos.len()
+    );
+    println!(
+        "| settings | JPEG bytes | JPEG mean score | WebP bytes | WebP mean score | all bytes vs sharp | mean score vs sharp | worst variant vs sharp | ms per photo |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| sharp defaults (jpeg q80 4:2:0 optimised Huffman, webp q80 m4) | {sjb} | {sjs:.2} | {swb} | {sws:.2} | {sb} | {ss:.2} | - | - |"
+    );
+
+    let mut details = Vec::new();
+    let filter = std::env::args().nth(3).unwrap_or_default();
+    for (label, options) in settings() {
+        if !label.contains(&filter) && !label.starts_with("before") {
+            continue;
+        }
+        let mut ours: BTreeMap<(String, String), Row> = BTreeMap::new();
+        let started = Instant::now();
+        let mut outputs = Vec::new();
+        for photo in &photos {
+            outputs.push(process(&photo.bytes, &options).unwrap());
+        }
+        let per_photo = started.elapsed().as_secs_f64() * 1000.0 / photos.len() as f64;
+        for (photo, processed) in photos.iter().zip(&outputs) {
+            for variant in &processed.variants {
+                let (_, _, value) = score(&photo.upright, &variant.bytes);
+                ours.insert(
+                    (photo.name.clone(), variant.name.clone()),
+                    Row {
+                        bytes: variant.bytes.len(),
+                        score: value,
+                    },
+                );
+            }
+        }
+        let (jb, js, _) = total(&ours, ".jpg");
+        let (wb, ws, _) = total(&ours, ".webp");
+        let (ab, as_, _) = total(&ours, "");
+        let worst = ours
+            .iter()
+            .filter_map(|(key, row)| sharp.get(key).map(|s| row.score - s.score))
+            .fold(f64::INFINITY, f64::min);
+        println!(
+            "| {label} | {jb} | {js:.2} | {wb} | {ws:.2} | {:+.1}% | {:+.2} | {worst:+.2} | {per_photo:.0} |",
+            (ab as f64 / sb as f64 - 1.0) * 100.0,
+            as_ - ss,
+        );
+        details.push((label, ours));
+    }
+
+    // Variant by variant, for the settings now the default.
+    let current = Options::default();
+    let label = settings()
+        .into_iter()
+        .find(|(_, o)| {
+            o.jpeg == current.jpeg && o.webp == current.webp && o.sharpen == current.sharpen
+        })
+        .map_or("defaults", |(l, _)| l);
+    if let Some((_, ours)) = details.iter().find(|(l, _)| *l == label) {
+        println!("\nVariant by variant, {label}, against sharp:\n");
+        println!("| photo | variant | our bytes | sharp bytes | our score | sharp score |");
+        println!("|---|---|---:|---:|---:|---:|");
+        for ((photo, name), row) in ours {
+            if let Some(s) = sharp.get(&(photo.clone(), name.clone())) {
+                println!(
+                    "| {photo} | {name} | {} | {} | {:.2} | {:.2} |",
+                    row.bytes, s.bytes, row.score, s.score
+                );
+            }
+        }
+    }
+}
