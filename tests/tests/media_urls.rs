@@ -113,13 +113,7 @@ async fn rotating_the_signing_key_keeps_handed_out_urls_until_the_old_key_leaves
         .insert("KNEWKEY", &public)
         .unwrap();
     let parameter = api.stack.resources.physical["MediaSigningKeyParameter"].clone();
-    aws_sdk_ssm::Client::new(&api.sdk().await)
-        .put_parameter()
-        .name(&parameter)
-        .value(&private)
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .overwrite(true)
-        .send()
+    shared::parameters::put_secure_string(&api.sdk().await, &parameter, &private)
         .await
         .unwrap();
     // A container started now reads the new key from SSM at init.

@@ -9,6 +9,7 @@ PYTHONPATH holding the output of `scripts/bindings python`.
 import json
 import os
 import tempfile
+import time
 import unittest
 import urllib.request
 import uuid
@@ -81,7 +82,10 @@ class Bindings(unittest.TestCase):
         self.assertIn(["notes"], listener.seen)
 
         # Both edit offline: the later stamp wins each field, everywhere.
+        # (Within one millisecond the hlc counter and client id order them
+        # instead: deterministic, but not the wall clock's order.)
         tablet.put("notes", "n1", json.dumps({"title": "oat milk"}))
+        time.sleep(0.01)
         phone.delete("notes", "n1")
         self.assertIsNone(phone.get("notes", "n1"))
         tablet.sync()

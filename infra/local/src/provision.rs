@@ -181,13 +181,7 @@ async fn create_media_signing_key(
     let parameter = format!("/{stack}/media-signing-key");
     let key_id = format!("K{}", uuid::Uuid::new_v4().simple()).to_uppercase()[..14].to_string();
     let (private_pem, public_pem) = cdn::generate_key_pair();
-    aws_sdk_ssm::Client::new(sdk)
-        .put_parameter()
-        .name(&parameter)
-        .value(private_pem)
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .overwrite(true)
-        .send()
+    shared::parameters::put_secure_string(sdk, &parameter, &private_pem)
         .await
         .context("storing the media signing key in SSM")?;
     let mut group = KeyGroup::default();

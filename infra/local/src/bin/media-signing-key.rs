@@ -18,13 +18,7 @@ async fn main() -> Result<()> {
         .context("--parameter NAME is required (the stack's MediaSigningKeyParameter)")?;
     let (private_pem, public_pem) = shared::cdn::generate_key_pair();
     let sdk = shared::aws::sdk_config().await;
-    aws_sdk_ssm::Client::new(&sdk)
-        .put_parameter()
-        .name(&parameter)
-        .value(private_pem)
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .overwrite(true)
-        .send()
+    shared::parameters::put_secure_string(&sdk, &parameter, &private_pem)
         .await
         .with_context(|| format!("storing the private key in {parameter}"))?;
     eprintln!("stored the private key in the SecureString {parameter}; its public key:");
