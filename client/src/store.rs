@@ -205,21 +205,13 @@ impl Store {
         record_id: &str,
     ) -> Result<Option<RecordState>, SyncError> {
         let mut state = server_state(&self.conn, collection, record_id)?;
-        let mut statement = self.conn.prepare_cached(
-            "SELECT op, fields, hlc FROM outbox
-             WHERE collection = ?1 AND record_id = ?2 ORDER BY id",
+        let pending = queued(
+            &self.conn,
+            "collection = ?1 AND record_id = ?2",
+            params![collection, record_id],
         )?;
-        let pending = statement
-            .query_map(params![collection, record_id], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, Option<String>>(1)?,
-                    row.get::<_, String>(2)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        for (op, fields, hlc) in pending {
-            let (op, hlc) = decode_op(&op, fields.as_deref(), &hlc)?;
+        for mutation in &pending {
+            let (op, hlc) = decode_op(mutation)?;
             state
                 .get_or_insert_with(RecordState::default)
                 .apply(&op, &hlc);
@@ -290,52 +282,15 @@ impl Store {
                 (key, last)
             }
         };
-        let mutations = {
-            let mut statement = tx.prepare_cached(
-                "SELECT id, collection, record_id, op, fields, hlc FROM outbox
-                 WHERE id <= ?1 ORDER BY id",
-            )?;
-            statement
-                .query_map([last], |row| {
-                    Ok((
-                        row.get::<_, i64>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, String>(3)?,
-                        row.get::<_, Option<String>>(4)?,
-                        row.get::<_, String>(5)?,
-                    ))
-                })?
-                .map(|row| {
-                    let (id, collection, record_id, op, fields, hlc) = row?;
-                    Ok(WireMutation {
-                        id: id as u64,
-                        collection,
-                        record_id,
-                        op,
-                        fields: fields.as_deref().map(serde_json::from_str).transpose()?,
-                        hlc,
-                    })
-                })
-                .collect::<Result<Vec<_>, SyncError>>()?
-        };
-        tx.commit()?;
+        let mutations = queued(&tx, "id <= ?1", [last])?;
         if mutations.is_empty() {
-            self.clear_batch()?;
-            return Ok(None);
+            forget_batch(&tx)?;
         }
-        Ok(Some(Batch {
+        tx.commit()?;
+        Ok((!mutations.is_empty()).then_some(Batch {
             idempotency_key: key,
             mutations,
         }))
-    }
-
-    fn clear_batch(&mut self) -> Result<(), SyncError> {
-        self.conn.execute(
-            "DELETE FROM meta WHERE key IN ('batch_key', 'batch_last')",
-            [],
-        )?;
-        Ok(())
     }
 
     /// The server applied every mutation up to `watermark`: they move from
@@ -343,29 +298,14 @@ impl Store {
     /// here), in one transaction.
     pub fn acknowledge(&mut self, watermark: u64) -> Result<usize, SyncError> {
         let tx = self.conn.transaction()?;
-        let acked = {
-            let mut statement = tx.prepare_cached(
-                "SELECT collection, record_id, op, fields, hlc FROM outbox
-                 WHERE id <= ?1 ORDER BY id",
-            )?;
-            statement
-                .query_map([watermark as i64], |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, Option<String>>(3)?,
-                        row.get::<_, String>(4)?,
-                    ))
-                })?
-                .collect::<Result<Vec<_>, _>>()?
-        };
+        let acked = queued(&tx, "id <= ?1", [watermark as i64])?;
         let mut states: BTreeMap<(String, String), RecordState> = BTreeMap::new();
-        for (collection, record_id, op, fields, hlc) in &acked {
-            let (op, hlc) = decode_op(op, fields.as_deref(), hlc)?;
-            let key = (collection.clone(), record_id.clone());
+        for mutation in &acked {
+            let (op, hlc) = decode_op(mutation)?;
+            let key = (mutation.collection.clone(), mutation.record_id.clone());
             if !states.contains_key(&key) {
-                let current = server_state(&tx, collection, record_id)?.unwrap_or_default();
+                let current = server_state(&tx, &mutation.collection, &mutation.record_id)?
+                    .unwrap_or_default();
                 states.insert(key.clone(), current);
             }
             if let Some(state) = states.get_mut(&key) {
@@ -380,10 +320,7 @@ impl Store {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
         set_meta(&tx, "acked", &previous.max(watermark).to_string())?;
-        tx.execute(
-            "DELETE FROM meta WHERE key IN ('batch_key', 'batch_last')",
-            [],
-        )?;
+        forget_batch(&tx)?;
         tx.commit()?;
         Ok(acked.len())
     }
@@ -408,10 +345,7 @@ impl Store {
             )?;
         }
         set_meta(&tx, "acked", &watermark.to_string())?;
-        tx.execute(
-            "DELETE FROM meta WHERE key IN ('batch_key', 'batch_last')",
-            [],
-        )?;
+        forget_batch(&tx)?;
         tx.commit()?;
         Ok(())
     }
@@ -535,14 +469,59 @@ fn put_state(
     Ok(())
 }
 
-fn decode_op(op: &str, fields: Option<&str>, hlc: &str) -> Result<(Op, Hlc), SyncError> {
-    let hlc = Hlc::parse(hlc).map_err(|err| SyncError::Database {
+/// The queued mutations matching `filter` (a `WHERE` clause), in id order.
+fn queued(
+    conn: &Connection,
+    filter: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<WireMutation>, SyncError> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT id, collection, record_id, op, fields, hlc FROM outbox WHERE {filter} ORDER BY id"
+    ))?;
+    let rows = statement
+        .query_map(params, |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, Option<String>>(4)?,
+                row.get::<_, String>(5)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(|(id, collection, record_id, op, fields, hlc)| {
+            Ok(WireMutation {
+                id: id as u64,
+                collection,
+                record_id,
+                op,
+                fields: fields.as_deref().map(serde_json::from_str).transpose()?,
+                hlc,
+            })
+        })
+        .collect()
+}
+
+/// Ends the batch in flight: the next push forms a new one, under a new key.
+fn forget_batch(conn: &Connection) -> Result<(), SyncError> {
+    conn.execute(
+        "DELETE FROM meta WHERE key IN ('batch_key', 'batch_last')",
+        [],
+    )?;
+    Ok(())
+}
+
+/// A queued mutation as the merge engine applies it.
+fn decode_op(mutation: &WireMutation) -> Result<(Op, Hlc), SyncError> {
+    let hlc = Hlc::parse(&mutation.hlc).map_err(|err| SyncError::Database {
         message: format!("a stored stamp is not an hlc: {err}"),
     })?;
-    let op = match (op, fields) {
-        ("put", Some(fields)) => Op::Put(serde_json::from_str(fields)?),
+    let op = match (mutation.op.as_str(), &mutation.fields) {
+        ("put", Some(fields)) => Op::Put(fields.clone().into_iter().collect()),
         ("delete", _) => Op::Delete,
-        _ => {
+        (op, _) => {
             return Err(SyncError::Database {
                 message: format!("a stored mutation has op {op:?} without its fields"),
             });
