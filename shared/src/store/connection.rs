@@ -15,16 +15,22 @@ fn connection_key(user_id: &str, connection_id: &str) -> ItemKey {
     }
 }
 
+/// The item of a connection, expiring (DynamoDB TTL) past API Gateway's
+/// two hours, so one whose `$disconnect` never ran goes by itself.
+fn connection_item(connection: &Connection) -> Result<super::Item, Error> {
+    let key = connection_key(&connection.user_id, &connection.connection_id);
+    let expires_at = connection.connected_at.timestamp() + CONNECTION_TTL_SECONDS;
+    Stored::item(&key, connection, Some(expires_at))
+}
+
 impl Table {
     /// Records a connection; DynamoDB's TTL removes it if `$disconnect`
     /// never comes.
     pub async fn put_connection(&self, connection: &Connection) -> Result<(), Error> {
-        let key = connection_key(&connection.user_id, &connection.connection_id);
-        let expires_at = connection.connected_at.timestamp() + CONNECTION_TTL_SECONDS;
         self.client
             .put_item()
             .table_name(&self.name)
-            .set_item(Some(Stored::item(&key, connection, Some(expires_at))?))
+            .set_item(Some(connection_item(connection)?))
             .send()
             .await
             .map_err(aws::classify)?;
@@ -79,10 +85,8 @@ impl Table {
                         poked_version: connection.poked_version.max(version),
                         ..connection.clone()
                     };
-                    let key = connection_key(&marked.user_id, &marked.connection_id);
-                    let expires_at = marked.connected_at.timestamp() + CONNECTION_TTL_SECONDS;
                     let put = PutRequest::builder()
-                        .set_item(Some(Stored::item(&key, &marked, Some(expires_at))?))
+                        .set_item(Some(connection_item(&marked)?))
                         .build()
                         .map_err(Error::internal)?;
                     Ok(WriteRequest::builder().put_request(put).build())
