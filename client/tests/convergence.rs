@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 use mobile_sync::store::PullPage;
 use mobile_sync::{Replica, SyncError, Transport};
 use proptest::prelude::*;
+
+mod common;
 use serde_json::{Map, Value, json};
 use shared::sync::WireMutation;
 use shared::sync::memory::MemoryServer;
@@ -50,13 +52,10 @@ impl Server {
             assert_eq!(body, mutations, "a key was reused for another batch");
             return answer.clone();
         }
-        let answer = match self.rules.push(client_id, mutations.to_vec(), self.now_ms) {
-            Ok(pushed) => Ok(pushed.watermark),
-            Err(err) if err.code == shared::Code::MutationGap => Err(SyncError::MutationGap {
-                last_mutation_id: self.rules.watermark(client_id),
-            }),
-            Err(err) => panic!("the server refused a client's push: {err}"),
-        };
+        let answer = common::push(&mut self.rules, client_id, mutations, self.now_ms);
+        if let Err(refused @ SyncError::Server { .. }) = &answer {
+            panic!("the server refused a client's push: {refused}");
+        }
         self.answers
             .insert(key.to_string(), (mutations.to_vec(), answer.clone()));
         answer
@@ -102,16 +101,8 @@ impl Transport for Network {
                 message: "offline".into(),
             });
         }
-        let after = cursor.map_or(0, |c| c.parse().unwrap());
         let server = self.server.lock().unwrap();
-        let feed = server.rules.pull(client_id, after, limit as usize);
-        let next = shared::sync::feed::next_cursor(after, &feed.changes);
-        Ok(PullPage {
-            changes: feed.changes,
-            cursor: next.to_string(),
-            has_more: feed.has_more,
-            last_mutation_id: feed.watermark,
-        })
+        Ok(common::pull(&server.rules, client_id, cursor, limit))
     }
 }
 

@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 use mobile_sync::store::PullPage;
 use mobile_sync::{Replica, SyncError, Transport};
 use serde_json::{Map, Value, json};
+
+mod common;
 use shared::sync::WireMutation;
 use shared::sync::memory::MemoryServer;
 
@@ -36,18 +38,12 @@ impl Transport for Server {
             .lock()
             .unwrap()
             .push((key.to_string(), mutations.to_vec()));
-        let mut rules = self.rules.lock().unwrap();
-        let answer = match rules.push(client_id, mutations.to_vec(), NOW + 10 * MINUTE) {
-            Ok(pushed) => Ok(pushed.watermark),
-            Err(err) if err.code == shared::Code::MutationGap => Err(SyncError::MutationGap {
-                last_mutation_id: rules.watermark(client_id),
-            }),
-            Err(err) => Err(SyncError::Server {
-                status: err.status(),
-                code: err.code.as_str().to_string(),
-                detail: err.detail,
-            }),
-        };
+        let answer = common::push(
+            &mut self.rules.lock().unwrap(),
+            client_id,
+            mutations,
+            NOW + 10 * MINUTE,
+        );
         if std::mem::take(&mut *self.lose_next_answer.lock().unwrap()) {
             return Err(SyncError::Transport {
                 message: "connection reset".into(),
@@ -62,18 +58,12 @@ impl Transport for Server {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<PullPage, SyncError> {
-        let after = cursor.map_or(0, |c| c.parse().unwrap());
-        let feed = self
-            .rules
-            .lock()
-            .unwrap()
-            .pull(client_id, after, limit as usize);
-        Ok(PullPage {
-            cursor: shared::sync::feed::next_cursor(after, &feed.changes).to_string(),
-            changes: feed.changes,
-            has_more: feed.has_more,
-            last_mutation_id: feed.watermark,
-        })
+        Ok(common::pull(
+            &self.rules.lock().unwrap(),
+            client_id,
+            cursor,
+            limit,
+        ))
     }
 }
 

@@ -1,0 +1,40 @@
+//! The sync API over the server's rules in memory, answered as the HTTP API
+//! answers: what the simulated transports of the client tests share.
+
+use mobile_sync::SyncError;
+use mobile_sync::store::PullPage;
+use shared::sync::WireMutation;
+use shared::sync::memory::MemoryServer;
+
+/// `POST /sync/push` at `now_ms`: the watermark, `MutationGap` with the
+/// server's watermark, or the problem the server would answer.
+pub fn push(
+    rules: &mut MemoryServer,
+    client_id: &str,
+    mutations: &[WireMutation],
+    now_ms: u64,
+) -> Result<u64, SyncError> {
+    match rules.push(client_id, mutations.to_vec(), now_ms) {
+        Ok(pushed) => Ok(pushed.watermark),
+        Err(err) if err.code == shared::Code::MutationGap => Err(SyncError::MutationGap {
+            last_mutation_id: rules.watermark(client_id),
+        }),
+        Err(err) => Err(SyncError::Server {
+            status: err.status(),
+            code: err.code.as_str().to_string(),
+            detail: err.detail,
+        }),
+    }
+}
+
+/// `GET /sync/pull` from `cursor` (here the feed version as text).
+pub fn pull(rules: &MemoryServer, client_id: &str, cursor: Option<&str>, limit: u32) -> PullPage {
+    let after = cursor.map_or(0, |c| c.parse().unwrap());
+    let feed = rules.pull(client_id, after, limit as usize);
+    PullPage {
+        cursor: shared::sync::feed::next_cursor(after, &feed.changes).to_string(),
+        changes: feed.changes,
+        has_more: feed.has_more,
+        last_mutation_id: feed.watermark,
+    }
+}
