@@ -16,6 +16,7 @@ use std::time::Instant;
 use fast_image_resize::images::Image;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
+use shared::pipeline::testing::decode_variant as decode;
 use shared::pipeline::{JpegSettings, Options, Sharpen, WebpSettings, process};
 use ssimulacra2::{ColorPrimaries, Rgb, TransferCharacteristic, compute_frame_ssimulacra2};
 
@@ -63,11 +64,6 @@ fn frame(image: &RgbImage) -> Rgb {
         ColorPrimaries::BT709,
     )
     .unwrap()
-}
-
-/// As a phone decodes it (see `testing::decode_variant`).
-fn decode(bytes: &[u8]) -> RgbImage {
-    shared::pipeline::testing::decode_variant(bytes)
 }
 
 /// SSIMULACRA2 of encoded `bytes` against the reference at its size.

@@ -51,10 +51,16 @@ print(__import__("base64").b64encode(key.private_bytes(s.Encoding.DER, s.Private
 
 /// `token` re-signed by the emulator's key with some claims changed.
 pub fn mint(token: &str, change: impl FnOnce(&mut Value)) -> String {
-    let (key, kid) = emulator_signing_key();
     let mut claims = claims_of(token);
     change(&mut claims);
+    sign(&claims)
+}
+
+/// A token with these claims, signed by the emulator's key as Cognito's
+/// tokens are.
+pub fn sign(claims: &Value) -> String {
+    let (key, kid) = emulator_signing_key();
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.kid = Some(kid);
-    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
 }
