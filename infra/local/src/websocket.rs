@@ -261,13 +261,15 @@ async fn handshake(
 
     // Registered before the upgrade completes: a message posted meanwhile
     // waits in the outbox.
+    // The same instant the routes' events carry as `connectedAt`.
     let (outbox, inbox) = mpsc::unbounded_channel();
-    let last_active = Arc::new(Mutex::new(chrono::Utc::now()));
+    let connected = chrono::DateTime::from_timestamp_millis(connected_at).unwrap_or_default();
+    let last_active = Arc::new(Mutex::new(connected));
     gateway.live().insert(
         connection_id.clone(),
         Live {
             outbox,
-            connected_at: chrono::Utc::now(),
+            connected_at: connected,
             last_active: last_active.clone(),
         },
     );
