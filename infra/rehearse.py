@@ -49,13 +49,13 @@ NOT_IN_THE_EMULATOR = {
     "the same template, and unit tests hold each function's route table equal to it and to the OpenAPI document",
     "AWS::ApiGatewayV2::Stage": "throttling and access logging only; cfn-lint checks the properties",
     "AWS::ApiGatewayV2::Authorizer": "the live channel's $connect authorizer: the local stack's WebSocket gateway "
-    "runs the same function on the same event shape (tests/tests/realtime.rs)",
+    "runs the same function on the same event shape (tests/tests/stack/realtime.rs)",
     "AWS::ApiGatewayV2::Integration": "the local WebSocket gateway reads each route's target function from the template",
     "AWS::ApiGatewayV2::Route": "the local WebSocket gateway serves $connect, $disconnect and $default from the template",
     "AWS::ApiGatewayV2::RouteResponse": "$default's answer goes back to the client, as the local gateway does",
     "AWS::CloudWatch::Alarm": "alarms only read metrics; cfn-lint checks the properties",
     "AWS::CloudFront::Distribution": "the media CDN: the local stack serves the same signed URLs from the "
-    "bucket's media/ prefix and checks them against the key group (tests/tests/media_urls.rs)",
+    "bucket's media/ prefix and checks them against the key group (tests/tests/stack/media_urls.rs)",
     "AWS::CloudFront::KeyGroup": "checked by the local stack's distribution, rotation included",
     "AWS::CloudFront::PublicKey": "the local stack makes the key pair and puts the private half in SSM",
     "AWS::CloudFront::OriginAccessControl": "how CloudFront signs its reads from the bucket; cfn-lint checks it",
