@@ -64,13 +64,12 @@ fn main() -> anyhow::Result<()> {
     let jpeg_path = outdir.join("photo-12mp.jpg");
     let png_path = outdir.join("photo-4000x3000.png");
     if !jpeg_path.exists() {
-        let mut jpeg = Vec::new();
-        jpeg_encoder::Encoder::new(&mut jpeg, 90).encode(
-            photo.as_raw(),
-            4000,
-            3000,
-            jpeg_encoder::ColorType::Rgb,
-        )?;
+        let settings = shared::pipeline::JpegSettings {
+            quality: 90,
+            trellis: false,
+            progressive: false,
+        };
+        let jpeg = shared::pipeline::encode_jpeg(&photo, &settings)?;
         std::fs::write(&jpeg_path, jpeg)?;
     }
     if !png_path.exists() {

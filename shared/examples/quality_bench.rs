@@ -105,103 +105,123 @@ fn load(path: &Path) -> Photo {
     }
 }
 
-/// The settings measured, the current defaults first.
+/// The settings measured: sharp's own encoder settings on our resize first,
+/// then the levers one at a time from the defaults.
 fn settings() -> Vec<(&'static str, Options)> {
-    // The settings before this benchmark, as the baseline.
-    let base = Options {
-        jpeg: JpegSettings {
-            quality: 82,
-            optimize_huffman: false,
-            progressive: false,
-            subsample_chroma: true,
-        },
-        webp: WebpSettings {
-            quality: 80.0,
-            method: 4,
-            sharp_yuv: false,
-        },
-        sharpen: None,
-        ..Options::default()
-    };
+    let defaults = Options::default();
+    let (jpeg, webp) = (defaults.jpeg, defaults.webp);
     let with = |jpeg: JpegSettings, webp: WebpSettings, sharpen: Option<Sharpen>| Options {
         jpeg,
         webp,
         sharpen,
         ..Options::default()
     };
-    let j = base.jpeg;
-    let w = base.webp;
-    let huffman = JpegSettings {
-        optimize_huffman: true,
-        ..j
-    };
-    let progressive = JpegSettings {
-        progressive: true,
-        ..huffman
+    let sharp_like = with(
+        JpegSettings {
+            quality: 80,
+            trellis: false,
+            progressive: false,
+        },
+        WebpSettings {
+            quality: 80.0,
+            small_quality: 80.0,
+            method: 4,
+            sharp_yuv: false,
+        },
+        None,
+    );
+    let plain = JpegSettings {
+        trellis: false,
+        ..jpeg
     };
     let light = Sharpen {
         sigma: 0.6,
         amount: 0.35,
         min_ratio: 3.0,
     };
-    let q80 = JpegSettings {
-        quality: 80,
-        ..huffman
-    };
-    let m6 = WebpSettings { method: 6, ..w };
     vec![
-        ("before: jpeg q82, webp q80 m4", base.clone()),
-        ("jpeg + optimised Huffman", with(huffman, w, None)),
+        ("sharp's settings: jpeg q80, webp q80 m4", sharp_like),
         (
-            "jpeg + optimised Huffman + progressive",
-            with(progressive, w, None),
+            "defaults: jpeg q80 trellis, webp q79 m4 (q81 at <= 320 px)",
+            defaults.clone(),
         ),
-        ("jpeg q80 + optimised Huffman", with(q80, w, None)),
         (
-            "jpeg q80 + Huffman, 4:4:4 chroma",
+            "defaults, webp q79 at every size",
+            with(
+                jpeg,
+                WebpSettings {
+                    small_quality: webp.quality,
+                    ..webp
+                },
+                None,
+            ),
+        ),
+        (
+            "defaults, jpeg q78",
             with(
                 JpegSettings {
-                    subsample_chroma: false,
-                    ..q80
+                    quality: 78,
+                    ..jpeg
                 },
-                w,
+                webp,
                 None,
             ),
         ),
-        ("jpeg q80 + Huffman, webp method 6", with(q80, m6, None)),
         (
-            "jpeg q80 + Huffman, webp m6 + sharp YUV",
+            "defaults, jpeg + progressive (mozjpeg's own defaults)",
             with(
-                q80,
+                JpegSettings {
+                    progressive: true,
+                    ..jpeg
+                },
+                webp,
+                None,
+            ),
+        ),
+        (
+            "defaults, jpeg without trellis (libjpeg-turbo)",
+            with(plain, webp, None),
+        ),
+        (
+            "defaults, jpeg q78 without trellis",
+            with(
+                JpegSettings {
+                    quality: 78,
+                    ..plain
+                },
+                webp,
+                None,
+            ),
+        ),
+        (
+            "defaults, jpeg progressive without trellis",
+            with(
+                JpegSettings {
+                    progressive: true,
+                    ..plain
+                },
+                webp,
+                None,
+            ),
+        ),
+        (
+            "defaults, webp method 6",
+            with(jpeg, WebpSettings { method: 6, ..webp }, None),
+        ),
+        (
+            "defaults, webp sharp YUV",
+            with(
+                jpeg,
                 WebpSettings {
                     sharp_yuv: true,
-                    ..m6
+                    ..webp
                 },
                 None,
             ),
         ),
         (
-            "jpeg q80 + Huffman, webp q78 m6",
-            with(
-                q80,
-                WebpSettings {
-                    quality: 78.0,
-                    ..m6
-                },
-                None,
-            ),
-        ),
-        (
-            "jpeg q80 + Huffman, webp method 5",
-            with(q80, WebpSettings { method: 5, ..w }, None),
-        ),
-        (
-            "jpeg q80 + Huffman, webp q79 m4",
-            with(q80, WebpSettings { quality: 79.0, ..w }, None),
-        ),
-        (
-            "jpeg q80 + Huffman, webp m6, light sharpening after >=3x",
-            with(q80, m6, Some(light)),
+            "defaults, light sharpening after >= 3x",
+            with(jpeg, webp, Some(light)),
         ),
     ]
 }
@@ -272,7 +292,7 @@ fn main() {
     let mut details = Vec::new();
     let filter = std::env::args().nth(3).unwrap_or_default();
     for (label, options) in settings() {
-        if !label.contains(&filter) && !label.starts_with("before") {
+        if !label.contains(&filter) {
             continue;
         }
         let mut ours: BTreeMap<(String, String), Row> = BTreeMap::new();
