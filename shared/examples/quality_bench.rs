@@ -142,15 +142,42 @@ fn settings() -> Vec<(&'static str, Options)> {
     vec![
         ("sharp's settings: jpeg q80, webp q80 m4", sharp_like),
         (
-            "defaults: jpeg q80 trellis, webp q79 m4 (q81 at <= 320 px)",
+            "defaults: jpeg q80 trellis, webp q78 m2 (q81 at <= 320 px)",
             defaults.clone(),
         ),
         (
-            "defaults, webp q79 at every size",
+            "defaults, webp q78 at every size",
             with(
                 jpeg,
                 WebpSettings {
                     small_quality: webp.quality,
+                    ..webp
+                },
+                None,
+            ),
+        ),
+        (
+            "defaults, webp method 4 at q79 (sharp's method)",
+            with(
+                jpeg,
+                WebpSettings {
+                    quality: 79.0,
+                    method: 4,
+                    ..webp
+                },
+                None,
+            ),
+        ),
+        (
+            "defaults, webp method 6",
+            with(jpeg, WebpSettings { method: 6, ..webp }, None),
+        ),
+        (
+            "defaults, webp sharp YUV",
+            with(
+                jpeg,
+                WebpSettings {
+                    sharp_yuv: true,
                     ..webp
                 },
                 None,
@@ -201,21 +228,6 @@ fn settings() -> Vec<(&'static str, Options)> {
                     ..plain
                 },
                 webp,
-                None,
-            ),
-        ),
-        (
-            "defaults, webp method 6",
-            with(jpeg, WebpSettings { method: 6, ..webp }, None),
-        ),
-        (
-            "defaults, webp sharp YUV",
-            with(
-                jpeg,
-                WebpSettings {
-                    sharp_yuv: true,
-                    ..webp
-                },
                 None,
             ),
         ),

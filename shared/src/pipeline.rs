@@ -76,22 +76,22 @@ impl Default for Options {
             thumbnail: 160,
             max_pixels: 50_000_000,
             // mozjpeg's trellis quantisation at q80, sequential: 17% below
-            // sharp's JPEG bytes at a higher mean score, for 45 ms more per
-            // photo (still faster than sharp). mozjpeg's progressive scan
-            // search would save 1.6% more for another 40 ms.
+            // sharp's JPEG bytes at a higher mean score, for about 45 ms
+            // per photo. mozjpeg's progressive scan search would save 1.6%
+            // more for another 40 ms.
             jpeg: JpegSettings {
                 quality: 80,
                 trellis: true,
                 progressive: false,
             },
-            // q79 at method 4: below sharp's WebP bytes, above its quality;
-            // method 6 saves 3% more but would make us slower than sharp.
-            // Small variants at q81: at q79 a thumbnail scored 3.6 points
-            // below sharp's.
+            // Method 2 (no rate-distortion search) at q78: below sharp's
+            // WebP bytes (method 4, q80) at a higher mean score, and 80 ms
+            // per photo faster, which pays for the trellis above. Small
+            // variants at q81: at q79 a thumbnail scored 3.5 below sharp's.
             webp: WebpSettings {
-                quality: 79.0,
+                quality: 78.0,
                 small_quality: 81.0,
-                method: 4,
+                method: 2,
                 sharp_yuv: false,
             },
             sharpen: None,
