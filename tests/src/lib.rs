@@ -180,6 +180,16 @@ impl TestStack {
             .await
     }
 
+    /// `POST /sync/push` of `mutations` by the app `client` of `user`.
+    pub async fn push(&self, user: &User, client: &str, mutations: Vec<Value>) -> Reply {
+        self.post(
+            "/sync/push",
+            json!({"clientId": client, "mutations": mutations}),
+            Some(&user.access_token),
+        )
+        .await
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
         self.send(self.request("GET", path, token)).await
     }

@@ -42,13 +42,7 @@ async fn lists_and_pulls_are_compressed_when_accepted() {
                    "fields": {"title": format!("note {id}"), "done": false}, "hlc": hlc_now("phone")})
         })
         .collect();
-    let pushed = api
-        .post(
-            "/sync/push",
-            json!({"clientId": "phone", "mutations": mutations}),
-            Some(&user.access_token),
-        )
-        .await;
+    let pushed = api.push(&user, "phone", mutations).await;
     assert_eq!(pushed.status, 200, "{pushed:?}");
 
     for (what, path) in [
@@ -131,13 +125,7 @@ async fn a_repeat_with_the_etag_is_a_304_and_every_route_says_how_to_cache() {
         )
         .await;
     assert_eq!(refreshed.headers["cache-control"], "no-store");
-    let pushed = api
-        .post(
-            "/sync/push",
-            json!({"clientId": "phone", "mutations": []}),
-            Some(&user.access_token),
-        )
-        .await;
+    let pushed = api.push(&user, "phone", vec![]).await;
     assert_eq!(
         pushed.headers["cache-control"], "private, no-cache",
         "{pushed:?}"

@@ -366,13 +366,7 @@ async fn a_sync_change_pokes_the_other_devices_silently() {
                           "fields": {"t": id}, "hlc": format!("{now:015}-{id:05}-phone")})
         })
         .collect();
-    let pushed = api
-        .post(
-            "/sync/push",
-            json!({"clientId": "phone", "mutations": mutations}),
-            Some(&user.access_token),
-        )
-        .await;
+    let pushed = api.push(&user, "phone", mutations).await;
     assert_eq!(pushed.status, 200, "{pushed:?}");
 
     messages_for(&api, &tablet, 1).await;

@@ -43,15 +43,10 @@ async fn next_message(socket: &mut Socket, wait: Duration) -> Option<Value> {
 }
 
 async fn push(api: &TestStack, user: &User, client_id: &str, record: &str) -> Value {
-    let pushed = api
-        .post(
-            "/sync/push",
-            json!({"clientId": client_id, "mutations": [{
-                "id": 1, "collection": "notes", "recordId": record, "op": "put",
-                "fields": {"title": "from the phone"}, "hlc": hlc_now(client_id)}]}),
-            Some(&user.access_token),
-        )
-        .await;
+    let mutation = json!({
+        "id": 1, "collection": "notes", "recordId": record, "op": "put",
+        "fields": {"title": "from the phone"}, "hlc": hlc_now(client_id)});
+    let pushed = api.push(user, client_id, vec![mutation]).await;
     assert_eq!(pushed.status, 200, "{pushed:?}");
     pushed.body
 }

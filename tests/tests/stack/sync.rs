@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use e2e::{Reply, TestStack, User};
+use e2e::{TestStack, User};
 use serde_json::{Value, json};
 
 fn now_ms() -> u64 {
@@ -23,15 +23,6 @@ fn put(id: u64, record: &str, fields: Value, hlc: String) -> Value {
 
 fn delete(id: u64, record: &str, hlc: String) -> Value {
     json!({"id": id, "collection": "notes", "recordId": record, "op": "delete", "hlc": hlc})
-}
-
-async fn push(api: &TestStack, user: &User, client: &str, mutations: Vec<Value>) -> Reply {
-    api.post(
-        "/sync/push",
-        json!({"clientId": client, "mutations": mutations}),
-        Some(&user.access_token),
-    )
-    .await
 }
 
 /// Pulls every page from `cursor`; returns the changes and the last cursor.
@@ -88,7 +79,7 @@ async fn pushes_apply_exactly_once_and_pull_returns_deltas() {
         put(2, "n2", json!({"title": "eggs"}), hlc(t, 1, "phone")),
         put(3, "n1", json!({"done": true}), hlc(t, 2, "phone")),
     ];
-    let pushed = push(&api, &user, "phone", batch.clone()).await;
+    let pushed = api.push(&user, "phone", batch.clone()).await;
     assert_eq!(pushed.status, 200, "{pushed:?}");
     assert_eq!(pushed.body["lastMutationId"], 3);
 
@@ -102,30 +93,26 @@ async fn pushes_apply_exactly_once_and_pull_returns_deltas() {
     assert_eq!(state["n2"]["fields"], json!({"title": "eggs"}));
 
     // A replay (the phone never saw the answer) changes nothing.
-    let replay = push(&api, &user, "phone", batch).await;
+    let replay = api.push(&user, "phone", batch).await;
     assert_eq!(replay.body["lastMutationId"], 3, "{replay:?}");
     let (after_replay, cursor, _) = pull_all(&api, &user, "phone", Some(&cursor), 100).await;
     assert!(after_replay.is_empty(), "{after_replay:?}");
 
     // A gap is refused with the watermark to resend from.
-    let gap = push(
-        &api,
-        &user,
-        "phone",
-        vec![put(5, "n1", json!({"x": 1}), hlc(t, 3, "phone"))],
-    )
-    .await;
+    let gap = api
+        .push(
+            &user,
+            "phone",
+            vec![put(5, "n1", json!({"x": 1}), hlc(t, 3, "phone"))],
+        )
+        .await;
     gap.assert_problem(409, "mutation_gap");
     assert_eq!(gap.body["lastMutationId"], 3);
 
     // A delete is a tombstone in the next pull.
-    let deleted = push(
-        &api,
-        &user,
-        "phone",
-        vec![delete(4, "n2", hlc(t, 4, "phone"))],
-    )
-    .await;
+    let deleted = api
+        .push(&user, "phone", vec![delete(4, "n2", hlc(t, 4, "phone"))])
+        .await;
     assert_eq!(deleted.body["lastMutationId"], 4);
     let (changes, _, _) = pull_all(&api, &user, "phone", Some(&cursor), 100).await;
     assert_eq!(changes.len(), 1);
@@ -140,8 +127,7 @@ async fn two_devices_editing_offline_converge() {
     let user = api.user().await;
     let t = now_ms() - 60_000;
     // Both start from the same note.
-    push(
-        &api,
+    api.push(
         &user,
         "phone",
         vec![put(
@@ -178,8 +164,8 @@ async fn two_devices_editing_offline_converge() {
         put(2, "n", json!({"pinned": true}), hlc(t + 25, 0, "tablet")),
     ];
     // The tablet syncs first, then the phone: order must not matter.
-    assert_eq!(push(&api, &user, "tablet", tablet).await.status, 200);
-    assert_eq!(push(&api, &user, "phone", phone).await.status, 200);
+    assert_eq!(api.push(&user, "tablet", tablet).await.status, 200);
+    assert_eq!(api.push(&user, "phone", phone).await.status, 200);
 
     let expected = json!({"title": "tablet title", "body": "from phone", "pinned": true});
     for client in ["phone", "tablet"] {
@@ -218,10 +204,10 @@ async fn concurrent_pushes_on_one_record_lose_nothing() {
     };
     for round in 1..=5u64 {
         let (a, b, c, d) = tokio::join!(
-            push(&api, &user, "a", vec![edit("a", 0, round)]),
-            push(&api, &user, "b", vec![edit("b", 1, round)]),
-            push(&api, &user, "c", vec![edit("c", 2, round)]),
-            push(&api, &user, "d", vec![edit("d", 3, round)]),
+            api.push(&user, "a", vec![edit("a", 0, round)]),
+            api.push(&user, "b", vec![edit("b", 1, round)]),
+            api.push(&user, "c", vec![edit("c", 2, round)]),
+            api.push(&user, "d", vec![edit("d", 3, round)]),
         );
         for reply in [a, b, c, d] {
             assert_eq!(reply.status, 200, "round {round}: {reply:?}");
@@ -258,7 +244,7 @@ async fn large_pushes_are_chunked_and_pulls_paginate() {
             )
         })
         .collect();
-    let pushed = push(&api, &user, "bulk", mutations).await;
+    let pushed = api.push(&user, "bulk", mutations).await;
     assert_eq!(pushed.body["lastMutationId"], 250, "{pushed:?}");
 
     let (changes, _, _) = pull_all(&api, &user, "bulk", None, 40).await;
@@ -277,34 +263,31 @@ async fn bad_pushes_and_pulls_are_problems() {
     let api = TestStack::start().await;
     let user = api.user().await;
     let t = now_ms();
-    push(
-        &api,
+    api.push(
         &user,
         "p",
         vec![put(1, "n", json!({"a": 1}), hlc(t + 3_600_000, 0, "p"))],
     )
     .await
     .assert_problem(400, "clock_skew");
-    push(
-        &api,
+    api.push(
         &user,
         "p",
         vec![put(1, "n", json!({"a": 1}), "yesterday".into())],
     )
     .await
     .assert_problem(400, "invalid_request");
-    push(&api, &user, "p", vec![json!({"id": 1, "collection": "notes", "recordId": "n", "op": "upsert", "hlc": hlc(t, 0, "p")})])
+    api.push(&user, "p", vec![json!({"id": 1, "collection": "notes", "recordId": "n", "op": "upsert", "hlc": hlc(t, 0, "p")})])
         .await
         .assert_problem(400, "invalid_request");
-    push(
-        &api,
+    api.push(
         &user,
         "p",
         vec![put(1, "n", json!({"a": "x".repeat(5000)}), hlc(t, 0, "p"))],
     )
     .await
     .assert_problem(413, "payload_too_large");
-    push(&api, &user, "bad client!", vec![])
+    api.push(&user, "bad client!", vec![])
         .await
         .assert_problem(400, "invalid_request");
     api.post(
@@ -339,8 +322,7 @@ async fn users_never_see_each_others_records() {
     let api = TestStack::start().await;
     let ann = api.user().await;
     let bob = api.user().await;
-    push(
-        &api,
+    api.push(
         &ann,
         "p",
         vec![put(1, "secret", json!({"a": 1}), hlc(now_ms(), 0, "p"))],
@@ -385,7 +367,7 @@ async fn pulls_never_skip_a_change_while_indexes_lag() {
     let note = put(1, "n1", json!({"title": "older"}), hlc(t, 0, "phone"));
     let mut todo = put(2, "t1", json!({"title": "newer"}), hlc(t, 1, "phone"));
     todo["collection"] = json!("todos");
-    let pushed = push(&api, &user, "phone", vec![note, todo]).await;
+    let pushed = api.push(&user, "phone", vec![note, todo]).await;
     assert_eq!(pushed.status, 200, "{pushed:?}");
 
     // The index shows the newer record only.
