@@ -76,16 +76,16 @@ impl Default for Options {
             thumbnail: 160,
             max_pixels: 50_000_000,
             // mozjpeg's trellis quantisation at q80, sequential: 17% below
-            // sharp's JPEG bytes at a higher mean score, for about 45 ms
+            // sharp's JPEG bytes at a higher mean score, for about 48 ms
             // per photo. mozjpeg's progressive scan search would save 1.6%
-            // more for another 40 ms.
+            // more for another 52 ms.
             jpeg: JpegSettings {
                 quality: 80,
                 trellis: true,
                 progressive: false,
             },
             // Method 2 (no rate-distortion search) at q78: below sharp's
-            // WebP bytes (method 4, q80) at a higher mean score, and 80 ms
+            // WebP bytes (method 4, q80) at a higher mean score, and 84 ms
             // per photo faster, which pays for the trellis above. Small
             // variants at q81: at q79 a thumbnail scored 3.5 below sharp's.
             webp: WebpSettings {
