@@ -10,7 +10,7 @@ use shared::sync::RecordKey;
 use shared::sync::WireMutation;
 
 use crate::SyncError;
-use crate::store::{Fields, PullPage, Store};
+use crate::store::{Fields, PullPage, PushAnswer, RejectedMutation, Store};
 
 /// Changes per pull page (the server allows up to 500).
 pub const PULL_LIMIT: u32 = 500;
@@ -19,14 +19,15 @@ const MAX_GAPS: usize = 3;
 
 /// The two calls of the sync API.
 pub trait Transport: Send + Sync {
-    /// `POST /sync/push`: the server's watermark for this client after it,
-    /// or `SyncError::MutationGap` with the watermark it has.
+    /// `POST /sync/push`: the server's watermark for this client after it
+    /// and the mutations it refused, or `SyncError::MutationGap` with the
+    /// watermark it has.
     fn push(
         &self,
         client_id: &str,
         mutations: &[WireMutation],
         idempotency_key: &str,
-    ) -> Result<u64, SyncError>;
+    ) -> Result<PushAnswer, SyncError>;
 
     /// `GET /sync/pull` from `cursor` (None: from the start).
     fn pull(
@@ -42,6 +43,8 @@ pub trait Transport: Send + Sync {
 pub struct SyncReport {
     /// Mutations the server acknowledged.
     pub pushed: u64,
+    /// Of those, the ones it refused: see `rejected()`.
+    pub rejected: u64,
     /// Records a pull changed here.
     pub pulled: u64,
     /// The collections those records belong to.
@@ -130,6 +133,18 @@ impl<T: Transport> Replica<T> {
         lock(&self.store).pending_count()
     }
 
+    /// The mutations the server refused, oldest first: never applied here
+    /// or there, kept until the app discards them.
+    pub fn rejected(&self) -> Result<Vec<RejectedMutation>, SyncError> {
+        lock(&self.store).rejected()
+    }
+
+    /// Forgets a refused mutation (the app showed it, or wrote it again
+    /// differently). False if there was none with that id.
+    pub fn discard_rejected(&self, mutation_id: u64) -> Result<bool, SyncError> {
+        lock(&self.store).discard_rejected(mutation_id)
+    }
+
     /// Pushes every pending mutation, then pulls every page. The store is
     /// locked only between network calls, never across one.
     pub fn sync(&self) -> Result<SyncReport, SyncError> {
@@ -137,6 +152,7 @@ impl<T: Transport> Replica<T> {
         let client_id = self.client_id();
         let mut report = SyncReport::default();
 
+        let mut changed: Vec<RecordKey> = Vec::new();
         let mut gaps = 0;
         loop {
             // Bound first: the store's lock must not outlive this line.
@@ -146,8 +162,13 @@ impl<T: Transport> Replica<T> {
                 .transport
                 .push(&client_id, &batch.mutations, &batch.idempotency_key)
             {
-                Ok(watermark) => {
-                    report.pushed += lock(&self.store).acknowledge(watermark)? as u64;
+                Ok(answer) => {
+                    let acknowledged = lock(&self.store).acknowledge(&answer)?;
+                    let rejected = acknowledged.rejected.len() as u64;
+                    report.pushed += acknowledged.applied + rejected;
+                    report.rejected += rejected;
+                    // A refused edit leaves the local view: the app is told.
+                    changed.extend(acknowledged.rejected);
                     gaps = 0;
                 }
                 Err(SyncError::MutationGap { last_mutation_id }) if gaps < MAX_GAPS => {
@@ -158,7 +179,6 @@ impl<T: Transport> Replica<T> {
             }
         }
 
-        let mut changed: Vec<RecordKey> = Vec::new();
         let mut started_over = false;
         loop {
             let cursor = lock(&self.store).cursor()?;
@@ -167,7 +187,9 @@ impl<T: Transport> Replica<T> {
                 .pull(&client_id, cursor.as_deref(), PULL_LIMIT)
             {
                 Ok(page) => {
-                    changed.extend(lock(&self.store).apply_page(&page)?);
+                    let pulled = lock(&self.store).apply_page(&page)?;
+                    report.pulled += pulled.len() as u64;
+                    changed.extend(pulled);
                     if !page.has_more {
                         break;
                     }
@@ -182,7 +204,6 @@ impl<T: Transport> Replica<T> {
                 Err(err) => return Err(err),
             }
         }
-        report.pulled = changed.len() as u64;
         let mut collections: Vec<String> = changed.into_iter().map(|key| key.collection).collect();
         collections.sort();
         collections.dedup();

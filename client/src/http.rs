@@ -10,7 +10,7 @@ use shared::sync::WireMutation;
 
 use crate::SyncError;
 use crate::engine::Transport;
-use crate::store::PullPage;
+use crate::store::{PullPage, PushAnswer};
 
 pub struct HttpTransport {
     client: Client,
@@ -23,12 +23,6 @@ pub struct HttpTransport {
 struct PushBody<'a> {
     client_id: &'a str,
     mutations: &'a [WireMutation],
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PushReply {
-    last_mutation_id: u64,
 }
 
 #[derive(Deserialize, Default)]
@@ -110,7 +104,7 @@ impl Transport for HttpTransport {
         client_id: &str,
         mutations: &[WireMutation],
         idempotency_key: &str,
-    ) -> Result<u64, SyncError> {
+    ) -> Result<PushAnswer, SyncError> {
         let response = self
             .client
             .post(format!("{}/sync/push", self.api_url))
@@ -125,10 +119,9 @@ impl Transport for HttpTransport {
         if !response.status().is_success() {
             return Err(refused(response));
         }
-        let reply: PushReply = response
+        response
             .json()
-            .map_err(|err| SyncError::protocol(format!("push answer: {err}")))?;
-        Ok(reply.last_mutation_id)
+            .map_err(|err| SyncError::protocol(format!("push answer: {err}")))
     }
 
     fn pull(

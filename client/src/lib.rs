@@ -27,6 +27,7 @@ use serde_json::{Map, Value};
 pub use engine::{Replica, SyncReport, Transport};
 pub use error::SyncError;
 use http::HttpTransport;
+pub use store::{RejectedMutation, RejectionCode};
 
 uniffi::setup_scaffolding!();
 
@@ -149,6 +150,19 @@ impl SyncClient {
     /// Mutations not yet acknowledged by the server.
     pub fn pending_count(&self) -> Result<u64, SyncError> {
         self.replica.pending_count()
+    }
+
+    /// Mutations the server refused (a value nested too deep, a record
+    /// grown too large, ...), oldest first. They were never applied, here
+    /// or on the server, and later edits went through: show them, write
+    /// them again differently, or `discard_rejected`.
+    pub fn rejected(&self) -> Result<Vec<RejectedMutation>, SyncError> {
+        self.replica.rejected()
+    }
+
+    /// Forgets a refused mutation; false if none has that id.
+    pub fn discard_rejected(&self, mutation_id: u64) -> Result<bool, SyncError> {
+        self.replica.discard_rejected(mutation_id)
     }
 
     pub fn client_id(&self) -> String {

@@ -21,8 +21,9 @@ use crate::SyncError;
 
 /// `PRAGMA application_id`: "msyn". A file with another id is not ours.
 const APPLICATION_ID: i64 = 0x6D73_796E;
-/// `PRAGMA user_version`: the schema this code writes.
-const SCHEMA_VERSION: i64 = 1;
+/// `PRAGMA user_version`: the schema this code writes. Older files are
+/// upgraded in place by `upgrade` (every version's file is a test fixture).
+const SCHEMA_VERSION: i64 = 2;
 /// The server takes at most this many mutations per push.
 pub const MAX_BATCH: usize = 1000;
 
@@ -49,6 +50,89 @@ CREATE TABLE outbox (
 ) STRICT;
 CREATE INDEX outbox_by_record ON outbox (collection, record_id, id);
 ";
+
+/// Version 2: mutations the server refused, kept for the app.
+const SCHEMA_2: &str = "
+CREATE TABLE rejected (
+    id         INTEGER PRIMARY KEY,
+    collection TEXT NOT NULL,
+    record_id  TEXT NOT NULL,
+    op         TEXT NOT NULL CHECK (op IN ('put', 'delete')),
+    fields     TEXT,
+    hlc        TEXT NOT NULL,
+    code       TEXT NOT NULL
+) STRICT;
+";
+
+/// The server's answer to a push.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PushAnswer {
+    pub last_mutation_id: u64,
+    /// Mutations acknowledged but not applied.
+    #[serde(default)]
+    pub rejected: Vec<RejectedId>,
+}
+
+/// One refused mutation, as the server names it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct RejectedId {
+    pub id: u64,
+    pub code: String,
+}
+
+/// Why the server refused a mutation. `Other` carries a code this version
+/// of the library does not know yet (the server adds codes, never changes
+/// one).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum RejectionCode {
+    /// A value nests deeper than the server stores (29 levels).
+    ValueTooDeep,
+    /// A value's JSON is over 4 KB.
+    ValueTooLarge,
+    /// More than 64 fields in one put.
+    TooManyFields,
+    /// The record would outgrow what the server stores for one record.
+    RecordTooLarge,
+    Other {
+        code: String,
+    },
+}
+
+impl RejectionCode {
+    pub fn parse(code: &str) -> Self {
+        match code {
+            "value_too_deep" => Self::ValueTooDeep,
+            "value_too_large" => Self::ValueTooLarge,
+            "too_many_fields" => Self::TooManyFields,
+            "record_too_large" => Self::RecordTooLarge,
+            other => Self::Other {
+                code: other.to_string(),
+            },
+        }
+    }
+}
+
+/// A mutation the server refused: never applied, kept until discarded.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct RejectedMutation {
+    pub mutation_id: u64,
+    pub collection: String,
+    pub record_id: String,
+    /// A delete (no fields) or a put.
+    pub deleted: bool,
+    /// The put's fields as a JSON object.
+    pub fields_json: Option<String>,
+    pub code: RejectionCode,
+}
+
+/// What one acknowledgement moved out of the outbox.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Acknowledged {
+    pub applied: u64,
+    /// The records of the refused mutations: their view changed.
+    pub rejected: Vec<RecordKey>,
+}
 
 /// A record's visible fields.
 pub type Fields = Map<String, Value>;
@@ -114,6 +198,9 @@ impl Store {
                     supported: SCHEMA_VERSION,
                 });
             }
+            (APPLICATION_ID, version, _) if version < SCHEMA_VERSION => {
+                upgrade(&mut conn, version)?
+            }
             (APPLICATION_ID, _, _) => {}
             (0, 0, 0) => create(&mut conn, client_id)?,
             (id, _, tables) => {
@@ -168,14 +255,21 @@ impl Store {
             hlc: hlc.to_string(),
         };
         // The server's own validation; the clock-skew bound is the
-        // server's to judge against its clock, not ours.
-        validate(
+        // server's to judge against its clock, not ours. What it would
+        // reject for its content alone is refused here and never queued.
+        let checked = validate(
             &self.client_id,
             vec![mutation.clone()],
             &Limits::default(),
             MAX_MILLIS,
         )
         .map_err(|err| SyncError::invalid(err.detail))?;
+        if let Some(rejection) = checked.first().and_then(|m| m.rejection) {
+            return Err(SyncError::invalid(format!(
+                "the server would refuse this edit: {}",
+                rejection.as_str()
+            )));
+        }
         tx.execute(
             "INSERT INTO outbox (id, collection, record_id, op, fields, hlc)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -293,14 +387,30 @@ impl Store {
         }))
     }
 
-    /// The server applied every mutation up to `watermark`: they move from
-    /// the outbox into the records (the server holds them now, merged as
-    /// here), in one transaction.
-    pub fn acknowledge(&mut self, watermark: u64) -> Result<usize, SyncError> {
+    /// The server acknowledged every mutation up to its watermark: the
+    /// applied ones move from the outbox into the records (the server holds
+    /// them now, merged as here), the refused ones into `rejected`, all in
+    /// one transaction.
+    pub fn acknowledge(&mut self, answer: &PushAnswer) -> Result<Acknowledged, SyncError> {
+        let watermark = answer.last_mutation_id;
         let tx = self.conn.transaction()?;
         let acked = queued(&tx, "id <= ?1", [watermark as i64])?;
         let mut states: BTreeMap<(String, String), RecordState> = BTreeMap::new();
+        let mut done = Acknowledged::default();
         for mutation in &acked {
+            if let Some(refused) = answer.rejected.iter().find(|r| r.id == mutation.id) {
+                tx.execute(
+                    "INSERT OR REPLACE INTO rejected (id, collection, record_id, op, fields, hlc, code)
+                     SELECT id, collection, record_id, op, fields, hlc, ?2 FROM outbox WHERE id = ?1",
+                    params![mutation.id as i64, refused.code],
+                )?;
+                done.rejected.push(RecordKey {
+                    collection: mutation.collection.clone(),
+                    record_id: mutation.record_id.clone(),
+                });
+                continue;
+            }
+            done.applied += 1;
             let (op, hlc) = decode_op(mutation)?;
             let key = (mutation.collection.clone(), mutation.record_id.clone());
             if !states.contains_key(&key) {
@@ -322,7 +432,32 @@ impl Store {
         set_meta(&tx, "acked", &previous.max(watermark).to_string())?;
         forget_batch(&tx)?;
         tx.commit()?;
-        Ok(acked.len())
+        Ok(done)
+    }
+
+    /// The refused mutations, oldest first.
+    pub fn rejected(&self) -> Result<Vec<RejectedMutation>, SyncError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT id, collection, record_id, op, fields, code FROM rejected ORDER BY id",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok(RejectedMutation {
+                mutation_id: row.get::<_, i64>(0)? as u64,
+                collection: row.get(1)?,
+                record_id: row.get(2)?,
+                deleted: row.get::<_, String>(3)? == "delete",
+                fields_json: row.get(4)?,
+                code: RejectionCode::parse(&row.get::<_, String>(5)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    pub fn discard_rejected(&mut self, mutation_id: u64) -> Result<bool, SyncError> {
+        let removed = self
+            .conn
+            .execute("DELETE FROM rejected WHERE id = ?1", [mutation_id as i64])?;
+        Ok(removed > 0)
     }
 
     /// The server's watermark is `watermark` and our pending ids start
@@ -401,9 +536,22 @@ impl Store {
 fn create(conn: &mut Connection, client_id: &str) -> Result<(), SyncError> {
     let tx = conn.transaction()?;
     tx.execute_batch(SCHEMA)?;
+    tx.execute_batch(SCHEMA_2)?;
     tx.pragma_update(None, "application_id", APPLICATION_ID)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     set_meta(&tx, "client_id", client_id)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Brings a file of schema `from` up to `SCHEMA_VERSION`, in one
+/// transaction: a crash leaves the old file as it was.
+fn upgrade(conn: &mut Connection, from: i64) -> Result<(), SyncError> {
+    let tx = conn.transaction()?;
+    if from < 2 {
+        tx.execute_batch(SCHEMA_2)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
     Ok(())
 }

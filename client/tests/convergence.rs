@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use mobile_sync::store::PullPage;
+use mobile_sync::store::{PullPage, PushAnswer};
 use mobile_sync::{Replica, SyncError, Transport};
 use proptest::prelude::*;
 
@@ -34,7 +34,7 @@ enum Fault {
 struct Server {
     rules: MemoryServer,
     now_ms: u64,
-    answers: BTreeMap<String, (Vec<WireMutation>, Result<u64, SyncError>)>,
+    answers: BTreeMap<String, (Vec<WireMutation>, Result<PushAnswer, SyncError>)>,
     delivered: Vec<(String, Vec<WireMutation>, String)>,
 }
 
@@ -44,7 +44,7 @@ impl Server {
         client_id: &str,
         mutations: &[WireMutation],
         key: &str,
-    ) -> Result<u64, SyncError> {
+    ) -> Result<PushAnswer, SyncError> {
         self.delivered
             .push((client_id.to_string(), mutations.to_vec(), key.to_string()));
         // As `apigw::idempotency`: a repeat of a key replays its answer.
@@ -75,7 +75,7 @@ impl Transport for Network {
         client_id: &str,
         mutations: &[WireMutation],
         key: &str,
-    ) -> Result<u64, SyncError> {
+    ) -> Result<PushAnswer, SyncError> {
         let fault = self.faults.lock().unwrap().pop_front();
         let offline = || SyncError::Transport {
             message: "offline".into(),

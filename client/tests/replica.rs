@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use mobile_sync::store::PullPage;
+use mobile_sync::store::{PullPage, PushAnswer};
 use mobile_sync::{Replica, SyncError, Transport};
 use serde_json::{Map, Value, json};
 
@@ -33,7 +33,7 @@ impl Transport for Server {
         client_id: &str,
         mutations: &[WireMutation],
         key: &str,
-    ) -> Result<u64, SyncError> {
+    ) -> Result<PushAnswer, SyncError> {
         self.pushes
             .lock()
             .unwrap()
@@ -324,4 +324,120 @@ fn rusqlite_like_foreign(path: &std::path::Path) {
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.execute("CREATE TABLE contacts (name TEXT)", [])
         .unwrap();
+}
+
+/// Puts of 64 fields of 4 KB each: two of them outgrow one record.
+fn wide_fields(prefix: &str) -> Map<String, Value> {
+    (0..64)
+        .map(|f| (format!("{prefix}{f}"), json!("x".repeat(4000))))
+        .collect()
+}
+
+#[test]
+fn a_refused_edit_is_listed_not_applied_and_later_edits_go_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::default();
+    let phone = replica(&dir, "phone", &server);
+    phone.put_at("notes", "big", wide_fields("a"), NOW).unwrap();
+    phone
+        .put_at("notes", "big", wide_fields("b"), NOW + 1)
+        .unwrap();
+    phone.delete_at("notes", "other", NOW + 2).unwrap();
+    phone
+        .put_at("notes", "n1", fields(json!({"title": "after"})), NOW + 3)
+        .unwrap();
+    let report = phone.sync().unwrap();
+    assert_eq!((report.pushed, report.rejected), (4, 1));
+    assert_eq!(phone.pending_count().unwrap(), 0, "nothing jams the outbox");
+    assert_eq!(server.rules.lock().unwrap().watermark("phone"), 4);
+    let rejected = phone.rejected().unwrap();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].mutation_id, 2);
+    assert_eq!(rejected[0].code, mobile_sync::RejectionCode::RecordTooLarge);
+    assert_eq!(rejected[0].record_id, "big");
+    assert!(!rejected[0].deleted);
+    // The view holds what the server holds: the first put only.
+    let big = phone.get("notes", "big").unwrap().unwrap();
+    assert!(big.contains_key("a0") && !big.contains_key("b0"));
+    assert_eq!(phone.get("notes", "n1").unwrap().unwrap()["title"], "after");
+    // A second device sees the same.
+    let tablet = replica(&dir, "tablet", &server);
+    tablet.sync().unwrap();
+    assert_eq!(tablet.get("notes", "big").unwrap().unwrap(), big);
+
+    assert!(phone.discard_rejected(2).unwrap());
+    assert!(!phone.discard_rejected(2).unwrap());
+    assert!(phone.rejected().unwrap().is_empty());
+}
+
+#[test]
+fn a_resent_batch_gets_the_same_rejections_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::default();
+    let phone = replica(&dir, "phone", &server);
+    phone.put_at("notes", "big", wide_fields("a"), NOW).unwrap();
+    phone
+        .put_at("notes", "big", wide_fields("b"), NOW + 1)
+        .unwrap();
+    *server.lose_next_answer.lock().unwrap() = true;
+    assert!(phone.sync().is_err());
+    assert!(phone.rejected().unwrap().is_empty(), "no answer yet");
+    phone.sync().unwrap();
+    let rejected = phone.rejected().unwrap();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0].mutation_id, 2);
+}
+
+#[test]
+fn content_the_server_would_refuse_is_refused_before_it_is_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let phone = replica(&dir, "phone", &Server::default());
+    let mut deep = json!("leaf");
+    for _ in 0..30 {
+        deep = json!({ "k": deep });
+    }
+    let err = phone
+        .put_at("notes", "n1", fields(json!({ "v": deep })), NOW)
+        .unwrap_err();
+    assert!(
+        matches!(&err, SyncError::InvalidInput { message } if message.contains("value_too_deep")),
+        "{err:?}"
+    );
+    assert_eq!(phone.pending_count().unwrap(), 0);
+}
+
+#[test]
+fn a_version_1_file_is_upgraded_in_place_and_keeps_its_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    // A file as version 1 of this library wrote it, one edit queued.
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+             CREATE TABLE records (collection TEXT NOT NULL, record_id TEXT NOT NULL,
+                 state TEXT NOT NULL, PRIMARY KEY (collection, record_id)) STRICT, WITHOUT ROWID;
+             CREATE TABLE outbox (id INTEGER PRIMARY KEY, collection TEXT NOT NULL,
+                 record_id TEXT NOT NULL, op TEXT NOT NULL CHECK (op IN ('put', 'delete')),
+                 fields TEXT, hlc TEXT NOT NULL) STRICT;
+             CREATE INDEX outbox_by_record ON outbox (collection, record_id, id);
+             INSERT INTO meta VALUES ('client_id', 'phone');
+             INSERT INTO outbox VALUES (1, 'notes', 'n1', 'put', '{\"title\":\"v1\"}',
+                 '001800000000000-00000-phone');
+             PRAGMA application_id = 1836284270;
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let server = Server::default();
+    let phone = Replica::open(path.to_str().unwrap(), "phone", server.clone()).unwrap();
+    assert_eq!(phone.pending_count().unwrap(), 1);
+    assert!(phone.rejected().unwrap().is_empty());
+    phone.sync().unwrap();
+    assert_eq!(phone.get("notes", "n1").unwrap().unwrap()["title"], "v1");
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
 }

@@ -53,6 +53,14 @@ tests keep working; functions get identities of their own:
        (an IAM user whose only policy is POLICY; called again, the policy
         is replaced and the same key returned)
 
+Transactions of at most 4 MB of items, as on DynamoDB (moto has no limit).
+
+Nesting, bounded. DynamoDB refuses an item (PutItem, BatchWriteItem, a
+transaction's Put, an UpdateItem's values) with a ValidationException when an
+attribute nests more than 31 maps or lists around a scalar (32 levels);
+moto stores any depth, and an item deeper than the SDKs' decoders allow
+then fails every read and stream poll of it. Here the limit is DynamoDB's.
+
 Not enforced: request signatures (moto recomputes them from re-encoded
 form data, which differs from the Rust SDK's encoding: the access key
 names the caller), unsigned requests (presigned S3 URLs and forms; their
@@ -83,12 +91,14 @@ from moto.sns.responses import SNSResponse
 from moto.ssm.responses import SimpleSystemManagerResponse
 from moto.dynamodb.exceptions import (
     DynamodbException,
+    MockValidationException,
     MultipleTransactionsException,
     TooManyTransactionsException,
     TransactionCanceledException,
     TransactWriteSingleOpException,
 )
 from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
+from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
 from moto.core.responses import ActionResult
 from moto.dynamodb.comparisons import get_filter_expression
@@ -370,6 +380,54 @@ def _call(self, environ, start_response):
     return _original_call(self, environ, start_response)
 
 
+# ---------------------------------------------------------------- nesting
+
+# DynamoDB: 32 levels, that is at most 31 maps or lists around a scalar.
+MAX_WRAPS = 31
+
+
+def _wraps(value):
+    """The most maps and lists nested in one attribute value (DynamoDB JSON)."""
+    deepest = 0
+    pending = [(value, 0)]
+    while pending:
+        value, above = pending.pop()
+        if not isinstance(value, dict):
+            continue
+        if "M" in value and isinstance(value["M"], dict):
+            children = value["M"].values()
+        elif "L" in value and isinstance(value["L"], list):
+            children = value["L"]
+        else:
+            continue
+        deepest = max(deepest, above + 1)
+        pending.extend((child, above + 1) for child in children)
+    return deepest
+
+
+def _check_nesting(values):
+    if any(_wraps(v) > MAX_WRAPS for v in (values or {}).values()):
+        raise MockValidationException(
+            "Nesting Levels have exceeded supported limits: "
+            "Attributes in the item have nested levels beyond supported limit"
+        )
+
+
+_original_put_item = DynamoDBBackend.put_item
+_original_update_item = DynamoDBBackend.update_item
+
+
+def _put_item(self, table_name, item_attrs, *args, **kwargs):
+    _check_nesting(item_attrs)
+    return _original_put_item(self, table_name, item_attrs, *args, **kwargs)
+
+
+def _update_item(self, *args, **kwargs):
+    bound = inspect.signature(_original_update_item).bind(self, *args, **kwargs).arguments
+    _check_nesting(bound.get("expression_attribute_values"))
+    return _original_update_item(self, *args, **kwargs)
+
+
 # ---------------------------------------------------------------- transactions
 
 
@@ -409,6 +467,14 @@ def _transact_write_items(self, transact_items):
         planned.append((op_type, op, table, key, copy.deepcopy(current)))
     if any(code for code, _, _ in reasons):
         raise TransactionCanceledException(reasons)
+    # DynamoDB: a transaction carries at most 4 MB of items.
+    written = sum(
+        sum(len(name.encode()) + DynamoType(value).size() for name, value in op["Item"].items())
+        for op_type, op, _, _, _ in planned
+        if op_type == "Put"
+    )
+    if written > 4 * 1024 * 1024:
+        raise MockValidationException("Transaction request cannot be larger than 4 MB")
     # Every condition held: write. A write can still be refused (an invalid
     # update expression); then the items this transaction touched, and only
     # they, go back to what they were, and its stream records are dropped.
@@ -485,6 +551,8 @@ def _alone(self):
 Table.query = _query
 DomainDispatcherApplication.__call__ = _call
 DynamoDBBackend.transact_write_items = _transact_write_items
+DynamoDBBackend.put_item = _put_item
+DynamoDBBackend.update_item = _update_item
 DynamoHandler.transact_write_items = _transact_response
 DynamoHandler.call_action = _alone
 SNSBackend.publish = _publish

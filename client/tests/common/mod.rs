@@ -2,7 +2,7 @@
 //! answers: what the simulated transports of the client tests share.
 
 use mobile_sync::SyncError;
-use mobile_sync::store::PullPage;
+use mobile_sync::store::{PullPage, PushAnswer, RejectedId};
 use shared::sync::WireMutation;
 use shared::sync::memory::MemoryServer;
 
@@ -13,9 +13,19 @@ pub fn push(
     client_id: &str,
     mutations: &[WireMutation],
     now_ms: u64,
-) -> Result<u64, SyncError> {
+) -> Result<PushAnswer, SyncError> {
     match rules.push(client_id, mutations.to_vec(), now_ms) {
-        Ok(pushed) => Ok(pushed.watermark),
+        Ok(pushed) => Ok(PushAnswer {
+            last_mutation_id: pushed.watermark,
+            rejected: pushed
+                .rejected
+                .into_iter()
+                .map(|r| RejectedId {
+                    id: r.id,
+                    code: r.code.as_str().to_string(),
+                })
+                .collect(),
+        }),
         Err(err) if err.code == shared::Code::MutationGap => Err(SyncError::MutationGap {
             last_mutation_id: rules.watermark(client_id),
         }),

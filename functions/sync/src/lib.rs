@@ -9,7 +9,7 @@ use shared::config::{self, Env, FromEnv, MissingVariable};
 use shared::metrics::Metrics;
 use shared::store::Table;
 use shared::sync::feed::{decode_cursor, encode_cursor};
-use shared::sync::{Change, Limits, WireMutation, hlc::valid_client_id, validate};
+use shared::sync::{Change, Limits, Rejected, WireMutation, hlc::valid_client_id, validate};
 
 /// A push of 1000 mutations with a few small fields each fits well within.
 pub const PUSH_BODY_LIMIT: usize = 1024 * 1024;
@@ -78,6 +78,8 @@ struct PushBody {
 #[serde(rename_all = "camelCase")]
 struct PushReply {
     last_mutation_id: u64,
+    /// Mutations acknowledged but not applied, with why.
+    rejected: Vec<Rejected>,
 }
 
 #[derive(Serialize)]
@@ -104,9 +106,18 @@ async fn push(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
         .count("MutationsApplied", pushed.applied)
         .count("MutationsSuperseded", pushed.superseded)
         .count("MutationsRedelivered", count - pushed.applied)
+        .count("MutationsRejected", pushed.rejected.len())
         .emit();
+    for rejected in &pushed.rejected {
+        tracing::info!(
+            id = rejected.id,
+            code = rejected.code.as_str(),
+            "sync mutation rejected"
+        );
+    }
     Reply::ok(PushReply {
         last_mutation_id: pushed.watermark,
+        rejected: pushed.rejected,
     })
 }
 

@@ -18,8 +18,8 @@ use super::{Item, Table, item_key, number};
 use crate::keys::{self, ItemKey};
 use crate::sync::merge::RecordState;
 use crate::sync::{
-    Change, Chunk, Feed, Mutation, Pushed, RECORDS_PER_CHUNK, RecordKey, plan, plan_merge,
-    unapplied,
+    Change, Chunk, Feed, Mutation, Pushed, RECORDS_PER_CHUNK, RecordKey, Rejected, plan,
+    plan_merge, rejections_within, unapplied,
 };
 use crate::{Error, aws};
 
@@ -77,6 +77,8 @@ pub fn legacy_record(item: &Item) -> Option<(String, RecordKey, RecordState)> {
 #[derive(Debug, Default)]
 struct Snapshot {
     watermark: u64,
+    /// The rejections kept beside the watermark.
+    rejected: Vec<Rejected>,
     version: u64,
     records: BTreeMap<RecordKey, (RecordState, u64)>,
 }
@@ -122,6 +124,10 @@ impl Table {
         mutations: Vec<Mutation>,
     ) -> Result<Pushed, Error> {
         let keys: BTreeSet<RecordKey> = mutations.iter().map(|m| m.key.clone()).collect();
+        let ids = match (mutations.first(), mutations.last()) {
+            (Some(first), Some(last)) => first.id..=last.id,
+            _ => 1..=0,
+        };
         let writer = Writer::Client(client_id);
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
@@ -129,9 +135,11 @@ impl Table {
             }
             let mut snapshot = self.snapshot(user, writer, &keys).await?;
             let fresh = unapplied(mutations.clone(), snapshot.watermark)?;
+            snapshot.rejected = rejections_within(&snapshot.rejected, &ids);
             if fresh.is_empty() {
                 return Ok(Pushed {
                     watermark: snapshot.watermark,
+                    rejected: snapshot.rejected,
                     ..Pushed::default()
                 });
             }
@@ -144,6 +152,7 @@ impl Table {
                     watermark: snapshot.watermark,
                     applied: fresh.len(),
                     superseded: chunks.iter().map(|c| c.superseded).sum(),
+                    rejected: snapshot.rejected,
                 });
             }
             tracing::info!(attempt, "sync push lost a race; retrying from a fresh read");
@@ -317,13 +326,15 @@ impl Table {
                 version,
             )?);
         }
+        let mut rejected = snapshot.rejected.clone();
+        rejected.extend(chunk.rejected.iter().cloned());
         if let Writer::Client(client_id) = writer {
-            items.push(counter_update(
+            items.push(watermark_update(
                 &self.name,
                 item_key(&watermark_key(user, client_id)),
-                "lastMutationId",
                 snapshot.watermark,
                 chunk.last_mutation_id,
+                &rejected,
             )?);
         }
         let result = self
@@ -360,6 +371,7 @@ impl Table {
         snapshot.version = version;
         if let Writer::Client(_) = writer {
             snapshot.watermark = chunk.last_mutation_id;
+            snapshot.rejected = rejected;
         }
         for (record, state, version) in written {
             snapshot.records.insert(record, (state, version));
@@ -423,15 +435,11 @@ impl Table {
             .items
             .unwrap_or_default()
             .into_iter()
-            .map(|item| {
-                let record: RecordItem = serde_dynamo::from_item(item).map_err(Error::internal)?;
-                let key = RecordKey {
-                    collection: record.collection,
-                    record_id: record.record_id,
-                };
-                Ok(Change::new(key, &record.state, record.ver))
+            .filter_map(|item| {
+                let (key, state, version) = decode_record(&item)?;
+                Some(Change::new(key, &state, version))
             })
-            .collect::<Result<Vec<_>, Error>>()?;
+            .collect();
         Ok(Feed {
             changes,
             has_more,
@@ -495,6 +503,71 @@ fn counter_update(
     Ok(TransactWriteItem::builder().update(update).build())
 }
 
+/// A stored record, read field by field: a field (or tombstone) that does
+/// not decode is left out, so one damaged field never fails a page, a
+/// push or a delete of the record (a write replaces it). None, logged, for
+/// an item without its identity.
+fn decode_record(item: &Item) -> Option<(RecordKey, RecordState, u64)> {
+    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+    let identity = text("collection").zip(text("recordId")).zip(
+        item.get("ver")
+            .and_then(|v| v.as_n().ok()?.parse::<u64>().ok()),
+    );
+    let Some(((collection, record_id), version)) = identity else {
+        tracing::error!(pk = ?text(keys::PK), sk = ?text(keys::SK), "a sync record without collection, recordId or ver was skipped");
+        return None;
+    };
+    let mut state = RecordState::default();
+    if let Some(Ok(fields)) = item.get("fields").map(AttributeValue::as_m) {
+        for (name, value) in fields {
+            match serde_dynamo::from_attribute_value(value.clone()) {
+                Ok(field) => {
+                    state.fields.insert(name.clone(), field);
+                }
+                Err(err) => {
+                    tracing::error!(%collection, %record_id, field = %name, error = %err, "a stored field that does not decode was left out")
+                }
+            }
+        }
+    }
+    state.deleted_at = text("deletedAt").and_then(|raw| crate::sync::hlc::Hlc::parse(&raw).ok());
+    let key = RecordKey {
+        collection,
+        record_id,
+    };
+    Some((key, state, version))
+}
+
+/// Moves a client's watermark from `from` to `to`, only if it still holds
+/// `from`, and keeps `rejected` beside it.
+fn watermark_update(
+    table: &str,
+    key: Item,
+    from: u64,
+    to: u64,
+    rejected: &[Rejected],
+) -> Result<TransactWriteItem, Error> {
+    let condition = if from == 0 {
+        "attribute_not_exists(lastMutationId) OR lastMutationId = :from"
+    } else {
+        "lastMutationId = :from"
+    };
+    let update = Update::builder()
+        .table_name(table)
+        .set_key(Some(key))
+        .update_expression("SET lastMutationId = :to, rejected = :rejected")
+        .condition_expression(condition)
+        .expression_attribute_values(":from", number(from))
+        .expression_attribute_values(":to", number(to))
+        .expression_attribute_values(
+            ":rejected",
+            serde_dynamo::to_attribute_value(rejected).map_err(Error::internal)?,
+        )
+        .build()
+        .map_err(Error::internal)?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
+
 fn read_into(snapshot: &mut Snapshot, item: Item) -> Result<(), Error> {
     let text = |name: &str| {
         item.get(name)
@@ -509,16 +582,19 @@ fn read_into(snapshot: &mut Snapshot, item: Item) -> Result<(), Error> {
     };
     match ItemKey::parse(text(keys::PK).unwrap_or(""), text(keys::SK).unwrap_or("")) {
         Some(ItemKey::SyncVersion { .. }) => snapshot.version = number_of("ver"),
-        Some(ItemKey::Client { .. }) => snapshot.watermark = number_of("lastMutationId"),
+        Some(ItemKey::Client { .. }) => {
+            snapshot.watermark = number_of("lastMutationId");
+            // Written by this module only; an unreadable list is dropped
+            // rather than failing every push of the device.
+            snapshot.rejected = item
+                .get("rejected")
+                .and_then(|list| serde_dynamo::from_attribute_value(list.clone()).ok())
+                .unwrap_or_default();
+        }
         Some(ItemKey::Record { .. }) => {
-            let record: RecordItem = serde_dynamo::from_item(item).map_err(Error::internal)?;
-            snapshot.records.insert(
-                RecordKey {
-                    collection: record.collection,
-                    record_id: record.record_id,
-                },
-                (record.state, record.ver),
-            );
+            if let Some((key, state, version)) = decode_record(&item) {
+                snapshot.records.insert(key, (state, version));
+            }
         }
         other => {
             return Err(Error::internal(format!(

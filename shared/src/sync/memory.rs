@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use super::merge::RecordState;
 use super::{
-    Change, Feed, Limits, Pushed, RECORDS_PER_CHUNK, RecordKey, WireMutation, plan, unapplied,
-    validate,
+    Change, Feed, Limits, Pushed, RECORDS_PER_CHUNK, RecordKey, Rejected, WireMutation, plan,
+    rejections_within, unapplied, validate,
 };
 use crate::Error;
 
@@ -20,6 +20,8 @@ pub struct MemoryServer {
     counter: u64,
     /// Each client's last applied mutation id.
     watermarks: BTreeMap<String, u64>,
+    /// Each client's rejections kept beside its watermark.
+    rejections: BTreeMap<String, Vec<Rejected>>,
     limits: Limits,
 }
 
@@ -32,13 +34,26 @@ impl MemoryServer {
         now_ms: u64,
     ) -> Result<Pushed, Error> {
         let mutations = validate(client_id, mutations, &self.limits, now_ms)?;
+        let ids = match (mutations.first(), mutations.last()) {
+            (Some(first), Some(last)) => first.id..=last.id,
+            _ => 1..=0,
+        };
         let watermark = self.watermark(client_id);
         let fresh = unapplied(mutations, watermark)?;
+        let stored = self.rejections.remove(client_id).unwrap_or_default();
+        let mut kept = rejections_within(&stored, &ids);
         let mut pushed = Pushed {
             watermark,
             applied: fresh.len(),
             superseded: 0,
+            rejected: Vec::new(),
         };
+        if fresh.is_empty() {
+            // A resend: the same answer, and the rejections stay as they were.
+            self.rejections.insert(client_id.to_string(), stored);
+            pushed.rejected = kept;
+            return Ok(pushed);
+        }
         let current = self
             .records
             .iter()
@@ -53,9 +68,12 @@ impl MemoryServer {
             }
             pushed.watermark = chunk.last_mutation_id;
             pushed.superseded += chunk.superseded;
+            kept.extend(chunk.rejected);
         }
         self.watermarks
             .insert(client_id.to_string(), pushed.watermark);
+        self.rejections.insert(client_id.to_string(), kept.clone());
+        pushed.rejected = kept;
         Ok(pushed)
     }
 

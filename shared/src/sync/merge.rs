@@ -55,15 +55,11 @@ impl RecordState {
             Op::Put(fields) => {
                 let mut changed = false;
                 for (name, value) in fields {
-                    if self.deleted_at.as_ref().is_some_and(|t| hlc <= t) {
-                        break;
-                    }
                     let new = Stamped {
                         value: value.clone(),
                         hlc: hlc.clone(),
                     };
-                    let replace = self.fields.get(name).is_none_or(|old| wins(&new, old));
-                    if replace {
+                    if self.would_set(name, &new) {
                         self.fields.insert(name.clone(), new);
                         changed = true;
                     }
@@ -79,6 +75,13 @@ impl RecordState {
                 true
             }
         }
+    }
+
+    /// Whether writing `new` to field `name` would change it: not at or
+    /// below the tombstone, and winning over the value there.
+    pub fn would_set(&self, name: &str, new: &Stamped) -> bool {
+        !self.deleted_at.as_ref().is_some_and(|t| &new.hlc <= t)
+            && self.fields.get(name).is_none_or(|old| wins(new, old))
     }
 
     /// Joins another replica's state into this one.

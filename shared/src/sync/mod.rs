@@ -6,6 +6,7 @@ pub mod feed;
 pub mod hlc;
 pub mod memory;
 pub mod merge;
+pub mod size;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -41,6 +42,47 @@ impl Default for Limits {
 /// A transaction holds at most 100 items: the records of a chunk plus the
 /// user's version counter and the client watermark.
 pub const RECORDS_PER_CHUNK: usize = 98;
+
+/// A transaction carries at most 4 MB: the records of one chunk take at
+/// most this much (as DynamoDB counts them), the rest is keys and
+/// conditions.
+pub const CHUNK_BYTES: usize = 3 * 1024 * 1024;
+
+/// Why the server will not apply one mutation. The push still acknowledges
+/// it (the watermark passes it), so one bad edit never blocks the device's
+/// later ones; the app is told which and why. A code, once published,
+/// never changes meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rejection {
+    /// A field's value nests deeper than [`size::MAX_VALUE_DEPTH`].
+    ValueTooDeep,
+    /// A field's JSON is over [`Limits::max_value_bytes`].
+    ValueTooLarge,
+    /// More fields than [`Limits::max_fields`] in one put.
+    TooManyFields,
+    /// The record would outgrow what one DynamoDB item holds
+    /// ([`size::MAX_RECORD_FIELDS_BYTES`]).
+    RecordTooLarge,
+}
+
+impl Rejection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::ValueTooDeep => "value_too_deep",
+            Rejection::ValueTooLarge => "value_too_large",
+            Rejection::TooManyFields => "too_many_fields",
+            Rejection::RecordTooLarge => "record_too_large",
+        }
+    }
+}
+
+/// A mutation acknowledged without being applied, as push answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejected {
+    pub id: u64,
+    pub code: Rejection,
+}
 
 /// A record's identity within a user.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -125,14 +167,17 @@ pub struct Feed {
 }
 
 /// What a push did.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Pushed {
     /// The client's last applied mutation id afterwards.
     pub watermark: u64,
-    /// Mutations applied now (not before: redeliveries count zero).
+    /// Mutations acknowledged now (not before: redeliveries count zero).
     pub applied: usize,
     /// Of those, the ones a newer write had already beaten.
     pub superseded: usize,
+    /// The pushed mutations the server refused, this time or when the same
+    /// ids were first pushed: a resend gets the same answer.
+    pub rejected: Vec<Rejected>,
 }
 
 /// A mutation as the client sends it.
@@ -155,6 +200,8 @@ pub struct Mutation {
     pub key: RecordKey,
     pub op: Op,
     pub hlc: Hlc,
+    /// Refused for what it carries: acknowledged, never applied.
+    pub rejection: Option<Rejection>,
 }
 
 fn valid_collection(name: &str) -> bool {
@@ -168,7 +215,10 @@ fn valid_record_id(id: &str) -> bool {
     (1..=256).contains(&id.len()) && !id.chars().any(char::is_control)
 }
 
-/// Checks a push: client id, ids consecutive, shapes, limits, stamps.
+/// Checks a push. A malformed envelope is an error for the whole push
+/// (client id, ids consecutive, shapes, stamps): the app library never
+/// sends one. A well-formed mutation whose content the store cannot hold
+/// is marked with its [`Rejection`] instead, so the rest goes through.
 pub fn validate(
     client_id: &str,
     mutations: Vec<WireMutation>,
@@ -217,31 +267,19 @@ pub fn validate(
                 ),
             ));
         }
+        let mut rejection = None;
         let op = match (wire.op.as_str(), wire.fields) {
             ("put", Some(fields)) => {
                 if fields.is_empty() {
                     return Err(at("put needs at least one field".into()));
                 }
-                if fields.len() > limits.max_fields {
-                    return Err(Error::new(
-                        Code::PayloadTooLarge,
-                        format!("mutations[{index}]: at most {} fields", limits.max_fields),
-                    ));
+                if fields
+                    .keys()
+                    .any(|name| name.is_empty() || name.len() > 128)
+                {
+                    return Err(at("field names are 1-128 bytes".into()));
                 }
-                for (name, value) in &fields {
-                    if name.is_empty() || name.len() > 128 {
-                        return Err(at("field names are 1-128 bytes".into()));
-                    }
-                    if value.to_string().len() > limits.max_value_bytes {
-                        return Err(Error::new(
-                            Code::PayloadTooLarge,
-                            format!(
-                                "mutations[{index}]: field {name} is over {} bytes",
-                                limits.max_value_bytes
-                            ),
-                        ));
-                    }
-                }
+                rejection = refusal(&fields, limits);
                 Op::Put(fields.into_iter().collect())
             }
             ("put", None) => return Err(at("put needs fields".into())),
@@ -256,9 +294,30 @@ pub fn validate(
             },
             op,
             hlc,
+            rejection,
         });
     }
     Ok(out)
+}
+
+/// Why a put's fields cannot be stored, if they cannot.
+fn refusal(fields: &serde_json::Map<String, Value>, limits: &Limits) -> Option<Rejection> {
+    if fields.len() > limits.max_fields {
+        return Some(Rejection::TooManyFields);
+    }
+    if fields
+        .values()
+        .any(|v| size::depth(v) > size::MAX_VALUE_DEPTH)
+    {
+        return Some(Rejection::ValueTooDeep);
+    }
+    if fields
+        .values()
+        .any(|v| v.to_string().len() > limits.max_value_bytes)
+    {
+        return Some(Rejection::ValueTooLarge);
+    }
+    None
 }
 
 /// The mutations above the watermark, or `mutation_gap` if the first of them
@@ -279,6 +338,20 @@ pub fn unapplied(mutations: Vec<Mutation>, watermark: u64) -> Result<Vec<Mutatio
     }
 }
 
+/// The rejections a client's watermark keeps while a batch of `ids` is
+/// pushed: the ones within the batch (a resend gets them again); older
+/// ones are dropped, since the client has pushed past them.
+pub fn rejections_within(
+    stored: &[Rejected],
+    ids: &std::ops::RangeInclusive<u64>,
+) -> Vec<Rejected> {
+    stored
+        .iter()
+        .filter(|r| ids.contains(&r.id))
+        .cloned()
+        .collect()
+}
+
 /// One transaction's worth of work: the records whose state changed and the
 /// watermark after its last mutation.
 #[derive(Debug, Clone, PartialEq)]
@@ -289,44 +362,124 @@ pub struct Chunk {
     /// delete) of another device had already won every field. Conflicts,
     /// resolved, counted for the operator.
     pub superseded: usize,
+    /// Mutations of this chunk refused: acknowledged, not applied.
+    pub rejected: Vec<Rejected>,
+}
+
+/// The chunk being filled by [`plan`].
+#[derive(Default)]
+struct OpenChunk {
+    /// Records touched, with the bytes each takes now.
+    touched: BTreeMap<RecordKey, usize>,
+    changed: BTreeSet<RecordKey>,
+    superseded: usize,
+    rejected: Vec<Rejected>,
+    last_id: Option<u64>,
+}
+
+impl OpenChunk {
+    fn bytes(&self) -> usize {
+        self.touched.values().sum()
+    }
+
+    /// Whether `key`, taking `bytes` after the next mutation, still fits.
+    fn fits(&self, key: &RecordKey, bytes: usize, records_per_chunk: usize) -> bool {
+        let counted = self.touched.get(key).copied();
+        let records = self.touched.len() + usize::from(counted.is_none());
+        records <= records_per_chunk && self.bytes() - counted.unwrap_or(0) + bytes <= CHUNK_BYTES
+    }
+
+    fn close(&mut self, states: &BTreeMap<RecordKey, RecordState>) -> Chunk {
+        let open = std::mem::take(self);
+        Chunk {
+            last_mutation_id: open.last_id.unwrap_or(0),
+            superseded: open.superseded,
+            rejected: open.rejected,
+            changed: open
+                .changed
+                .into_iter()
+                .map(|key| {
+                    let state = states[&key].clone();
+                    (key, state)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The bytes of `state`'s fields after `op` (the put's winning fields
+/// replace what they beat; a delete only shrinks it).
+fn bytes_after(state: &RecordState, before: usize, op: &Op, hlc: &hlc::Hlc) -> usize {
+    let Op::Put(fields) = op else {
+        let mut after = state.clone();
+        after.apply(op, hlc);
+        return size::record_bytes(&after);
+    };
+    let mut bytes = before;
+    for (name, value) in fields {
+        let new = merge::Stamped {
+            value: value.clone(),
+            hlc: hlc.clone(),
+        };
+        if state.would_set(name, &new) {
+            bytes += size::field_bytes(name, &new);
+            bytes -= state
+                .fields
+                .get(name)
+                .map_or(0, |old| size::field_bytes(name, old));
+        }
+    }
+    bytes
 }
 
 /// Applies `mutations` (above the watermark, in id order) to `current` and
-/// cuts the result into chunks of at most `RECORDS_PER_CHUNK` records. Each
-/// chunk carries the state after its own mutations, so committing chunks in
-/// order is the same as applying mutations one by one.
+/// cuts the result into chunks of at most `records_per_chunk` records and
+/// [`CHUNK_BYTES`]. Each chunk carries the state after its own mutations,
+/// so committing chunks in order is the same as applying mutations one by
+/// one. A mutation that validation marked, or that would make its record
+/// outgrow an item, is rejected: it moves the watermark and nothing else.
 pub fn plan(
     current: &BTreeMap<RecordKey, RecordState>,
     mutations: &[Mutation],
     records_per_chunk: usize,
 ) -> Vec<Chunk> {
     let mut states = current.clone();
+    let mut sizes: BTreeMap<RecordKey, usize> = BTreeMap::new();
     let mut chunks = Vec::new();
-    let mut touched: BTreeSet<RecordKey> = BTreeSet::new();
-    let mut changed: BTreeSet<RecordKey> = BTreeSet::new();
-    let mut superseded = 0;
-    let mut last_id = None;
+    let mut open = OpenChunk::default();
     for mutation in mutations {
-        if !touched.contains(&mutation.key) && touched.len() == records_per_chunk {
-            chunks.push(close(
-                &states,
-                &mut changed,
-                last_id.unwrap_or(0),
-                std::mem::take(&mut superseded),
-            ));
-            touched.clear();
+        let state = states.entry(mutation.key.clone()).or_default();
+        let before = *sizes
+            .entry(mutation.key.clone())
+            .or_insert_with(|| size::record_bytes(state));
+        let after = bytes_after(state, before, &mutation.op, &mutation.hlc);
+        let rejection = mutation
+            .rejection
+            .or((after > size::MAX_RECORD_FIELDS_BYTES && after > before)
+                .then_some(Rejection::RecordTooLarge));
+        if let Some(code) = rejection {
+            open.rejected.push(Rejected {
+                id: mutation.id,
+                code,
+            });
+            open.last_id = Some(mutation.id);
+            continue;
         }
-        touched.insert(mutation.key.clone());
+        if !open.touched.is_empty() && !open.fits(&mutation.key, after, records_per_chunk) {
+            chunks.push(open.close(&states));
+        }
         let state = states.entry(mutation.key.clone()).or_default();
         if state.apply(&mutation.op, &mutation.hlc) {
-            changed.insert(mutation.key.clone());
+            open.changed.insert(mutation.key.clone());
         } else {
-            superseded += 1;
+            open.superseded += 1;
         }
-        last_id = Some(mutation.id);
+        sizes.insert(mutation.key.clone(), after);
+        open.touched.insert(mutation.key.clone(), after);
+        open.last_id = Some(mutation.id);
     }
-    if let Some(last) = last_id {
-        chunks.push(close(&states, &mut changed, last, superseded));
+    if open.last_id.is_some() {
+        chunks.push(open.close(&states));
     }
     chunks
 }
@@ -357,31 +510,13 @@ pub fn plan_merge(
         .map(|keys| Chunk {
             last_mutation_id: 0,
             superseded: 0,
+            rejected: Vec::new(),
             changed: keys
                 .iter()
                 .map(|key| (key.clone(), states[key].clone()))
                 .collect(),
         })
         .collect()
-}
-
-fn close(
-    states: &BTreeMap<RecordKey, RecordState>,
-    changed: &mut BTreeSet<RecordKey>,
-    last_mutation_id: u64,
-    superseded: usize,
-) -> Chunk {
-    Chunk {
-        last_mutation_id,
-        superseded,
-        changed: std::mem::take(changed)
-            .into_iter()
-            .map(|key| {
-                let state = states[&key].clone();
-                (key, state)
-            })
-            .collect(),
-    }
 }
 
 #[cfg(test)]
@@ -453,16 +588,6 @@ mod tests {
                 Code::InvalidRequest,
             ),
             (vec![wire(1, "", "delete", None, NOW)], Code::InvalidRequest),
-            (
-                vec![wire(
-                    1,
-                    "r",
-                    "put",
-                    Some(json!({"a": "x".repeat(5000)})),
-                    NOW,
-                )],
-                Code::PayloadTooLarge,
-            ),
         ];
         for (mutations, code) in cases {
             let err = validate("phone", mutations.clone(), &limits, NOW).unwrap_err();
@@ -472,6 +597,125 @@ mod tests {
         other.hlc = Hlc::new(NOW, 0, "tablet").to_string();
         assert!(validate("phone", vec![other], &limits, NOW).is_err());
         assert!(validate("bad id!", vec![], &limits, NOW).is_err());
+    }
+
+    fn nested(levels: usize) -> Value {
+        let mut value = json!("leaf");
+        for _ in 0..levels {
+            value = json!({ "k": value });
+        }
+        value
+    }
+
+    #[test]
+    fn content_the_store_cannot_hold_is_rejected_not_an_error() {
+        let limits = Limits::default();
+        let many: serde_json::Map<String, Value> =
+            (0..65).map(|i| (format!("f{i}"), json!(i))).collect();
+        let cases = [
+            (
+                json!({ "v": nested(size::MAX_VALUE_DEPTH + 1) }),
+                Some(Rejection::ValueTooDeep),
+            ),
+            (json!({ "v": nested(size::MAX_VALUE_DEPTH) }), None),
+            (
+                json!({ "a": "x".repeat(5000) }),
+                Some(Rejection::ValueTooLarge),
+            ),
+            (Value::Object(many), Some(Rejection::TooManyFields)),
+        ];
+        for (fields, expected) in cases {
+            let checked = validate(
+                "phone",
+                vec![wire(1, "r", "put", Some(fields), NOW)],
+                &limits,
+                NOW,
+            )
+            .unwrap();
+            assert_eq!(checked[0].rejection, expected);
+        }
+    }
+
+    /// Puts of 64 fields of 4 KB each to record `record`.
+    fn big_puts(first_id: u64, count: u64, record: &str, prefix: &str) -> Vec<Mutation> {
+        let wires = (0..count)
+            .map(|n| {
+                let fields: serde_json::Map<String, Value> = (0..64)
+                    .map(|f| (format!("{prefix}{n}-{f}"), json!("x".repeat(4000))))
+                    .collect();
+                wire(
+                    first_id + n,
+                    record,
+                    "put",
+                    Some(Value::Object(fields)),
+                    NOW,
+                )
+            })
+            .collect();
+        validate("phone", wires, &Limits::default(), NOW).unwrap()
+    }
+
+    #[test]
+    fn a_record_that_would_outgrow_an_item_is_rejected_and_the_rest_applies() {
+        let mut all = big_puts(1, 2, "r", "a");
+        all.push(
+            validate(
+                "phone",
+                vec![wire(3, "r", "delete", None, NOW)],
+                &Limits::default(),
+                NOW,
+            )
+            .unwrap()
+            .remove(0),
+        );
+        all[2].id = 3;
+        let chunks = plan(&BTreeMap::new(), &all, RECORDS_PER_CHUNK);
+        let rejected: Vec<Rejected> = chunks.iter().flat_map(|c| c.rejected.clone()).collect();
+        assert_eq!(
+            rejected,
+            vec![Rejected {
+                id: 2,
+                code: Rejection::RecordTooLarge
+            }]
+        );
+        assert_eq!(chunks.last().unwrap().last_mutation_id, 3);
+        let state = &chunks.last().unwrap().changed[&all[0].key];
+        assert!(
+            state.is_deleted(),
+            "the delete after the rejected put still applies"
+        );
+    }
+
+    #[test]
+    fn chunks_stay_under_the_transaction_byte_limit() {
+        // 20 records of ~260 KB: 5 MB in all, more than one transaction.
+        let mut all = Vec::new();
+        for r in 0..20u64 {
+            all.extend(big_puts(r + 1, 1, &format!("r{r}"), "f"));
+        }
+        let chunks = plan(&BTreeMap::new(), &all, RECORDS_PER_CHUNK);
+        assert!(chunks.len() >= 2, "{} chunks", chunks.len());
+        for chunk in &chunks {
+            let bytes: usize = chunk.changed.values().map(size::record_bytes).sum();
+            assert!(bytes <= CHUNK_BYTES, "{bytes}");
+        }
+        assert_eq!(chunks.last().unwrap().last_mutation_id, 20);
+    }
+
+    #[test]
+    fn a_push_of_only_rejected_mutations_still_moves_the_watermark() {
+        let all = validate(
+            "phone",
+            vec![wire(1, "r", "put", Some(json!({ "v": nested(40) })), NOW)],
+            &Limits::default(),
+            NOW,
+        )
+        .unwrap();
+        let chunks = plan(&BTreeMap::new(), &all, RECORDS_PER_CHUNK);
+        assert_eq!(chunks.len(), 1);
+        assert!(chunks[0].changed.is_empty());
+        assert_eq!(chunks[0].last_mutation_id, 1);
+        assert_eq!(chunks[0].rejected[0].code, Rejection::ValueTooDeep);
     }
 
     fn mutations(n: u64, records: u64) -> Vec<Mutation> {

@@ -9,6 +9,7 @@ mod client_sync;
 mod delivery;
 mod emulator;
 mod faults;
+mod holes;
 mod iam;
 mod idempotency;
 mod media;

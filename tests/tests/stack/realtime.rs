@@ -13,10 +13,14 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Opens the channel as an app would; the handshake's HTTP status if refused.
-async fn open(api: &TestStack, token: Option<&str>, client_id: &str) -> Result<Socket, u16> {
+pub(crate) async fn open(
+    api: &TestStack,
+    token: Option<&str>,
+    client_id: &str,
+) -> Result<Socket, u16> {
     let mut url = format!("{}/?clientId={client_id}", api.stack.websocket_url);
     if let Some(token) = token {
         url.push_str(&format!("&token={token}"));
@@ -31,7 +35,7 @@ async fn open(api: &TestStack, token: Option<&str>, client_id: &str) -> Result<S
 }
 
 /// The next JSON message within `wait`, or None.
-async fn next_message(socket: &mut Socket, wait: Duration) -> Option<Value> {
+pub(crate) async fn next_message(socket: &mut Socket, wait: Duration) -> Option<Value> {
     loop {
         match tokio::time::timeout(wait, socket.next()).await {
             Ok(Some(Ok(Message::Text(text)))) => return serde_json::from_str(&text).ok(),
@@ -52,7 +56,7 @@ async fn push(api: &TestStack, user: &User, client_id: &str, record: &str) -> Va
 }
 
 /// Waits until the user's connection items number `count`.
-async fn wait_for_connections(api: &TestStack, user: &User, count: usize) {
+pub(crate) async fn wait_for_connections(api: &TestStack, user: &User, count: usize) {
     let table = api.table().await;
     for _ in 0..100 {
         if table.connections(&user.user_id).await.unwrap().len() == count {
