@@ -52,6 +52,9 @@ impl std::fmt::Debug for Tokens {
 pub struct IdClaims {
     pub sub: String,
     pub email: String,
+    /// When the tokens were issued (Unix seconds).
+    #[serde(default)]
+    pub iat: i64,
 }
 
 impl Tokens {
@@ -371,7 +374,9 @@ mod tests {
     fn reads_the_id_token_claims() {
         let tokens = Tokens {
             access_token: "a".into(),
-            id_token: jwt_with_payload(r#"{"sub":"u-1","email":"ann@example.com","aud":"c"}"#),
+            id_token: jwt_with_payload(
+                r#"{"sub":"u-1","email":"ann@example.com","aud":"c","iat":1700000000}"#,
+            ),
             refresh_token: None,
             expires_in: 3600,
         };
@@ -379,7 +384,8 @@ mod tests {
             tokens.id_claims().unwrap(),
             IdClaims {
                 sub: "u-1".into(),
-                email: "ann@example.com".into()
+                email: "ann@example.com".into(),
+                iat: 1_700_000_000,
             }
         );
     }

@@ -41,6 +41,14 @@ pub fn caller(req: &Request) -> Result<Caller, Error> {
         _ => None,
     }
     .ok_or_else(|| missing("JWT authorizer claims"))?;
+    // API Gateway's JWT authorizer also passes ID tokens (their `aud` is
+    // the app client); only access tokens are bearer tokens here.
+    if claims.get("token_use").map(String::as_str) != Some("access") {
+        return Err(Error::new(
+            Code::Unauthorized,
+            "send the access token as the bearer token, not the ID token",
+        ));
+    }
     let user_id = claims
         .get("sub")
         .filter(|s| !s.is_empty())
@@ -147,7 +155,7 @@ mod tests {
         let req = request(event(
             "GET /me",
             None,
-            Some(json!({"sub": "u-1", "iat": "1700000000"})),
+            Some(json!({"sub": "u-1", "iat": "1700000000", "token_use": "access"})),
         ));
         assert_eq!(
             caller(&req).unwrap(),
@@ -172,8 +180,13 @@ mod tests {
         let err = caller(&request(event("GET /me", None, None))).unwrap_err();
         assert_eq!(err.code, Code::Unauthorized);
         assert!(err.detail.contains("requestContext.authorizer.jwt.claims"));
-        let err = caller(&request(event("GET /me", None, Some(json!({"sub": "u"}))))).unwrap_err();
+        let access = json!({"sub": "u", "token_use": "access"});
+        let err = caller(&request(event("GET /me", None, Some(access)))).unwrap_err();
         assert!(err.detail.contains("`iat`"), "{}", err.detail);
+        let id_token = json!({"sub": "u", "iat": "1700000000", "token_use": "id"});
+        let err = caller(&request(event("GET /me", None, Some(id_token)))).unwrap_err();
+        assert_eq!(err.code, Code::Unauthorized);
+        assert!(err.detail.contains("access token"), "{}", err.detail);
     }
 
     #[test]

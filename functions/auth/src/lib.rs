@@ -11,17 +11,21 @@ use shared::metrics::Metrics;
 use shared::objects::Objects;
 use shared::profile::Profile;
 use shared::push::Push;
+use shared::sockets::Sockets;
 use shared::store::Table;
 use shared::{Code, Error, keys};
 
 /// What `auth` reads from its environment. Account deletion reaches every
-/// store of the user, hence the bucket and the push applications.
+/// store of the user, hence the bucket and the push applications; ending a
+/// session closes its live-channel sockets, hence the management API.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub table_name: String,
     pub user_pool: UserPool,
     pub media_bucket: String,
     pub push: PushApplications,
+    /// `WEBSOCKET_MANAGEMENT_URL`: the WebSocket API stage's HTTPS URL.
+    pub websocket_management_url: String,
 }
 
 impl FromEnv for Config {
@@ -31,6 +35,7 @@ impl FromEnv for Config {
             user_pool: UserPool::read(env)?,
             media_bucket: config::media_bucket(env)?,
             push: PushApplications::read(env)?,
+            websocket_management_url: env.required("WEBSOCKET_MANAGEMENT_URL")?,
         })
     }
 }
@@ -42,6 +47,7 @@ pub struct Deps {
     pub table: Table,
     pub objects: Objects,
     pub push: Push,
+    pub sockets: Sockets,
 }
 
 impl Deps {
@@ -55,6 +61,7 @@ impl Deps {
             table: Table::new(sdk, &config.table_name),
             objects: Objects::new(sdk, &config.media_bucket),
             push: Push::new(sdk, &config.push.apns, &config.push.fcm),
+            sockets: Sockets::new(sdk, &config.websocket_management_url),
         }
     }
 }
@@ -231,10 +238,8 @@ async fn confirm(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
 async fn sign_in(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     let body: Credentials = call.json(DEFAULT_BODY_LIMIT)?;
     let email = Email::parse(&body.email)?;
-    let tokens = deps
-        .identity
-        .sign_in(&email, password(&body.password)?)
-        .await?;
+    let password = password(&body.password)?;
+    let tokens = live_tokens(deps, || deps.identity.sign_in(&email, password)).await?;
     let claims = tokens.id_claims()?;
     deps.table
         .create_profile_if_absent(&Profile {
@@ -243,9 +248,41 @@ async fn sign_in(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
             created_at: chrono::Utc::now(),
             tokens_valid_after: None,
             revoked_token_id: None,
+            deleted_at: None,
         })
         .await?;
     Reply::ok(TokensBody::from(tokens))
+}
+
+/// Tokens from `issue` that no revocation already refuses. A revocation
+/// refuses every token of its own second (token times have one-second
+/// precision), so tokens issued in that second are dead on arrival: wait
+/// for the next second and issue again, rather than hand them out.
+async fn live_tokens<F, Fut>(deps: &Deps, issue: F) -> Result<Tokens, Error>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Tokens, Error>>,
+{
+    let mut tokens = issue().await?;
+    for _ in 0..3 {
+        let claims = tokens.id_claims()?;
+        let profile = deps.table.profile(&claims.sub).await?;
+        let Some(after) = profile
+            .filter(|p| p.issued_too_early(claims.iat))
+            .and_then(|p| p.tokens_valid_after)
+        else {
+            return Ok(tokens);
+        };
+        let next_second = (after + 1) * 1000 - chrono::Utc::now().timestamp_millis();
+        tokio::time::sleep(std::time::Duration::from_millis(
+            next_second.clamp(0, 1000) as u64
+        ))
+        .await;
+        tokens = issue().await?;
+    }
+    Err(Error::unavailable(std::io::Error::other(
+        "every token issued was already revoked; try again",
+    )))
 }
 
 async fn refresh(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
@@ -257,7 +294,8 @@ async fn refresh(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
             "the refresh token is not valid; sign in again",
         ));
     }
-    Reply::ok(TokensBody::from(deps.identity.refresh(token).await?))
+    let tokens = live_tokens(deps, || deps.identity.refresh(token)).await?;
+    Reply::ok(TokensBody::from(tokens))
 }
 
 async fn forgot_password(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
@@ -279,6 +317,7 @@ async fn reset_password(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     // A new password ends every session that used the old one.
     deps.identity.admin_sign_out(&email).await?;
     revoke_access_tokens(deps, &user_id, None).await?;
+    close_sockets(deps, &user_id).await?;
     Ok(Reply::empty(204))
 }
 
@@ -286,10 +325,18 @@ async fn sign_out(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     let caller = call.caller()?;
     deps.identity.global_sign_out(call.bearer_token()?).await?;
     revoke_access_tokens(deps, &caller.user_id, caller.token_id.as_deref()).await?;
-    // The live channel sends this user nothing more; their sockets close
-    // by themselves (idle) and cannot reconnect with revoked tokens.
-    deps.table.forget_connections(&caller.user_id).await?;
+    close_sockets(deps, &caller.user_id).await?;
     Ok(Reply::empty(204))
+}
+
+/// Closes the user's live-channel sockets (a global sign-out ends every
+/// session) and forgets them; they cannot reconnect with revoked tokens.
+async fn close_sockets(deps: &Deps, user_id: &str) -> Result<(), Error> {
+    for connection in deps.table.connections(user_id).await? {
+        deps.sockets.close(&connection.connection_id).await?;
+    }
+    deps.table.forget_connections(user_id).await?;
+    Ok(())
 }
 
 /// Cognito revokes refresh tokens only; access tokens issued until now are
@@ -317,10 +364,24 @@ async fn me(_: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     })
 }
 
-/// Deletes every trace of the caller. Each step is idempotent, so a failed
-/// deletion is finished by calling again with the same token.
+/// Deletes every trace of the caller. The deletion marker comes first:
+/// from then on the account's tokens are refused everywhere, so nothing
+/// can write into the partition being deleted. Each later step is
+/// idempotent.
 async fn delete_me(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     let caller = call.caller()?;
+    let profile = call.profile().cloned().unwrap_or_else(|| Profile {
+        user_id: caller.user_id.clone(),
+        email: String::new(),
+        created_at: chrono::Utc::now(),
+        tokens_valid_after: None,
+        revoked_token_id: None,
+        deleted_at: None,
+    });
+    deps.table
+        .mark_deleted(&profile, chrono::Utc::now().timestamp())
+        .await?;
+    close_sockets(deps, &caller.user_id).await?;
     let devices = deps.table.devices(&caller.user_id).await?;
     for device in &devices {
         deps.push.delete_endpoint(&device.endpoint_arn).await?;

@@ -98,6 +98,8 @@ impl Table {
     /// Deletes every item of the user, all in their partition: profile,
     /// devices, media, sync records, counters and watermarks, idempotency
     /// records, push marks. Returns how many items were deleted.
+    /// Deletes every item of the user's partition but the profile, which
+    /// stays as the deletion marker until its TTL ends it.
     pub async fn delete_user_items(&self, user_id: &str) -> Result<usize, Error> {
         let mut pages = self
             .client
@@ -111,8 +113,14 @@ impl Table {
             .items()
             .send();
         let mut found = Vec::new();
+        let marker = item_key(&ItemKey::Profile {
+            user: user_id.into(),
+        });
         while let Some(item) = pages.next().await {
-            found.push(item.map_err(aws::classify)?);
+            let item = item.map_err(aws::classify)?;
+            if item != marker {
+                found.push(item);
+            }
         }
         let deleted = found.len();
         for chunk in found.chunks(25) {

@@ -45,12 +45,39 @@ impl Table {
         token_id: Option<&str>,
     ) -> Result<Option<Profile>, Error> {
         match self.profile(user_id).await? {
+            Some(profile) if profile.deleted_at.is_some() => Err(Error::new(
+                Code::TokenRevoked,
+                "this account was deleted; its tokens are no longer accepted",
+            )),
             Some(profile) if profile.revokes(issued_at, token_id) => Err(Error::new(
                 Code::TokenRevoked,
-                "this token was revoked by a sign-out; sign in again",
+                "this token was revoked by a sign-out or a password reset; sign in again",
             )),
             profile => Ok(profile),
         }
+    }
+
+    /// Marks the account deleted at `at` (Unix seconds): from now on every
+    /// token of it is refused. The marker is the profile itself, kept by
+    /// the deletion and expiring (TTL) after `DELETION_MARKER_SECONDS`.
+    pub async fn mark_deleted(&self, profile: &Profile, at: i64) -> Result<(), Error> {
+        let key = ItemKey::Profile {
+            user: profile.user_id.clone(),
+        };
+        let marker = Profile {
+            tokens_valid_after: Some(at),
+            deleted_at: Some(at),
+            ..profile.clone()
+        };
+        let expires = at + crate::profile::DELETION_MARKER_SECONDS;
+        self.client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(Stored::item(&key, &marker, Some(expires))?))
+            .send()
+            .await
+            .map_err(aws::classify)?;
+        Ok(())
     }
 
     /// Refuses every access token issued before `at` (Unix seconds), and the
@@ -100,6 +127,7 @@ mod tests {
             created_at: Utc::now(),
             tokens_valid_after: Some(5),
             revoked_token_id: None,
+            deleted_at: None,
         };
         let key = ItemKey::Profile { user: "u".into() };
         let item = Stored::item(&key, &profile, None).unwrap();

@@ -186,3 +186,151 @@ async fn only_a_malformed_envelope_is_refused_whole() {
         .assert_problem(400, "invalid_request");
     api.stop().await;
 }
+
+/// Whether the server closes `socket` within `wait` (a ping unanswered
+/// until then counts as open).
+async fn closed_within(socket: &mut crate::realtime::Socket, wait: Duration) -> bool {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let _ = socket
+        .send(Message::Text(r#"{"type":"ping"}"#.into()))
+        .await;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Err(_) => return false,
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return true,
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_accounts_tokens_are_refused_everywhere() {
+    let api = TestStack::start().await;
+    let user = api.user().await;
+    let token = Some(user.access_token.as_str());
+    let mut socket = open(&api, token, "tablet").await.unwrap();
+    wait_for_connections(&api, &user, 1).await;
+    let deleted = api.delete("/me", token).await;
+    assert!(deleted.status.is_success(), "{deleted:?}");
+    assert!(
+        closed_within(&mut socket, Duration::from_secs(5)).await,
+        "the socket is closed"
+    );
+
+    api.get("/me", token)
+        .await
+        .assert_problem(401, "token_revoked");
+    api.push(&user, "phone", vec![put(1, "n", json!({"a": 1}), "phone")])
+        .await
+        .assert_problem(401, "token_revoked");
+    api.get("/sync/pull?clientId=phone", token)
+        .await
+        .assert_problem(401, "token_revoked");
+    api.post(
+        "/uploads",
+        json!({"contentType": "image/jpeg", "bytes": 1000}),
+        token,
+    )
+    .await
+    .assert_problem(401, "token_revoked");
+    let device = api
+        .send(
+            api.request("PUT", "/devices/phone-1", token)
+                .json(&json!({"platform": "ios", "token": "a".repeat(64)})),
+        )
+        .await;
+    device.assert_problem(401, "token_revoked");
+    assert_eq!(open(&api, token, "tablet").await.err(), Some(403));
+    // Nothing was recreated in the partition: only the marker is left.
+    let table = api.table().await;
+    let profile = table.profile(&user.user_id).await.unwrap().unwrap();
+    assert!(profile.deleted_at.is_some());
+    assert!(table.devices(&user.user_id).await.unwrap().is_empty());
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_password_reset_and_a_sign_out_close_the_sockets_opened_before() {
+    let api = TestStack::start().await;
+    let user = api.user().await;
+    let mut before_reset = open(&api, Some(&user.access_token), "tablet")
+        .await
+        .unwrap();
+    wait_for_connections(&api, &user, 1).await;
+    api.post("/auth/forgot-password", json!({"email": user.email}), None)
+        .await;
+    let reset = api
+        .post(
+            "/auth/reset-password",
+            json!({"email": user.email, "code": "123456", "password": "N3w-Passw0rd!"}),
+            None,
+        )
+        .await;
+    assert_eq!(reset.status, 204, "{reset:?}");
+    assert!(closed_within(&mut before_reset, Duration::from_secs(5)).await);
+
+    // A second after the reset (tokens of its second are refused).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let signed_in = api.sign_in(&user.email, "N3w-Passw0rd!").await;
+    let token = signed_in.body["accessToken"].as_str().unwrap().to_string();
+    let mut before_sign_out = open(&api, Some(&token), "tablet").await.unwrap();
+    wait_for_connections(&api, &user, 1).await;
+    let out = api.post("/auth/sign-out", json!({}), Some(&token)).await;
+    assert_eq!(out.status, 204, "{out:?}");
+    assert!(closed_within(&mut before_sign_out, Duration::from_secs(5)).await);
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_of_the_same_second_as_a_sign_out_ends_with_it() {
+    let api = TestStack::start().await;
+    let user = api.user().await;
+    let first = api.sign_in(&user.email, &user.password).await;
+    let second = api.sign_in(&user.email, &user.password).await;
+    let token = |reply: &e2e::Reply, name: &str| reply.body[name].as_str().unwrap().to_string();
+    let out = api
+        .post(
+            "/auth/sign-out",
+            json!({}),
+            Some(&token(&first, "accessToken")),
+        )
+        .await;
+    assert_eq!(out.status, 204, "{out:?}");
+    // A global sign-out ends every session, whatever second it began in.
+    for bearer in [
+        token(&second, "accessToken"),
+        token(&first, "idToken"),
+        token(&second, "idToken"),
+    ] {
+        let me = api.get("/me", Some(&bearer)).await;
+        assert_eq!(me.status, 401, "{me:?}");
+    }
+    assert!(
+        open(&api, Some(&token(&second, "accessToken")), "tablet")
+            .await
+            .is_err()
+    );
+    // A sign-in right after, maybe in the same second, is alive on arrival.
+    let again = api.sign_in(&user.email, &user.password).await;
+    assert_eq!(
+        api.get("/me", Some(&token(&again, "accessToken")))
+            .await
+            .status,
+        200
+    );
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn an_id_token_is_not_a_bearer_token() {
+    let api = TestStack::start().await;
+    let user = api.user().await;
+    let signed_in = api.sign_in(&user.email, &user.password).await;
+    let id_token = signed_in.body["idToken"].as_str().unwrap();
+    api.get("/me", Some(id_token))
+        .await
+        .assert_problem(401, "unauthorized");
+    api.stop().await;
+}
