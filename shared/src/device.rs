@@ -10,6 +10,26 @@ pub enum Platform {
     Android,
 }
 
+/// The device a push token is registered to now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenOwner {
+    pub user_id: String,
+    pub device_id: String,
+}
+
+/// A push token's key in the table: a hash, so tokens are not readable
+/// from keys (logs, exports), per platform (one token, one app).
+pub fn token_hash(platform: Platform, token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let platform = match platform {
+        Platform::Ios => "ios",
+        Platform::Android => "android",
+    };
+    let digest = Sha256::digest(format!("{platform}:{token}"));
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Device {

@@ -22,6 +22,8 @@ const PUSHED: &str = "PUSHED#";
 const IDEMPOTENCY: &str = "IDEMPOTENCY#";
 const RECORD: &str = "REC#";
 const CONNECTION: &str = "CONN#";
+const PUSH_TOKEN: &str = "PUSHTOKEN#";
+const OWNER: &str = "OWNER";
 
 const UPLOADS: &str = "uploads/";
 const VARIANTS: &str = "media/";
@@ -61,6 +63,10 @@ pub enum ItemKey {
     },
     /// An open WebSocket of the live channel.
     Connection { user: String, connection_id: String },
+    /// Which user's device a push token belongs to (`PUSHTOKEN#<hash>`,
+    /// `OWNER`): a token is one user's at a time. Outside every user's
+    /// partition, since the token is the phone's, not the user's.
+    PushToken { token_hash: String },
 }
 
 impl ItemKey {
@@ -75,6 +81,7 @@ impl ItemKey {
             | Self::Idempotency { user, .. }
             | Self::Record { user, .. }
             | Self::Connection { user, .. } => user_partition(user),
+            Self::PushToken { token_hash } => format!("{PUSH_TOKEN}{token_hash}"),
         }
     }
 
@@ -97,11 +104,17 @@ impl ItemKey {
                 ..
             } => format!("{RECORD}{collection}#{record_id}"),
             Self::Connection { connection_id, .. } => format!("{CONNECTION}{connection_id}"),
+            Self::PushToken { .. } => OWNER.into(),
         }
     }
 
     /// What an item is, from its key; None for a key this crate never wrote.
     pub fn parse(pk: &str, sk: &str) -> Option<Self> {
+        if let Some(token_hash) = pk.strip_prefix(PUSH_TOKEN) {
+            return (sk == OWNER).then(|| Self::PushToken {
+                token_hash: token_hash.into(),
+            });
+        }
         let user = parse_user_partition(pk)?.to_string();
         let key = if sk == PROFILE {
             Self::Profile { user }
@@ -155,9 +168,9 @@ impl ItemKey {
         Some(key)
     }
 
-    /// The user the item belongs to.
-    pub fn user(&self) -> &str {
-        match self {
+    /// The user the item belongs to; None for an item of no one user's.
+    pub fn user(&self) -> Option<&str> {
+        Some(match self {
             Self::Profile { user }
             | Self::SyncVersion { user }
             | Self::Media { user, .. }
@@ -167,7 +180,8 @@ impl ItemKey {
             | Self::Idempotency { user, .. }
             | Self::Record { user, .. }
             | Self::Connection { user, .. } => user,
-        }
+            Self::PushToken { .. } => return None,
+        })
     }
 }
 
@@ -265,6 +279,7 @@ mod tests {
                     record_id
                 }
             ),
+            "[0-9a-f]{64}".prop_map(|token_hash| ItemKey::PushToken { token_hash }),
         ]
     }
 
@@ -272,7 +287,9 @@ mod tests {
         #[test]
         fn every_key_parses_back_to_itself(key in item_key()) {
             prop_assert_eq!(ItemKey::parse(&key.pk(), &key.sk()), Some(key.clone()));
-            prop_assert!(key.pk().starts_with(&user_partition(key.user())));
+            if let Some(user) = key.user() {
+                prop_assert!(key.pk().starts_with(&user_partition(user)));
+            }
         }
 
         #[test]

@@ -26,6 +26,9 @@ pub enum Access {
     Public,
     /// A caller the JWT authorizer verified, whose token no sign-out revoked.
     Session,
+    /// A session, or one whose account's deletion it began: only the
+    /// deletion may run for a deleted account, to finish what failed.
+    Deletion,
 }
 
 /// What a handler returns: its reply, boxed so that a table can hold it.
@@ -65,6 +68,21 @@ impl<S> Route<S> {
             method,
             path,
             access: Access::Session,
+            idempotent: false,
+            handler,
+        }
+    }
+
+    /// The account's deletion: see [`Access::Deletion`].
+    pub const fn deletion(
+        method: &'static str,
+        path: &'static str,
+        handler: for<'a> fn(&'a S, Call<'a>) -> BoxReply<'a>,
+    ) -> Self {
+        Self {
+            method,
+            path,
+            access: Access::Deletion,
             idempotent: false,
             handler,
         }
@@ -203,16 +221,18 @@ async fn run<S: Service>(
 ) -> Result<Reply, Error> {
     let session = match route.access {
         Access::Public => None,
-        Access::Session => {
+        Access::Session | Access::Deletion => {
             let caller = caller(req)?;
-            let profile = service
-                .table()
-                .check_session(
-                    &caller.user_id,
-                    caller.issued_at,
-                    caller.token_id.as_deref(),
-                )
-                .await?;
+            let (table, token_id) = (service.table(), caller.token_id.as_deref());
+            let profile = if route.access == Access::Deletion {
+                table
+                    .check_deletion_session(&caller.user_id, caller.issued_at, token_id)
+                    .await?
+            } else {
+                table
+                    .check_session(&caller.user_id, caller.issued_at, token_id)
+                    .await?
+            };
             Some(Session { caller, profile })
         }
     };

@@ -85,7 +85,7 @@ impl Service for Deps {
         }),
         Route::session("POST", "/auth/sign-out", |d, c| Box::pin(sign_out(d, c))),
         Route::session("GET", "/me", |d, c| Box::pin(me(d, c))),
-        Route::session("DELETE", "/me", |d, c| Box::pin(delete_me(d, c))),
+        Route::deletion("DELETE", "/me", |d, c| Box::pin(delete_me(d, c))),
     ];
 
     fn table(&self) -> &Table {
@@ -385,6 +385,7 @@ async fn delete_me(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     let devices = deps.table.devices(&caller.user_id).await?;
     for device in &devices {
         deps.push.delete_endpoint(&device.endpoint_arn).await?;
+        deps.table.release_token(device).await?;
     }
     let objects = deps
         .objects

@@ -117,6 +117,8 @@ async fn register(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
             )
             .await?;
         if arn == device.endpoint_arn {
+            // Devices registered before tokens had owners get one now.
+            take_token(deps, device).await?;
             return Reply::ok(Registered {
                 device_id: device_id.into(),
                 platform: body.platform,
@@ -136,16 +138,16 @@ async fn register(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
         .push
         .register(body.platform, token, &caller.user_id, reusable)
         .await?;
-    deps.table
-        .put_device(&Device {
-            device_id: device_id.into(),
-            user_id: caller.user_id.clone(),
-            platform: body.platform,
-            token: token.into(),
-            endpoint_arn,
-            updated_at: chrono::Utc::now(),
-        })
-        .await?;
+    let device = Device {
+        device_id: device_id.into(),
+        user_id: caller.user_id.clone(),
+        platform: body.platform,
+        token: token.into(),
+        endpoint_arn,
+        updated_at: chrono::Utc::now(),
+    };
+    take_token(deps, &device).await?;
+    deps.table.put_device(&device).await?;
     Reply::ok(Registered {
         device_id: device_id.into(),
         platform: body.platform,
@@ -162,7 +164,25 @@ async fn unregister(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
         .ok_or_else(|| Error::not_found("device"))?;
     deps.push.delete_endpoint(&device.endpoint_arn).await?;
     deps.table.delete_device(&caller.user_id, device_id).await?;
+    deps.table.release_token(&device).await?;
     Ok(Reply::empty(204))
+}
+
+/// A push token reaches one phone, and SNS gives every registration of it
+/// the same endpoint: it is one user's at a time. Registering it moves it
+/// here, off the device that held it (another user's, say, who signed out
+/// on this phone), whose pushes would otherwise reach this user. The
+/// endpoint stays: it is this device's now.
+async fn take_token(deps: &Deps, device: &Device) -> Result<(), Error> {
+    if let Some(previous) = deps.table.token_owner(device).await?
+        && (previous.user_id != device.user_id || previous.device_id != device.device_id)
+    {
+        deps.table
+            .delete_device_with_token(&previous, &device.token)
+            .await?;
+        tracing::info!("a push token moved to another device");
+    }
+    deps.table.claim_token(device).await
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
 
 use super::{Stored, Table, item_key, number};
-use crate::device::Device;
+use crate::device::{Device, TokenOwner, token_hash};
 use crate::keys::{self, ItemKey};
 use crate::{Error, aws};
 
@@ -12,6 +12,12 @@ fn device_key(user_id: &str, device_id: &str) -> ItemKey {
     ItemKey::Device {
         user: user_id.into(),
         device_id: device_id.into(),
+    }
+}
+
+fn token_key(device: &Device) -> ItemKey {
+    ItemKey::PushToken {
+        token_hash: token_hash(device.platform, &device.token),
     }
 }
 
@@ -50,6 +56,67 @@ impl Table {
             .await
             .map_err(aws::classify)?;
         Ok(())
+    }
+
+    /// The device `device`'s push token is registered to, if any.
+    pub async fn token_owner(&self, device: &Device) -> Result<Option<TokenOwner>, Error> {
+        let item: Option<Stored<TokenOwner>> = self.get(&token_key(device)).await?;
+        Ok(item.map(|stored| stored.value))
+    }
+
+    /// Registers `device` as its push token's one owner.
+    pub async fn claim_token(&self, device: &Device) -> Result<(), Error> {
+        let owner = TokenOwner {
+            user_id: device.user_id.clone(),
+            device_id: device.device_id.clone(),
+        };
+        self.client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(Stored::item(&token_key(device), &owner, None)?))
+            .send()
+            .await
+            .map_err(aws::classify)?;
+        Ok(())
+    }
+
+    /// Forgets `device`'s claim on its token, unless another device holds
+    /// the token by now.
+    pub async fn release_token(&self, device: &Device) -> Result<(), Error> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.name)
+            .set_key(Some(item_key(&token_key(device))))
+            .condition_expression("userId = :user AND deviceId = :device")
+            .expression_attribute_values(":user", AttributeValue::S(device.user_id.clone()))
+            .expression_attribute_values(":device", AttributeValue::S(device.device_id.clone()))
+            .send()
+            .await;
+        aws::conditional(result).map(|_| ())
+    }
+
+    /// Deletes a device only if it still holds `token` (its user may have
+    /// registered it again with another since).
+    pub async fn delete_device_with_token(
+        &self,
+        owner: &TokenOwner,
+        token: &str,
+    ) -> Result<(), Error> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.name)
+            .set_key(Some(item_key(&device_key(
+                &owner.user_id,
+                &owner.device_id,
+            ))))
+            .condition_expression("#token = :token")
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_values(":token", AttributeValue::S(token.into()))
+            .send()
+            .await;
+        aws::conditional(result).map(|_| ())
     }
 
     /// Every device of a user.

@@ -45,14 +45,27 @@ impl Table {
         token_id: Option<&str>,
     ) -> Result<Option<Profile>, Error> {
         match self.profile(user_id).await? {
-            Some(profile) if profile.deleted_at.is_some() => Err(Error::new(
-                Code::TokenRevoked,
-                "this account was deleted; its tokens are no longer accepted",
-            )),
-            Some(profile) if profile.revokes(issued_at, token_id) => Err(Error::new(
-                Code::TokenRevoked,
-                "this token was revoked by a sign-out or a password reset; sign in again",
-            )),
+            Some(profile) if profile.deleted_at.is_some() => Err(deleted()),
+            Some(profile) if profile.revokes(issued_at, token_id) => Err(revoked()),
+            profile => Ok(profile),
+        }
+    }
+
+    /// The session check of the deletion itself: a token that was valid
+    /// when the account's deletion began may finish it (every step is
+    /// idempotent and only deletes); it may do nothing else.
+    pub async fn check_deletion_session(
+        &self,
+        user_id: &str,
+        issued_at: i64,
+        token_id: Option<&str>,
+    ) -> Result<Option<Profile>, Error> {
+        match self.profile(user_id).await? {
+            Some(profile) if profile.deleted_at.is_some_and(|at| issued_at <= at) => {
+                Ok(Some(profile))
+            }
+            Some(profile) if profile.deleted_at.is_some() => Err(deleted()),
+            Some(profile) if profile.revokes(issued_at, token_id) => Err(revoked()),
             profile => Ok(profile),
         }
     }
@@ -112,6 +125,20 @@ impl Table {
             false => Err(Error::not_found("profile")),
         }
     }
+}
+
+fn deleted() -> Error {
+    Error::new(
+        Code::TokenRevoked,
+        "this account was deleted; its tokens are no longer accepted",
+    )
+}
+
+fn revoked() -> Error {
+    Error::new(
+        Code::TokenRevoked,
+        "this token was revoked by a sign-out or a password reset; sign in again",
+    )
 }
 
 #[cfg(test)]

@@ -186,12 +186,18 @@ async fn deleting_the_account_removes_the_user_and_their_items() {
         String,
         aws_sdk_dynamodb::types::AttributeValue,
     >| { item["PK"].as_s().unwrap().clone() };
-    assert!(
-        items
-            .iter()
-            .all(|item| !pk_of(item).contains(&user.user_id)),
-        "items left behind: {items:?}"
-    );
+    // Only the deletion marker stays (the profile, refusing every token of
+    // the account until its TTL), and no push token names the user.
+    let left: Vec<_> = items
+        .iter()
+        .filter(|item| {
+            pk_of(item).contains(&user.user_id)
+                || item.get("userId").and_then(|v| v.as_s().ok()) == Some(&user.user_id)
+        })
+        .collect();
+    assert_eq!(left.len(), 1, "items left behind: {left:?}");
+    assert_eq!(left[0]["SK"].as_s().unwrap(), "PROFILE");
+    assert!(left[0].contains_key("deletedAt") && left[0].contains_key("expiresAt"));
     assert!(
         items
             .iter()

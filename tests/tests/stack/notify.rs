@@ -433,3 +433,65 @@ async fn a_disabled_endpoint_forgets_its_device() {
         endpoint_for(&api, &dead).await
     );
 }
+
+/// One phone, two accounts: B signs in where A was. The token is B's now,
+/// so A's photos reach A's devices only, and B deleting the device leaves
+/// A nothing dangling; the same holds the other way round.
+#[tokio::test]
+async fn a_push_token_is_one_users_at_a_time() {
+    let api = TestStack::start().await;
+    let (ann, bob) = (api.user().await, api.user().await);
+    let table = api.table().await;
+    let phone = token();
+    assert_eq!(
+        register(&api, &ann, "phone", "android", &phone)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        register(&api, &bob, "bob-phone", "android", &phone)
+            .await
+            .status,
+        200
+    );
+    assert!(
+        table.devices(&ann.user_id).await.unwrap().is_empty(),
+        "moved off Ann"
+    );
+    assert_eq!(table.devices(&bob.user_id).await.unwrap().len(), 1);
+
+    // Ann's photo is announced to nobody: the phone is Bob's.
+    let photo = shared::pipeline::testing::jpeg_with_exif(64, 48, 1);
+    let ann_photo = upload(&api, &ann, "image/jpeg", &photo).await;
+    api.wait_until_processed(&ann, &ann_photo).await;
+    let bob_photo = upload(&api, &bob, "image/jpeg", &photo).await;
+    let pushes = messages_for(&api, &phone, 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let published = published_to(&api, &phone).await;
+    assert_eq!(published.len(), 1, "{pushes:?}");
+    let fcm = &payload(&published[0], "GCM")["fcmV1Message"]["message"];
+    assert_eq!(fcm["data"]["mediaId"], bob_photo.as_str());
+
+    // Back to Ann: Bob's device goes, Ann's comes back.
+    assert_eq!(
+        register(&api, &ann, "phone", "android", &phone)
+            .await
+            .status,
+        200
+    );
+    assert!(
+        table.devices(&bob.user_id).await.unwrap().is_empty(),
+        "moved off Bob"
+    );
+    assert_eq!(table.devices(&ann.user_id).await.unwrap().len(), 1);
+    let gone = api
+        .delete("/devices/bob-phone", Some(&bob.access_token))
+        .await;
+    assert_eq!(gone.status, 404, "{gone:?}");
+    assert!(
+        endpoint_for(&api, &phone).await.is_some(),
+        "Ann's endpoint stays"
+    );
+    api.stop().await;
+}

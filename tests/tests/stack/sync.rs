@@ -280,12 +280,13 @@ async fn bad_pushes_and_pulls_are_problems() {
     api.push(&user, "p", vec![json!({"id": 1, "collection": "notes", "recordId": "n", "op": "upsert", "hlc": hlc(t, 0, "p")})])
         .await
         .assert_problem(400, "invalid_request");
-    // An over-long value is one mutation's problem, not the push's.
+    // An over-long value is one mutation's problem, not the push's: it is
+    // acknowledged (another client here, so p's watermark stays 0).
     let refused = api
         .push(
             &user,
-            "p",
-            vec![put(1, "n", json!({"a": "x".repeat(5000)}), hlc(t, 0, "p"))],
+            "q",
+            vec![put(1, "n", json!({"a": "x".repeat(5000)}), hlc(t, 0, "q"))],
         )
         .await;
     assert_eq!(
