@@ -61,25 +61,40 @@ attribute nests more than 31 maps or lists around a scalar (32 levels);
 moto stores any depth, and an item deeper than the SDKs' decoders allow
 then fails every read and stream poll of it. Here the limit is DynamoDB's.
 
+Presigned POST forms, checked as S3 checks them. moto stores whatever a
+form POST to a bucket carries. Here a form upload needs a policy signed
+(SigV4) with the secret of the access key its x-amz-credential names, not
+expired, whose every condition holds (bucket, exact key or starts-with,
+Content-Type, content-length-range against the file's size, the x-amz-*
+fields) and which names every field the form sends; otherwise S3's answer:
+403 AccessDenied / SignatureDoesNotMatch, or 400 EntityTooLarge /
+EntityTooSmall, as XML.
+
 Not enforced: request signatures (moto recomputes them from re-encoded
 form data, which differs from the Rust SDK's encoding: the access key
-names the caller), unsigned requests (presigned S3 URLs and forms; their
-signatures are proven against botocore and AWS's published examples
-instead), resource policies and most condition keys (moto's limits).
+names the caller), presigned GET/PUT URLs, resource policies and most
+condition keys (moto's limits).
 
 Run as `python infra/emulator/emulator.py -H 127.0.0.1 -p PORT`, with the
 arguments of `moto_server`.
 """
 
+import base64
 import copy
+import datetime
+import hashlib
+import hmac
 import inspect
+import io
 import json
 import threading
 from urllib.parse import parse_qs
+from xml.sax.saxutils import escape
 
 import time
 
 import xmltodict
+from werkzeug.formparser import parse_form_data
 
 from moto import server, settings
 from moto.cognitoidp.responses import CognitoIdpResponse
@@ -377,7 +392,124 @@ _original_call = DomainDispatcherApplication.__call__
 def _call(self, environ, start_response):
     if environ.get("PATH_INFO", "").startswith("/_emulator/"):
         return _control(environ, start_response)
+    if _is_form_upload(environ):
+        refused = _check_form_upload(environ)
+        if refused is not None:
+            status, code, message = refused
+            data = (
+                '<?xml version="1.0" encoding="UTF-8"?>'
+                f"<Error><Code>{code}</Code><Message>{escape(message)}</Message></Error>"
+            ).encode()
+            start_response(status, [("Content-Type", "application/xml"), ("Content-Length", str(len(data)))])
+            return [data]
     return _original_call(self, environ, start_response)
+
+
+# ---------------------------------------------------------------- S3 forms
+
+
+def _is_form_upload(environ):
+    """A browser-style POST upload to a bucket (path-style: POST /bucket)."""
+    path = environ.get("PATH_INFO", "").strip("/")
+    content_type = environ.get("CONTENT_TYPE", "")
+    return (
+        environ.get("REQUEST_METHOD") == "POST"
+        and content_type.startswith("multipart/form-data")
+        and path
+        and "/" not in path
+        and not environ.get("QUERY_STRING")
+    )
+
+
+def _secret_of(access_key_id):
+    if access_key_id == ADMIN_KEY:
+        return ADMIN_KEY
+    for user in _iam().users.values():
+        for key in user.access_keys:
+            if key.access_key_id == access_key_id:
+                return key.secret_access_key
+    return None
+
+
+def _hmac(key, text):
+    return hmac.new(key, text.encode(), hashlib.sha256).digest()
+
+
+def _signature(secret, date, region, service, string_to_sign):
+    key = _hmac(("AWS4" + secret).encode(), date)
+    for part in (region, service, "aws4_request"):
+        key = _hmac(key, part)
+    return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+def _check_form_upload(environ):
+    """None if S3 would take this form upload, else (status, code, message).
+    Leaves the request body in place for moto."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = io.BytesIO(body)
+    parse_env = dict(environ, **{"wsgi.input": io.BytesIO(body)})
+    _, form, files = parse_form_data(parse_env)
+    fields = {name.lower(): value for name, value in form.items()}
+    bucket = environ["PATH_INFO"].strip("/")
+    denied = lambda message: ("403 Forbidden", "AccessDenied", message)  # noqa: E731
+    if "policy" not in fields or "x-amz-signature" not in fields:
+        return denied("Access Denied: a form upload needs a signed policy")
+    if fields.get("x-amz-algorithm") != "AWS4-HMAC-SHA256":
+        return denied("Only AWS4-HMAC-SHA256 form uploads are accepted")
+    credential = fields.get("x-amz-credential", "").split("/")
+    if len(credential) != 5 or credential[4] != "aws4_request":
+        return denied("Invalid x-amz-credential")
+    access_key, date, region, service, _ = credential
+    with _lock:
+        secret = _secret_of(access_key)
+    if secret is None:
+        return ("403 Forbidden", "InvalidAccessKeyId", "The AWS access key Id you provided does not exist in our records.")
+    expected = _signature(secret, date, region, service, fields["policy"])
+    if not hmac.compare_digest(expected, fields["x-amz-signature"]):
+        return ("403 Forbidden", "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided.")
+    try:
+        policy = json.loads(base64.b64decode(fields["policy"]))
+        expiration = policy["expiration"].replace("Z", "+00:00")
+        expires = datetime.datetime.fromisoformat(expiration)
+        conditions = policy["conditions"]
+    except (ValueError, KeyError, TypeError):
+        return ("400 Bad Request", "InvalidPolicyDocument", "Invalid Policy: Invalid JSON.")
+    if expires <= datetime.datetime.now(datetime.timezone.utc):
+        return denied("Invalid according to Policy: Policy expired.")
+    upload = files.get("file")
+    if upload is None:
+        return ("400 Bad Request", "InvalidArgument", "POST requires exactly one file upload per request.")
+    size = len(upload.read())
+    values = dict(fields, bucket=bucket)
+    named = {"bucket"}
+    for condition in conditions:
+        if isinstance(condition, dict):
+            ((name, value),) = condition.items()
+            rule = ["eq", "$" + name, value]
+        else:
+            rule = condition
+        if rule[0] == "content-length-range":
+            low, high = int(rule[1]), int(rule[2])
+            if size > high:
+                return ("400 Bad Request", "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size")
+            if size < low:
+                return ("400 Bad Request", "EntityTooSmall", "Your proposed upload is smaller than the minimum allowed size")
+            continue
+        operator, name, value = rule[0], rule[1].lstrip("$").lower(), rule[2]
+        named.add(name)
+        actual = values.get(name)
+        holds = actual == value if operator == "eq" else actual is not None and actual.startswith(value)
+        if not holds:
+            return denied(f'Invalid according to Policy: Policy Condition failed: ["{operator}", "${name}", "{value}"]')
+    extra = [
+        name
+        for name in fields
+        if name not in named and name not in ("policy", "x-amz-signature", "file") and not name.startswith("x-ignore-")
+    ]
+    if extra:
+        return denied("Invalid according to Policy: Extra input fields: " + ", ".join(sorted(extra)))
+    return None
 
 
 # ---------------------------------------------------------------- nesting

@@ -334,3 +334,160 @@ async fn an_id_token_is_not_a_bearer_token() {
         .assert_problem(401, "unauthorized");
     api.stop().await;
 }
+
+/// Posts a form upload: `fields`, then `bytes` as the file. Status and body.
+async fn post_form(
+    url: &str,
+    fields: &serde_json::Map<String, Value>,
+    bytes: &[u8],
+) -> (u16, String) {
+    let mut form = reqwest::multipart::Form::new();
+    for (name, value) in fields {
+        form = form.text(name.clone(), value.as_str().unwrap().to_string());
+    }
+    form = form.part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes.to_vec()).file_name("f"),
+    );
+    let posted = reqwest::Client::new()
+        .post(url)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    (posted.status().as_u16(), posted.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_local_s3_refuses_every_form_s3_would_refuse() {
+    let api = TestStack::start().await;
+    let (ann, bob) = (api.user().await, api.user().await);
+    let ask = |user: &e2e::User, bytes: usize| {
+        let token = user.access_token.clone();
+        let api = &api;
+        async move {
+            let created = api
+                .post(
+                    "/uploads",
+                    json!({"contentType": "image/jpeg", "bytes": bytes}),
+                    Some(&token),
+                )
+                .await;
+            assert_eq!(created.status, 201, "{created:?}");
+            created.body
+        }
+    };
+    let bobs = ask(&bob, 100).await;
+    let anns = ask(&ann, 100).await;
+    let url = anns["upload"]["url"].as_str().unwrap();
+    let genuine = anns["upload"]["fields"].as_object().unwrap().clone();
+    let with = |name: &str, value: &str| {
+        let mut fields = genuine.clone();
+        fields.insert(name.into(), json!(value));
+        fields
+    };
+    let bobs_key = bobs["upload"]["fields"]["key"].as_str().unwrap();
+    let variant = format!(
+        "media/{}/{}/800.jpg",
+        bob.user_id,
+        bobs["mediaId"].as_str().unwrap()
+    );
+    let mut unsigned = serde_json::Map::new();
+    unsigned.insert("key".into(), json!(bobs_key));
+    let cases = [
+        (
+            "another user's key",
+            with("key", bobs_key),
+            100,
+            403,
+            "AccessDenied",
+        ),
+        (
+            "a variant key",
+            with("key", &variant),
+            100,
+            403,
+            "AccessDenied",
+        ),
+        (
+            "another type",
+            with("Content-Type", "text/html"),
+            100,
+            403,
+            "AccessDenied",
+        ),
+        (
+            "a zeroed signature",
+            with("x-amz-signature", &"0".repeat(64)),
+            100,
+            403,
+            "SignatureDoesNotMatch",
+        ),
+        ("no policy at all", unsigned, 100, 403, "AccessDenied"),
+        (
+            "a field the policy lacks",
+            with("acl", "public-read"),
+            100,
+            403,
+            "AccessDenied",
+        ),
+        (
+            "a body over the declared size",
+            genuine.clone(),
+            101,
+            400,
+            "EntityTooLarge",
+        ),
+    ];
+    for (what, fields, size, status, code) in cases {
+        let (got, body) = post_form(url, &fields, &vec![0xFF; size]).await;
+        assert_eq!(got, status, "{what}: {body}");
+        assert!(body.contains(code), "{what}: {body}");
+    }
+
+    // An expired policy, genuinely signed.
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let stale = shared::presign::presigned_post(
+        &shared::presign::PostUpload {
+            bucket: &api.stack.resources.bucket,
+            key: anns["upload"]["fields"]["key"].as_str().unwrap(),
+            content_type: "image/jpeg",
+            max_bytes: 100,
+            expires_in: Duration::from_secs(60),
+            region: "us-east-1",
+        },
+        &shared::presign::SigningCredentials {
+            access_key_id: "testing",
+            secret_access_key: "testing",
+            session_token: None,
+        },
+        an_hour_ago,
+    );
+    let stale: serde_json::Map<String, Value> = stale
+        .fields
+        .into_iter()
+        .map(|(name, value)| (name, json!(value)))
+        .collect();
+    let (got, body) = post_form(url, &stale, &[0xFF; 10]).await;
+    assert_eq!(got, 403, "{body}");
+    assert!(body.contains("Policy expired"), "{body}");
+
+    // Bob's pending upload was never touched; Ann's genuine form works.
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&api.sdk().await)
+            .force_path_style(true)
+            .build(),
+    );
+    for key in [bobs_key, variant.as_str()] {
+        let head = s3
+            .head_object()
+            .bucket(&api.stack.resources.bucket)
+            .key(key)
+            .send()
+            .await;
+        assert!(head.is_err(), "{key} was written");
+    }
+    let (got, body) = post_form(url, &genuine, &[0xFF; 100]).await;
+    assert!((200..300).contains(&got), "{got}: {body}");
+    api.stop().await;
+}
