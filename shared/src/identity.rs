@@ -98,13 +98,9 @@ fn map_error<E>(err: SdkError<E, HttpResponse>, meaning: Meaning) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    // Cognito's messages name the rule that failed, never the value.
-    let message = |fallback: &str| {
-        err.message()
-            .filter(|m| !m.is_empty())
-            .unwrap_or(fallback)
-            .to_string()
-    };
+    // Cognito's own messages are read, never passed on: they are written for
+    // its API's caller, not the app's user.
+    let message = err.message().unwrap_or_default().to_string();
     let (code, detail) = match aws::error_code(&err) {
         Some("UsernameExistsException" | "AliasExistsException") => (
             Code::UserExists,
@@ -120,16 +116,13 @@ where
         Some("UserNotFoundException") => {
             (meaning.user_not_found.0, meaning.user_not_found.1.into())
         }
-        Some("InvalidPasswordException") => (
-            Code::WeakPassword,
-            message("the password does not meet the password policy"),
-        ),
+        Some("InvalidPasswordException") => (Code::WeakPassword, password_advice(&message)),
         Some("CodeMismatchException") => (Code::CodeMismatch, "the code is wrong".into()),
         Some("ExpiredCodeException") => (
             Code::CodeExpired,
             "the code has expired; request a new one".into(),
         ),
-        Some("InvalidParameterException") => (Code::InvalidRequest, message("invalid request")),
+        Some("InvalidParameterException") => invalid_parameter(&message),
         Some(
             "TooManyRequestsException"
             | "LimitExceededException"
@@ -142,6 +135,47 @@ where
         _ => return aws::classify(err),
     };
     Error::new(code, detail)
+}
+
+/// What to do about a password the pool's policy refused, from what
+/// Cognito's message says is missing.
+fn password_advice(cognito: &str) -> String {
+    let cognito = cognito.to_ascii_lowercase();
+    let needs: Vec<&str> = [
+        ("uppercase", "an uppercase letter"),
+        ("lowercase", "a lowercase letter"),
+        ("numeric", "a digit"),
+        ("symbol", "a symbol"),
+        ("long enough", "more characters"),
+    ]
+    .into_iter()
+    .filter(|(said, _)| cognito.contains(said))
+    .map(|(_, need)| need)
+    .collect();
+    if needs.is_empty() {
+        "choose a stronger password: longer, with upper- and lowercase letters, digits and symbols"
+            .into()
+    } else {
+        format!("choose another password: it needs {}", needs.join(", "))
+    }
+}
+
+/// A parameter Cognito refused, in the words of what the caller can change.
+fn invalid_parameter(cognito: &str) -> (Code, String) {
+    let cognito = cognito.to_ascii_lowercase();
+    if cognito.contains("password") {
+        (Code::WeakPassword, password_advice(&cognito))
+    } else if cognito.contains("username") || cognito.contains("email") {
+        (
+            Code::InvalidRequest,
+            "use a valid email address as the account's name".into(),
+        )
+    } else {
+        (
+            Code::InvalidRequest,
+            "the account service refused the request: check the email, password and code".into(),
+        )
+    }
 }
 
 impl Identity {
@@ -368,6 +402,23 @@ mod tests {
 
     fn jwt_with_payload(payload: &str) -> String {
         format!("e30.{}.c2ln", URL_SAFE_NO_PAD.encode(payload))
+    }
+
+    #[test]
+    fn cognitos_messages_become_advice_in_our_words() {
+        let advice = password_advice(
+            "Password did not conform with policy: Password must have uppercase characters",
+        );
+        assert_eq!(
+            advice,
+            "choose another password: it needs an uppercase letter"
+        );
+        let advice = password_advice("Password does not conform to the configured password policy");
+        assert!(advice.starts_with("choose a stronger password"), "{advice}");
+        let (code, detail) =
+            invalid_parameter("Username should be either an email or a phone number.");
+        assert_eq!(code, Code::InvalidRequest);
+        assert!(!detail.contains("phone"), "{detail}");
     }
 
     #[test]

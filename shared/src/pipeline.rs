@@ -210,6 +210,9 @@ pub fn process(bytes: &[u8], options: &Options) -> Result<Processed, PipelineErr
         .unwrap_or(0)
         .max(options.thumbnail);
     let (pixels, orientation) = match format {
+        Format::Jpeg if !jpeg_is_complete(bytes) => {
+            return Err(corrupt("the JPEG ends before its image data does"));
+        }
         Format::Jpeg => decode_jpeg(bytes, width, height, largest)?,
         _ => decode_other(bytes, format, options.max_pixels)?,
     };
@@ -314,6 +317,43 @@ fn header_dimensions(bytes: &[u8], format: Format) -> Result<(u32, u32), Pipelin
     ImageReader::with_format(Cursor::new(bytes), format.image_format())
         .into_dimensions()
         .map_err(corrupt)
+}
+
+/// Whether a JPEG's segments and scans run to an end-of-image marker.
+/// `jpeg-decoder` fills in whatever a truncated file lacks, so a few
+/// hundred bytes claiming 7000x7000 would otherwise decode as a grey photo
+/// (and cost 150 MB to do so). Segments are skipped by their length (an
+/// embedded thumbnail's EOI is inside one); scan data ends at the first
+/// marker that is neither a stuffed 0xFF00 nor a restart.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let mut pos = 2;
+    let mut scanned = false;
+    while pos + 1 < bytes.len() {
+        if bytes[pos] != 0xFF {
+            return false;
+        }
+        let marker = bytes[pos + 1];
+        match marker {
+            0xFF => pos += 1,
+            0xD9 => return scanned,
+            0x01 | 0xD0..=0xD7 => pos += 2,
+            _ => {
+                let Some(length) = bytes.get(pos + 2..pos + 4) else {
+                    return false;
+                };
+                pos += 2 + usize::from(u16::from_be_bytes([length[0], length[1]]));
+                if marker == 0xDA {
+                    scanned = true;
+                    while pos + 1 < bytes.len()
+                        && !(bytes[pos] == 0xFF && !matches!(bytes[pos + 1], 0x00 | 0xD0..=0xD7))
+                    {
+                        pos += 1;
+                    }
+                }
+            }
+        }
+    }
+    false
 }
 
 /// JPEG through `jpeg-decoder`, which can run the inverse DCT at 1/2, 1/4 or
@@ -782,6 +822,56 @@ mod tests {
             process(truncated, &Options::default()),
             Err(PipelineError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn a_few_hundred_bytes_claiming_a_huge_jpeg_are_refused_before_decoding() {
+        // The probe's file: a real header claiming 7000x7000, cut off a few
+        // bytes into the scan.
+        let mut jpeg = jpeg_with_exif(64, 64, 1);
+        let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        jpeg[sof + 5..sof + 7].copy_from_slice(&7000u16.to_be_bytes());
+        jpeg[sof + 7..sof + 9].copy_from_slice(&7000u16.to_be_bytes());
+        let sos = jpeg.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+        jpeg.truncate(sos + 40);
+        assert!(jpeg.len() < 1000, "{} bytes", jpeg.len());
+        assert!(matches!(
+            process(&jpeg, &Options::default()),
+            Err(PipelineError::Corrupt(_))
+        ));
+        // Whole files pass, progressive ones (many scans) included.
+        assert!(jpeg_is_complete(&jpeg_with_exif(64, 64, 6)));
+        let image = RgbImage::from_pixel(40, 30, image::Rgb([200, 10, 10]));
+        for progressive in [false, true] {
+            let settings = JpegSettings {
+                quality: 80,
+                trellis: true,
+                progressive,
+            };
+            let encoded = encode_jpeg(&image, &settings).unwrap();
+            assert!(jpeg_is_complete(&encoded), "progressive {progressive}");
+            assert!(!jpeg_is_complete(&encoded[..encoded.len() - 2]));
+        }
+    }
+
+    #[test]
+    fn truncated_pngs_and_webps_are_refused_too() {
+        let image =
+            DynamicImage::ImageRgb8(RgbImage::from_pixel(300, 200, image::Rgb([9, 80, 200])));
+        for format in [image::ImageFormat::Png, image::ImageFormat::WebP] {
+            let mut bytes = Vec::new();
+            image
+                .write_to(&mut Cursor::new(&mut bytes), format)
+                .unwrap();
+            let cut = &bytes[..bytes.len() * 2 / 3];
+            assert!(
+                matches!(
+                    process(cut, &Options::default()),
+                    Err(PipelineError::Corrupt(_))
+                ),
+                "{format:?}"
+            );
+        }
     }
 
     #[test]

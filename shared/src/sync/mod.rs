@@ -211,8 +211,10 @@ fn valid_collection(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
+/// 1-256 characters, as documented, and at most 900 bytes: the record's
+/// sort key (`REC#<collection>#<id>`) must fit DynamoDB's 1,024.
 fn valid_record_id(id: &str) -> bool {
-    (1..=256).contains(&id.len()) && !id.chars().any(char::is_control)
+    (1..=256).contains(&id.chars().count()) && id.len() <= 900 && !id.chars().any(char::is_control)
 }
 
 /// Checks a push. A malformed envelope is an error for the whole push
@@ -252,7 +254,9 @@ pub fn validate(
             return Err(at("collection must be 1-64 of [A-Za-z0-9_.-]".into()));
         }
         if !valid_record_id(&wire.record_id) {
-            return Err(at("recordId must be 1-256 printable characters".into()));
+            return Err(at(
+                "recordId must be 1-256 printable characters, at most 900 bytes in UTF-8".into(),
+            ));
         }
         let hlc = Hlc::parse(&wire.hlc).map_err(|err| at(err.to_string()))?;
         if hlc.node != client_id {
@@ -588,7 +592,25 @@ mod tests {
                 Code::InvalidRequest,
             ),
             (vec![wire(1, "", "delete", None, NOW)], Code::InvalidRequest),
+            (
+                vec![wire(1, &"é".repeat(257), "delete", None, NOW)],
+                Code::InvalidRequest,
+            ),
+            (
+                vec![wire(1, &"😀".repeat(226), "delete", None, NOW)],
+                Code::InvalidRequest,
+            ),
         ];
+        // 256 two-byte characters: 512 bytes, within both bounds.
+        assert!(
+            validate(
+                "phone",
+                vec![wire(1, &"é".repeat(256), "delete", None, NOW)],
+                &limits,
+                NOW
+            )
+            .is_ok()
+        );
         for (mutations, code) in cases {
             let err = validate("phone", mutations.clone(), &limits, NOW).unwrap_err();
             assert_eq!(err.code, code, "{mutations:?}");
