@@ -220,12 +220,10 @@ pub async fn start(options: Options) -> Result<LocalStack> {
         options.websocket_limits,
         &options.region,
     ));
-    let websocket_app = websocket::router(gateway.clone());
-    let websocket = tokio::spawn(async move {
-        if let Err(err) = axum::serve(websocket_listener, websocket_app).await {
-            tracing::error!(error = %err, "the WebSocket gateway stopped");
-        }
-    });
+    let websocket = tokio::spawn(websocket::serve_gateway(
+        websocket_listener,
+        gateway.clone(),
+    ));
 
     let authorizer = authorizer::Authorizer::new(
         &options.emulator_url,

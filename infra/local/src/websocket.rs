@@ -46,18 +46,26 @@ pub type Handler = Arc<
     dyn Fn(ApiGatewayWebsocketProxyRequest) -> BoxFuture<ApiGatewayProxyResponse> + Send + Sync,
 >;
 
-/// API Gateway's limits (shortened by tests).
+/// API Gateway's limits (times shortened by tests).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub idle: Duration,
     pub max: Duration,
+    /// How long a TCP connection may take to send its handshake before it
+    /// is closed: a silent connection holds nothing open for long.
+    pub handshake: Duration,
 }
+
+/// API Gateway's WebSocket frame and message limits: 32 KB and 128 KB.
+pub const MAX_FRAME_BYTES: usize = 32 * 1024;
+pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             idle: Duration::from_secs(10 * 60),
             max: Duration::from_secs(2 * 60 * 60),
+            handshake: Duration::from_secs(10),
         }
     }
 }
@@ -112,6 +120,36 @@ impl Gateway {
         self.connections
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Serves the gateway on `listener` until the task is dropped. Connections
+/// are served one by one with hyper directly (not `axum::serve`), for its
+/// header read timeout: one that has not sent a whole handshake within
+/// `limits.handshake` is closed.
+pub async fn serve_gateway(listener: tokio::net::TcpListener, gateway: Arc<Gateway>) {
+    let handshake = gateway.limits.handshake;
+    let app = router(gateway);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(err) => {
+                tracing::warn!(error = %err, "the WebSocket gateway could not accept");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(handshake)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .with_upgrades();
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "a WebSocket gateway connection ended");
+            }
+        });
     }
 }
 
@@ -273,6 +311,9 @@ async fn handshake(
             last_active: last_active.clone(),
         },
     );
+    let upgrade = upgrade
+        .max_frame_size(MAX_FRAME_BYTES)
+        .max_message_size(MAX_MESSAGE_BYTES);
     upgrade.on_upgrade(move |socket| {
         serve(
             gateway,
@@ -319,6 +360,11 @@ async fn serve(
                             break (None, "the client went away");
                         }
                     }
+                }
+                // Over a size limit (tungstenite's capacity error): API
+                // Gateway closes with 1009.
+                Some(Err(err)) if err.to_string().contains("Space limit exceeded") => {
+                    break (Some(1009), "Message too big")
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break (None, "the client closed"),
                 Some(Ok(_)) => {}

@@ -491,3 +491,51 @@ async fn the_local_s3_refuses_every_form_s3_would_refuse() {
     assert!((200..300).contains(&got), "{got}: {body}");
     api.stop().await;
 }
+
+#[tokio::test]
+async fn the_local_gateway_keeps_api_gateways_size_limits_and_drops_silent_connections() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::AsyncReadExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let api = TestStack::start_with_websocket_limits(local_stack::websocket::Limits {
+        handshake: Duration::from_millis(500),
+        ..Default::default()
+    })
+    .await;
+    let user = api.user().await;
+    let token = Some(user.access_token.as_str());
+    // Within the frame limit: answered (an unknown type, but answered).
+    let mut socket = open(&api, token, "phone").await.unwrap();
+    let small = format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(20 * 1024));
+    socket.send(Message::Text(small.into())).await.unwrap();
+    assert!(
+        next_message(&mut socket, Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    // 40 KB in one frame, and a 200 KB message: closed with 1009.
+    for size in [40 * 1024, 200 * 1024] {
+        let mut socket = open(&api, token, "phone").await.unwrap();
+        let big = format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(size));
+        let _ = socket.send(Message::Text(big.into())).await;
+        let closed = tokio::time::timeout(Duration::from_secs(5), socket.next()).await;
+        match closed {
+            Ok(Some(Ok(Message::Close(Some(frame))))) => assert_eq!(u16::from(frame.code), 1009),
+            other => panic!("{size} bytes: expected a 1009 close, got {other:?}"),
+        }
+    }
+    // A TCP connection that never sends a handshake is closed.
+    let address = api
+        .stack
+        .websocket_url
+        .trim_start_matches("ws://")
+        .to_string();
+    let mut silent = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut buffer = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buffer)).await;
+    assert!(
+        matches!(read, Ok(Ok(_)) | Ok(Err(_))),
+        "still open after 5 s"
+    );
+    api.stop().await;
+}

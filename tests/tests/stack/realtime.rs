@@ -273,6 +273,7 @@ async fn idle_and_old_connections_are_closed_as_api_gateway_does() {
     let api = TestStack::start_with_websocket_limits(local_stack::websocket::Limits {
         idle: Duration::from_millis(800),
         max: Duration::from_millis(2500),
+        handshake: Duration::from_millis(500),
     })
     .await;
     let user = api.user().await;
