@@ -213,14 +213,16 @@ pub async fn deliver(target: &Target<'_>, records: Vec<Value>) -> Vec<(GivenUp, 
             if batch.is_empty() {
                 break;
             }
-            let event = match serde_json::from_value(json!({ "Records": batch })) {
-                Ok(event) => event,
-                Err(err) => {
-                    tracing::error!(%function, error = %err, "stream records do not fit the Lambda event shape");
-                    break;
-                }
+            // A record the event shape cannot hold fails the invocation, as
+            // the Lambda runtime's decoding would: bisecting isolates it and
+            // the on-failure destination records it; its neighbours go on.
+            let outcome = match serde_json::from_value(json!({ "Records": batch })) {
+                Ok(event) => handler(event).await,
+                Err(err) => Err(shared::Error::internal(format!(
+                    "stream records do not fit the Lambda event shape: {err}"
+                ))),
             };
-            match handler(event).await {
+            match outcome {
                 Ok(response) if response.batch_item_failures.is_empty() => break,
                 Ok(response) => {
                     let first_failed = response

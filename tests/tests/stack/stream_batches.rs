@@ -230,3 +230,56 @@ async fn a_poison_record_ends_in_the_failed_events_queue_and_its_neighbours_go_t
     );
     assert_eq!(exhausted["DDBStreamBatchInfo"]["batchSize"], 1);
 }
+
+/// A record whose image the Lambda event shape cannot hold fails its
+/// batch, as the runtime's decoding would on AWS: bisecting isolates it,
+/// the failed-events queue describes it, and the shard moves on.
+#[tokio::test]
+async fn a_record_that_does_not_decode_is_isolated_not_a_stalled_shard() {
+    use std::sync::{Arc, Mutex};
+
+    use aws_lambda_events::streams::DynamoDbEventResponse;
+    use local_stack::stream::{GivenUp, Handler, Target, deliver};
+
+    let api = TestStack::start().await;
+    let template =
+        local_stack::template::Template::load(&local_stack::Options::default_template()).unwrap();
+    let (mapping, _) = template.stream_event("PokeFunction").unwrap();
+    let delivered: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = delivered.clone();
+    let handler: Handler = Arc::new(move |event: Event| {
+        seen.lock().unwrap().extend(
+            event
+                .records
+                .iter()
+                .map(|r| r.change.sequence_number.clone().unwrap()),
+        );
+        Box::pin(async { Ok(DynamoDbEventResponse::default()) })
+    });
+    let records: Vec<Value> = (1..=4)
+        .map(|n| {
+            let mut image = sync_record("alice", "x");
+            if n == 3 {
+                image["fields"] = json!({"BOGUS": "not an attribute value"});
+            }
+            let mut r = record(&format!("{n}00"), "MODIFY", image, json!({}));
+            r["dynamodb"]["ApproximateCreationDateTime"] = json!(chrono::Utc::now().timestamp());
+            r
+        })
+        .collect();
+    let sqs = aws_sdk_sqs::Client::new(&api.sdk().await);
+    let target = Target {
+        function: "PokeFunction",
+        handler: &handler,
+        mapping: &mapping,
+        sqs: &sqs,
+    };
+    let given_up = deliver(&target, records).await;
+    assert_eq!(given_up.len(), 1, "{given_up:?}");
+    assert_eq!(given_up[0].0, GivenUp::RetryAttemptsExhausted);
+    assert_eq!(given_up[0].1[0]["dynamodb"]["SequenceNumber"], "300");
+    let mut delivered = delivered.lock().unwrap().clone();
+    delivered.sort();
+    delivered.dedup();
+    assert_eq!(delivered, ["100", "200", "400"]);
+}
