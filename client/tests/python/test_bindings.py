@@ -95,6 +95,34 @@ class Bindings(unittest.TestCase):
         self.assertIsNone(tablet.get("notes", "n1"))
         self.assertEqual([r.record_id for r in tablet.list("notes")], [])
 
+    def test_a_refused_edit_is_listed_typed_and_later_edits_go_through(self):
+        phone = self.device("phone")
+        wide = lambda prefix: json.dumps({f"{prefix}{i}": "x" * 4000 for i in range(64)})
+        phone.put("notes", "big", wide("a"))
+        # Together with the first, more than the server stores for a record.
+        phone.put("notes", "big", wide("b"))
+        phone.put("notes", "n1", json.dumps({"title": "after"}))
+        report = phone.sync()
+        self.assertEqual((report.pushed, report.rejected), (3, 1))
+        self.assertEqual(phone.pending_count(), 0)
+        [refused] = phone.rejected()
+        self.assertEqual(refused.mutation_id, 2)
+        self.assertEqual(refused.record_id, "big")
+        self.assertIsInstance(refused.code, mobile_sync.RejectionCode.RECORD_TOO_LARGE)
+        self.assertIn("b0", json.loads(refused.fields_json))
+        big = json.loads(phone.get("notes", "big"))
+        self.assertIn("a0", big)
+        self.assertNotIn("b0", big)
+        self.assertEqual(json.loads(phone.get("notes", "n1")), {"title": "after"})
+        self.assertTrue(phone.discard_rejected(2))
+        self.assertEqual(phone.rejected(), [])
+        # What the server would refuse for its content alone is refused here.
+        deep = "leaf"
+        for _ in range(30):
+            deep = {"k": deep}
+        with self.assertRaises(SyncError.InvalidInput):
+            phone.put("notes", "deep", json.dumps({"v": deep}))
+
     def test_failures_are_typed_and_keep_the_outbox(self):
         phone = self.device("phone")
         phone.put("notes", "n1", json.dumps({"title": "kept"}))
