@@ -344,9 +344,10 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
                 pos += 2 + usize::from(u16::from_be_bytes([length[0], length[1]]));
                 if marker == 0xDA {
                     scanned = true;
-                    while pos + 1 < bytes.len()
-                        && !(bytes[pos] == 0xFF && !matches!(bytes[pos + 1], 0x00 | 0xD0..=0xD7))
-                    {
+                    let marker_at = |pos: usize| {
+                        bytes[pos] == 0xFF && !matches!(bytes[pos + 1], 0x00 | 0xD0..=0xD7)
+                    };
+                    while pos + 1 < bytes.len() && !marker_at(pos) {
                         pos += 1;
                     }
                 }

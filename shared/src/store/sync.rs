@@ -124,10 +124,6 @@ impl Table {
         mutations: Vec<Mutation>,
     ) -> Result<Pushed, Error> {
         let keys: BTreeSet<RecordKey> = mutations.iter().map(|m| m.key.clone()).collect();
-        let ids = match (mutations.first(), mutations.last()) {
-            (Some(first), Some(last)) => first.id..=last.id,
-            _ => 1..=0,
-        };
         let writer = Writer::Client(client_id);
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
@@ -135,7 +131,7 @@ impl Table {
             }
             let mut snapshot = self.snapshot(user, writer, &keys).await?;
             let fresh = unapplied(mutations.clone(), snapshot.watermark)?;
-            snapshot.rejected = rejections_within(&snapshot.rejected, &ids);
+            snapshot.rejected = rejections_within(&snapshot.rejected, &mutations);
             if fresh.is_empty() {
                 return Ok(Pushed {
                     watermark: snapshot.watermark,

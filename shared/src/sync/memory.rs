@@ -34,14 +34,10 @@ impl MemoryServer {
         now_ms: u64,
     ) -> Result<Pushed, Error> {
         let mutations = validate(client_id, mutations, &self.limits, now_ms)?;
-        let ids = match (mutations.first(), mutations.last()) {
-            (Some(first), Some(last)) => first.id..=last.id,
-            _ => 1..=0,
-        };
+        let stored = self.rejections.get(client_id).cloned().unwrap_or_default();
+        let mut kept = rejections_within(&stored, &mutations);
+        let fresh = unapplied(mutations, self.watermark(client_id))?;
         let watermark = self.watermark(client_id);
-        let fresh = unapplied(mutations, watermark)?;
-        let stored = self.rejections.remove(client_id).unwrap_or_default();
-        let mut kept = rejections_within(&stored, &ids);
         let mut pushed = Pushed {
             watermark,
             applied: fresh.len(),
@@ -50,7 +46,6 @@ impl MemoryServer {
         };
         if fresh.is_empty() {
             // A resend: the same answer, and the rejections stay as they were.
-            self.rejections.insert(client_id.to_string(), stored);
             pushed.rejected = kept;
             return Ok(pushed);
         }

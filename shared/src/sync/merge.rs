@@ -80,7 +80,7 @@ impl RecordState {
     /// Whether writing `new` to field `name` would change it: not at or
     /// below the tombstone, and winning over the value there.
     pub fn would_set(&self, name: &str, new: &Stamped) -> bool {
-        !self.deleted_at.as_ref().is_some_and(|t| &new.hlc <= t)
+        self.deleted_at.as_ref().is_none_or(|t| &new.hlc > t)
             && self.fields.get(name).is_none_or(|old| wins(new, old))
     }
 

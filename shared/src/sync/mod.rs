@@ -342,16 +342,16 @@ pub fn unapplied(mutations: Vec<Mutation>, watermark: u64) -> Result<Vec<Mutatio
     }
 }
 
-/// The rejections a client's watermark keeps while a batch of `ids` is
-/// pushed: the ones within the batch (a resend gets them again); older
-/// ones are dropped, since the client has pushed past them.
-pub fn rejections_within(
-    stored: &[Rejected],
-    ids: &std::ops::RangeInclusive<u64>,
-) -> Vec<Rejected> {
+/// The rejections a client's watermark keeps while `batch` is pushed: the
+/// ones within the batch's ids (a resend gets them again); older ones are
+/// dropped, since the client has pushed past them.
+pub fn rejections_within(stored: &[Rejected], batch: &[Mutation]) -> Vec<Rejected> {
+    let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+        return Vec::new();
+    };
     stored
         .iter()
-        .filter(|r| ids.contains(&r.id))
+        .filter(|r| (first.id..=last.id).contains(&r.id))
         .cloned()
         .collect()
 }
