@@ -210,8 +210,10 @@ pub fn process(bytes: &[u8], options: &Options) -> Result<Processed, PipelineErr
         .unwrap_or(0)
         .max(options.thumbnail);
     let (pixels, orientation) = match format {
-        Format::Jpeg if !jpeg_is_complete(bytes) => {
-            return Err(corrupt("the JPEG ends before its image data does"));
+        Format::Jpeg if !jpeg_holds_enough_data(bytes, width, height) => {
+            return Err(corrupt(
+                "the JPEG holds less image data than its dimensions need (truncated?)",
+            ));
         }
         Format::Jpeg => decode_jpeg(bytes, width, height, largest)?,
         _ => decode_other(bytes, format, options.max_pixels)?,
@@ -319,18 +321,29 @@ fn header_dimensions(bytes: &[u8], format: Format) -> Result<(u32, u32), Pipelin
         .map_err(corrupt)
 }
 
-/// Whether a JPEG's segments and scans run to an end-of-image marker.
-/// `jpeg-decoder` fills in whatever a truncated file lacks, so a few
-/// hundred bytes claiming 7000x7000 would otherwise decode as a grey photo
-/// (and cost 150 MB to do so). Segments are skipped by their length (an
-/// embedded thumbnail's EOI is inside one); scan data ends at the first
-/// marker that is neither a stuffed 0xFF00 nor a restart.
-fn jpeg_is_complete(bytes: &[u8]) -> bool {
+/// Whether a JPEG runs to its end-of-image marker with at least the scan
+/// data its dimensions need. `jpeg-decoder` fills in whatever the scans
+/// lack, so a few hundred bytes claiming 7000x7000 would otherwise decode
+/// as a grey photo (and cost 150 MB to do so). Every 8x8 block codes at
+/// least its DC difference, one bit at the very least with Huffman coding
+/// (the only kind decoded here), so the scans hold at least one bit per
+/// luma block.
+fn jpeg_holds_enough_data(bytes: &[u8], width: u32, height: u32) -> bool {
+    let blocks = u64::from(width.div_ceil(8)) * u64::from(height.div_ceil(8));
+    jpeg_scan_bytes(bytes).is_some_and(|scanned| scanned as u64 * 8 >= blocks)
+}
+
+/// The bytes of a JPEG's entropy-coded scan data, if its segments and scans
+/// run to an end-of-image marker (None for a truncated file). Segments are
+/// skipped by their length (an embedded thumbnail's EOI is inside one);
+/// scan data ends at the first marker that is neither a stuffed 0xFF00 nor
+/// a restart.
+fn jpeg_scan_bytes(bytes: &[u8]) -> Option<usize> {
     let mut pos = 2;
-    let mut scanned = false;
+    let mut scanned = None;
     while pos + 1 < bytes.len() {
         if bytes[pos] != 0xFF {
-            return false;
+            return None;
         }
         let marker = bytes[pos + 1];
         match marker {
@@ -338,23 +351,22 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
             0xD9 => return scanned,
             0x01 | 0xD0..=0xD7 => pos += 2,
             _ => {
-                let Some(length) = bytes.get(pos + 2..pos + 4) else {
-                    return false;
-                };
+                let length = bytes.get(pos + 2..pos + 4)?;
                 pos += 2 + usize::from(u16::from_be_bytes([length[0], length[1]]));
                 if marker == 0xDA {
-                    scanned = true;
+                    let start = pos;
                     let marker_at = |pos: usize| {
                         bytes[pos] == 0xFF && !matches!(bytes[pos + 1], 0x00 | 0xD0..=0xD7)
                     };
                     while pos + 1 < bytes.len() && !marker_at(pos) {
                         pos += 1;
                     }
+                    scanned = Some(scanned.unwrap_or(0) + pos.saturating_sub(start));
                 }
             }
         }
     }
-    false
+    None
 }
 
 /// JPEG through `jpeg-decoder`, which can run the inverse DCT at 1/2, 1/4 or
@@ -827,21 +839,22 @@ mod tests {
 
     #[test]
     fn a_few_hundred_bytes_claiming_a_huge_jpeg_are_refused_before_decoding() {
-        // The probe's file: a real header claiming 7000x7000, cut off a few
-        // bytes into the scan.
-        let mut jpeg = jpeg_with_exif(64, 64, 1);
+        // The probe's file: a whole 16x16 JPEG, EOI included, whose header
+        // claims 7000x7000.
+        let mut jpeg = jpeg_with_exif(16, 16, 1);
         let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
         jpeg[sof + 5..sof + 7].copy_from_slice(&7000u16.to_be_bytes());
         jpeg[sof + 7..sof + 9].copy_from_slice(&7000u16.to_be_bytes());
-        let sos = jpeg.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
-        jpeg.truncate(sos + 40);
         assert!(jpeg.len() < 1000, "{} bytes", jpeg.len());
         assert!(matches!(
             process(&jpeg, &Options::default()),
             Err(PipelineError::Corrupt(_))
         ));
+        // And cut off inside the scan.
+        let sos = jpeg.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+        assert!(process(&jpeg[..sos + 40], &Options::default()).is_err());
         // Whole files pass, progressive ones (many scans) included.
-        assert!(jpeg_is_complete(&jpeg_with_exif(64, 64, 6)));
+        assert!(jpeg_scan_bytes(&jpeg_with_exif(64, 64, 6)).is_some());
         let image = RgbImage::from_pixel(40, 30, image::Rgb([200, 10, 10]));
         for progressive in [false, true] {
             let settings = JpegSettings {
@@ -850,8 +863,11 @@ mod tests {
                 progressive,
             };
             let encoded = encode_jpeg(&image, &settings).unwrap();
-            assert!(jpeg_is_complete(&encoded), "progressive {progressive}");
-            assert!(!jpeg_is_complete(&encoded[..encoded.len() - 2]));
+            assert!(
+                jpeg_holds_enough_data(&encoded, 40, 30),
+                "progressive {progressive}"
+            );
+            assert_eq!(jpeg_scan_bytes(&encoded[..encoded.len() - 2]), None);
         }
     }
 
