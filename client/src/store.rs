@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_json::{Map, Value};
-use shared::sync::hlc::{Clock, Hlc, MAX_MILLIS, valid_client_id};
+use shared::ids::ClientId;
+use shared::sync::hlc::{Clock, Hlc, MAX_MILLIS};
 use shared::sync::merge::{Op, RecordState};
 use shared::sync::{Change, Limits, RecordKey, WireMutation, validate};
 
@@ -156,18 +157,18 @@ pub struct PullPage {
 
 pub struct Store {
     conn: Connection,
-    client_id: String,
+    client_id: ClientId,
 }
 
 impl Store {
     /// Opens (or creates) the database at `path` for `client_id`. A file
     /// that is not this library's database is refused and left untouched.
     pub fn open(path: &str, client_id: &str) -> Result<Self, SyncError> {
-        if !valid_client_id(client_id) {
+        let Ok(parsed) = ClientId::parse(client_id) else {
             return Err(SyncError::invalid(
                 "client id must be 1-64 of [A-Za-z0-9_.:-]",
             ));
-        }
+        };
         let foreign = |message: String| SyncError::ForeignDatabase {
             path: path.to_string(),
             message,
@@ -225,11 +226,11 @@ impl Store {
         }
         Ok(Self {
             conn,
-            client_id: client_id.to_string(),
+            client_id: parsed,
         })
     }
 
-    pub fn client_id(&self) -> &str {
+    pub fn client_id(&self) -> &ClientId {
         &self.client_id
     }
 
@@ -243,7 +244,7 @@ impl Store {
         wall_ms: u64,
     ) -> Result<u64, SyncError> {
         let tx = self.conn.transaction()?;
-        let mut clock = clock(&tx, &self.client_id)?;
+        let mut clock = clock(&tx, self.client_id.as_str())?;
         let hlc = clock.tick(wall_ms);
         let id = next_mutation_id(&tx)?;
         let mutation = WireMutation {
@@ -500,7 +501,7 @@ impl Store {
     /// records that changed.
     pub fn apply_page(&mut self, page: &PullPage) -> Result<Vec<RecordKey>, SyncError> {
         let tx = self.conn.transaction()?;
-        let mut clock = clock(&tx, &self.client_id)?;
+        let mut clock = clock(&tx, self.client_id.as_str())?;
         let mut changed = Vec::new();
         for change in &page.changes {
             let incoming = change.state().ok_or_else(|| {

@@ -165,7 +165,7 @@ fn step() -> impl Strategy<Value = Step> {
 
 fn visible(server: &MemoryServer) -> BTreeMap<(String, String), Map<String, Value>> {
     server
-        .records()
+        .records(&common::me())
         .iter()
         .filter(|(_, (state, _))| !state.fields.is_empty())
         .map(|(key, (state, _))| {
@@ -284,7 +284,12 @@ fn run(steps: Vec<Step>, skews: [i64; 3]) -> Result<(), TestCaseError> {
         prop_assert_eq!(device.replica().pending_count().unwrap(), 0);
         // Exactly once: the server applied every queued mutation, each
         // under its own consecutive id.
-        prop_assert_eq!(server.rules.watermark(&device.id), device.queued);
+        prop_assert_eq!(
+            server
+                .rules
+                .watermark(&common::me(), &common::client(&device.id)),
+            device.queued
+        );
         for (collection, record_id) in &keys {
             let seen = device.replica().get(collection, record_id).unwrap();
             let expected = truth.get(&(collection.clone(), record_id.clone())).cloned();

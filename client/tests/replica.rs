@@ -198,7 +198,14 @@ fn a_lost_answer_resends_the_same_batch_under_the_same_key() {
     );
     assert_ne!(pushes[2].0, pushes[0].0);
     assert_eq!(phone.pending_count().unwrap(), 0);
-    assert_eq!(server.rules.lock().unwrap().watermark("phone"), 4);
+    assert_eq!(
+        server
+            .rules
+            .lock()
+            .unwrap()
+            .watermark(&common::me(), &common::client("phone")),
+        4
+    );
 }
 
 #[test]
@@ -222,7 +229,14 @@ fn a_mutation_gap_renumbers_from_the_servers_watermark() {
         .map(|(_, m)| m.iter().map(|m| m.id).collect())
         .collect();
     assert_eq!(ids, vec![vec![1], vec![2], vec![1]]);
-    assert_eq!(server.rules.lock().unwrap().watermark("phone"), 1);
+    assert_eq!(
+        server
+            .rules
+            .lock()
+            .unwrap()
+            .watermark(&common::me(), &common::client("phone")),
+        1
+    );
     assert_eq!(phone.get("notes", "n2").unwrap().unwrap()["v"], 2);
 }
 
@@ -248,8 +262,15 @@ fn a_killed_app_finds_every_queued_edit_and_applies_none_twice() {
     phone.sync().unwrap();
     assert_eq!(phone.pending_count().unwrap(), 0);
     let server_rules = server.rules.lock().unwrap();
-    assert_eq!(server_rules.watermark("phone"), 2);
-    assert_eq!(server_rules.counter(), 2, "each record written once");
+    assert_eq!(
+        server_rules.watermark(&common::me(), &common::client("phone")),
+        2
+    );
+    assert_eq!(
+        server_rules.counter(&common::me()),
+        2,
+        "each record written once"
+    );
 }
 
 #[test]
@@ -349,7 +370,14 @@ fn a_refused_edit_is_listed_not_applied_and_later_edits_go_through() {
     let report = phone.sync().unwrap();
     assert_eq!((report.pushed, report.rejected), (4, 1));
     assert_eq!(phone.pending_count().unwrap(), 0, "nothing jams the outbox");
-    assert_eq!(server.rules.lock().unwrap().watermark("phone"), 4);
+    assert_eq!(
+        server
+            .rules
+            .lock()
+            .unwrap()
+            .watermark(&common::me(), &common::client("phone")),
+        4
+    );
     let rejected = phone.rejected().unwrap();
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0].mutation_id, 2);

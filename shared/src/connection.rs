@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{ClientId, UserId};
+
 /// API Gateway closes a WebSocket after two hours; an item outliving that
 /// by a margin is a connection whose `$disconnect` never ran.
 pub const MAX_CONNECTION_SECONDS: i64 = 2 * 60 * 60;
@@ -13,10 +15,10 @@ pub const CONNECTION_TTL_SECONDS: i64 = MAX_CONNECTION_SECONDS + 10 * 60;
 #[serde(rename_all = "camelCase")]
 pub struct Connection {
     pub connection_id: String,
-    pub user_id: String,
+    pub user_id: UserId,
     /// The sync client id of the app on the other end: pokes for its own
     /// pushes are not sent back to it.
-    pub client_id: String,
+    pub client_id: ClientId,
     pub connected_at: DateTime<Utc>,
     /// The feed version of the last poke sent: a redelivered stream batch
     /// does not poke again.

@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{DeviceId, UserId};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Platform {
@@ -14,8 +16,8 @@ pub enum Platform {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenOwner {
-    pub user_id: String,
-    pub device_id: String,
+    pub user_id: UserId,
+    pub device_id: DeviceId,
 }
 
 /// A push token's key in the table: a hash, so tokens are not readable
@@ -33,8 +35,8 @@ pub fn token_hash(platform: Platform, token: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Device {
-    pub device_id: String,
-    pub user_id: String,
+    pub device_id: DeviceId,
+    pub user_id: UserId,
     pub platform: Platform,
     pub token: String,
     pub endpoint_arn: String,

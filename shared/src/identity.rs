@@ -10,6 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::email::Email;
+use crate::ids::UserId;
 use crate::{Code, Error, aws};
 
 pub fn client(sdk: &aws_config::SdkConfig) -> Client {
@@ -50,7 +51,7 @@ impl std::fmt::Debug for Tokens {
 /// Who the id token says signed in.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct IdClaims {
-    pub sub: String,
+    pub sub: UserId,
     pub email: String,
     /// When the tokens were issued (Unix seconds).
     #[serde(default)]
@@ -331,7 +332,7 @@ impl Identity {
     }
 
     /// The `sub` of the account with this email.
-    pub async fn user_id(&self, email: &Email) -> Result<String, Error> {
+    pub async fn user_id(&self, email: &Email) -> Result<UserId, Error> {
         let output = self
             .client
             .admin_get_user()
@@ -345,8 +346,8 @@ impl Identity {
             .iter()
             .find(|attribute| attribute.name() == "sub")
             .and_then(|attribute| attribute.value())
-            .map(str::to_string)
-            .ok_or_else(|| Error::internal("Cognito user has no sub"))
+            .and_then(|sub| UserId::parse(sub).ok())
+            .ok_or_else(|| Error::internal("Cognito user has no usable sub"))
     }
 
     /// Revokes every refresh token of a user, as an administrator. The email
@@ -363,12 +364,12 @@ impl Identity {
     }
 
     /// Deletes the Cognito user. Deleting a user that is already gone is fine.
-    pub async fn delete_user(&self, user_id: &str) -> Result<(), Error> {
+    pub async fn delete_user(&self, user_id: &UserId) -> Result<(), Error> {
         let result = self
             .client
             .admin_delete_user()
             .user_pool_id(&self.user_pool_id)
-            .username(user_id)
+            .username(user_id.as_str())
             .send()
             .await;
         match result {
@@ -434,7 +435,7 @@ mod tests {
         assert_eq!(
             tokens.id_claims().unwrap(),
             IdClaims {
-                sub: "u-1".into(),
+                sub: UserId::parse("u-1").unwrap(),
                 email: "ann@example.com".into(),
                 iat: 1_700_000_000,
             }

@@ -3,6 +3,8 @@
 //! strips a prefix. Every key a user can touch starts with that user's
 //! `sub`, so authorization is a prefix, never a filter.
 
+use crate::ids::{ClientId, DeviceId, MediaId, Partition, SpaceId, UserId};
+
 pub const PK: &str = "PK";
 pub const SK: &str = "SK";
 
@@ -13,6 +15,7 @@ pub const FEED: &str = "Feed";
 pub const FEED_VERSION: &str = "feedVer";
 
 const USER: &str = "USER#";
+const SPACE: &str = "SPACE#";
 const PROFILE: &str = "PROFILE";
 const SYNC_VERSION: &str = "SYNCVER";
 const MEDIA: &str = "MEDIA#";
@@ -32,37 +35,39 @@ const VARIANTS: &str = "media/";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ItemKey {
     /// The user's profile (`USER#<sub>`, `PROFILE`).
-    Profile { user: String },
-    /// The user's sync version counter.
-    SyncVersion { user: String },
+    Profile { user: UserId },
+    /// A partition's sync version counter.
+    SyncVersion { partition: Partition },
     /// A media item (ids are UUIDv7: sort order is upload order).
-    Media { user: String, media_id: String },
+    Media { user: UserId, media_id: MediaId },
     /// A registered phone.
-    Device { user: String, device_id: String },
-    /// A sync client's watermark: the last mutation id applied.
-    Client { user: String, client_id: String },
-    /// Marks that the ready push of a media item reached a device: stream
-    /// records are redelivered, pushes must not be.
-    Pushed {
-        user: String,
-        media_id: String,
-        device_id: String,
+    Device { user: UserId, device_id: DeviceId },
+    /// A sync client's watermark: the last mutation id applied. In the
+    /// user's partition whichever partitions its mutations reach: one
+    /// mutation sequence per install.
+    Watermark { user: UserId, client_id: ClientId },
+    /// Marks that the ready notification of a media item reached a device:
+    /// stream records are redelivered, notifications must not be.
+    Notified {
+        user: UserId,
+        media_id: MediaId,
+        device_id: DeviceId,
     },
     /// A stored first response for an `Idempotency-Key`, per route.
     Idempotency {
-        user: String,
+        user: UserId,
         route: String,
         key: String,
     },
-    /// A sync record, in its user's partition (`REC#<collection>#<id>`:
-    /// collection names hold no `#`).
+    /// A sync record (`REC#<collection>#<id>`: collection names hold no
+    /// `#`).
     Record {
-        user: String,
+        partition: Partition,
         collection: String,
         record_id: String,
     },
     /// An open WebSocket of the live channel.
-    Connection { user: String, connection_id: String },
+    Connection { user: UserId, connection_id: String },
     /// Which user's device a push token belongs to (`PUSHTOKEN#<hash>`,
     /// `OWNER`): a token is one user's at a time. Outside every user's
     /// partition, since the token is the phone's, not the user's.
@@ -73,14 +78,15 @@ impl ItemKey {
     pub fn pk(&self) -> String {
         match self {
             Self::Profile { user }
-            | Self::SyncVersion { user }
             | Self::Media { user, .. }
             | Self::Device { user, .. }
-            | Self::Client { user, .. }
-            | Self::Pushed { user, .. }
+            | Self::Watermark { user, .. }
+            | Self::Notified { user, .. }
             | Self::Idempotency { user, .. }
-            | Self::Record { user, .. }
             | Self::Connection { user, .. } => user_partition(user),
+            Self::SyncVersion { partition } | Self::Record { partition, .. } => {
+                partition_key(partition)
+            }
             Self::PushToken { token_hash } => format!("{PUSH_TOKEN}{token_hash}"),
         }
     }
@@ -91,8 +97,8 @@ impl ItemKey {
             Self::SyncVersion { .. } => SYNC_VERSION.into(),
             Self::Media { media_id, .. } => format!("{MEDIA}{media_id}"),
             Self::Device { device_id, .. } => format!("{DEVICE}{device_id}"),
-            Self::Client { client_id, .. } => format!("{CLIENT}{client_id}"),
-            Self::Pushed {
+            Self::Watermark { client_id, .. } => format!("{CLIENT}{client_id}"),
+            Self::Notified {
                 media_id,
                 device_id,
                 ..
@@ -115,39 +121,44 @@ impl ItemKey {
                 token_hash: token_hash.into(),
             });
         }
-        let user = parse_user_partition(pk)?.to_string();
+        let partition = parse_partition(pk)?;
+        if let Some(rest) = sk.strip_prefix(RECORD) {
+            let (collection, record_id) = rest.split_once('#')?;
+            return Some(Self::Record {
+                partition,
+                collection: collection.into(),
+                record_id: record_id.into(),
+            });
+        }
+        if sk == SYNC_VERSION {
+            return Some(Self::SyncVersion { partition });
+        }
+        let Partition::User(user) = partition else {
+            return None;
+        };
         let key = if sk == PROFILE {
             Self::Profile { user }
-        } else if sk == SYNC_VERSION {
-            Self::SyncVersion { user }
         } else if let Some(media_id) = sk.strip_prefix(MEDIA) {
             Self::Media {
                 user,
-                media_id: media_id.into(),
+                media_id: MediaId::parse(media_id).ok()?,
             }
         } else if let Some(device_id) = sk.strip_prefix(DEVICE) {
             Self::Device {
                 user,
-                device_id: device_id.into(),
+                device_id: DeviceId::parse(device_id).ok()?,
             }
         } else if let Some(client_id) = sk.strip_prefix(CLIENT) {
-            Self::Client {
+            Self::Watermark {
                 user,
-                client_id: client_id.into(),
+                client_id: ClientId::parse(client_id).ok()?,
             }
         } else if let Some(rest) = sk.strip_prefix(PUSHED) {
             let (media_id, device_id) = rest.split_once('#')?;
-            Self::Pushed {
+            Self::Notified {
                 user,
-                media_id: media_id.into(),
-                device_id: device_id.into(),
-            }
-        } else if let Some(rest) = sk.strip_prefix(RECORD) {
-            let (collection, record_id) = rest.split_once('#')?;
-            Self::Record {
-                user,
-                collection: collection.into(),
-                record_id: record_id.into(),
+                media_id: MediaId::parse(media_id).ok()?,
+                device_id: DeviceId::parse(device_id).ok()?,
             }
         } else if let Some(connection_id) = sk.strip_prefix(CONNECTION) {
             Self::Connection {
@@ -168,32 +179,51 @@ impl ItemKey {
         Some(key)
     }
 
-    /// The user the item belongs to; None for an item of no one user's.
-    pub fn user(&self) -> Option<&str> {
+    /// The partition the item lives in; None for an item of no partition.
+    pub fn partition(&self) -> Option<Partition> {
         Some(match self {
             Self::Profile { user }
-            | Self::SyncVersion { user }
             | Self::Media { user, .. }
             | Self::Device { user, .. }
-            | Self::Client { user, .. }
-            | Self::Pushed { user, .. }
+            | Self::Watermark { user, .. }
+            | Self::Notified { user, .. }
             | Self::Idempotency { user, .. }
-            | Self::Record { user, .. }
-            | Self::Connection { user, .. } => user,
+            | Self::Connection { user, .. } => Partition::User(user.clone()),
+            Self::SyncVersion { partition } | Self::Record { partition, .. } => partition.clone(),
             Self::PushToken { .. } => return None,
         })
     }
 }
 
 /// The partition of everything of one user.
-pub fn user_partition(user: &str) -> String {
+pub fn user_partition(user: &UserId) -> String {
     format!("{USER}{user}")
 }
 
-/// The user of a partition key; None for any other key (including the
+/// The partition key of `partition`.
+pub fn partition_key(partition: &Partition) -> String {
+    match partition {
+        Partition::User(user) => user_partition(user),
+        Partition::Space(space) => format!("{SPACE}{space}"),
+    }
+}
+
+/// The partition a key names; None for any other key (including the
 /// `USER#<sub>#<collection>` partitions of the layout before the feed).
-pub fn parse_user_partition(pk: &str) -> Option<&str> {
-    pk.strip_prefix(USER).filter(|user| !user.contains('#'))
+pub fn parse_partition(pk: &str) -> Option<Partition> {
+    if let Some(user) = pk.strip_prefix(USER) {
+        return UserId::parse(user).ok().map(Partition::User);
+    }
+    let space = pk.strip_prefix(SPACE)?;
+    SpaceId::parse(space).ok().map(Partition::Space)
+}
+
+/// The user of a partition key; None for any other key.
+pub fn parse_user_partition(pk: &str) -> Option<UserId> {
+    match parse_partition(pk)? {
+        Partition::User(user) => Some(user),
+        Partition::Space(_) => None,
+    }
 }
 
 /// The sort-key prefix shared by every item of one family, for
@@ -213,16 +243,15 @@ pub fn connection_prefix() -> &'static str {
 // ---------------------------------------------------------------- objects
 
 /// Where a client uploads an original: `uploads/<sub>/<mediaId>`.
-pub fn upload_object(user: &str, media_id: &str) -> String {
+pub fn upload_object(user: &UserId, media_id: &MediaId) -> String {
     format!("{UPLOADS}{user}/{media_id}")
 }
 
 /// `uploads/<sub>/<mediaId>` back to (sub, mediaId); None for any other key.
-pub fn parse_upload_object(key: &str) -> Option<(&str, &str)> {
+pub fn parse_upload_object(key: &str) -> Option<(UserId, MediaId)> {
     let rest = key.strip_prefix(UPLOADS)?;
     let (user, media_id) = rest.split_once('/')?;
-    let valid = |s: &str| !s.is_empty() && !s.contains('/') && !s.contains('#');
-    (valid(user) && valid(media_id)).then_some((user, media_id))
+    Some((UserId::parse(user).ok()?, MediaId::parse(media_id).ok()?))
 }
 
 /// The prefix under which S3 notifies the resize function.
@@ -231,7 +260,7 @@ pub fn uploads_prefix() -> &'static str {
 }
 
 /// The prefix of every variant of a media item.
-pub fn variants_prefix(user: &str, media_id: &str) -> String {
+pub fn variants_prefix(user: &UserId, media_id: &MediaId) -> String {
     format!("{VARIANTS}{user}/{media_id}/")
 }
 
@@ -241,7 +270,7 @@ pub fn variants_root() -> &'static str {
 }
 
 /// Every prefix that holds a user's objects (originals and variants).
-pub fn user_object_prefixes(user: &str) -> [String; 2] {
+pub fn user_object_prefixes(user: &UserId) -> [String; 2] {
     [format!("{UPLOADS}{user}/"), format!("{VARIANTS}{user}/")]
 }
 
@@ -254,27 +283,45 @@ mod tests {
         "[A-Za-z0-9_.:-]{1,20}"
     }
 
-    fn item_key() -> impl Strategy<Value = ItemKey> {
+    fn user() -> impl Strategy<Value = UserId> {
+        id().prop_map(|id| UserId::parse(&id).unwrap())
+    }
+
+    fn partition() -> impl Strategy<Value = Partition> {
         prop_oneof![
-            id().prop_map(|user| ItemKey::Profile { user }),
-            id().prop_map(|user| ItemKey::SyncVersion { user }),
-            (id(), id()).prop_map(|(user, media_id)| ItemKey::Media { user, media_id }),
-            (id(), id()).prop_map(|(user, device_id)| ItemKey::Device { user, device_id }),
-            (id(), id()).prop_map(|(user, client_id)| ItemKey::Client { user, client_id }),
-            (id(), id()).prop_map(|(user, connection_id)| ItemKey::Connection {
+            user().prop_map(Partition::User),
+            id().prop_map(|id| Partition::Space(SpaceId::parse(&id).unwrap())),
+        ]
+    }
+
+    fn item_key() -> impl Strategy<Value = ItemKey> {
+        let media = || id().prop_map(|id| MediaId::parse(&id).unwrap());
+        let device = || id().prop_map(|id| DeviceId::parse(&id).unwrap());
+        prop_oneof![
+            user().prop_map(|user| ItemKey::Profile { user }),
+            partition().prop_map(|partition| ItemKey::SyncVersion { partition }),
+            (user(), media()).prop_map(|(user, media_id)| ItemKey::Media { user, media_id }),
+            (user(), device()).prop_map(|(user, device_id)| ItemKey::Device { user, device_id }),
+            (user(), id()).prop_map(|(user, client)| ItemKey::Watermark {
+                user,
+                client_id: ClientId::parse(&client).unwrap()
+            }),
+            (user(), id()).prop_map(|(user, connection_id)| ItemKey::Connection {
                 user,
                 connection_id
             }),
-            (id(), id(), id()).prop_map(|(user, media_id, device_id)| ItemKey::Pushed {
-                user,
-                media_id,
-                device_id
-            }),
-            (id(), "(POST|GET) /[a-z/]{1,10}", "[!-~]{1,30}")
-                .prop_map(|(user, route, key)| { ItemKey::Idempotency { user, route, key } }),
-            (id(), "[A-Za-z0-9_-]{1,20}", "[!-~]{1,30}").prop_map(
-                |(user, collection, record_id)| ItemKey::Record {
+            (user(), media(), device()).prop_map(|(user, media_id, device_id)| {
+                ItemKey::Notified {
                     user,
+                    media_id,
+                    device_id,
+                }
+            }),
+            (user(), "(POST|GET) /[a-z/]{1,10}", "[!-~]{1,30}")
+                .prop_map(|(user, route, key)| { ItemKey::Idempotency { user, route, key } }),
+            (partition(), "[A-Za-z0-9_-]{1,20}", "[!-~]{1,30}").prop_map(
+                |(partition, collection, record_id)| ItemKey::Record {
+                    partition,
                     collection,
                     record_id
                 }
@@ -287,15 +334,16 @@ mod tests {
         #[test]
         fn every_key_parses_back_to_itself(key in item_key()) {
             prop_assert_eq!(ItemKey::parse(&key.pk(), &key.sk()), Some(key.clone()));
-            if let Some(user) = key.user() {
-                prop_assert!(key.pk().starts_with(&user_partition(user)));
+            if let Some(partition) = key.partition() {
+                prop_assert_eq!(key.pk(), partition_key(&partition));
             }
         }
 
         #[test]
-        fn upload_objects_parse_back(user in id(), media in id()) {
+        fn upload_objects_parse_back(user in user(), media in id()) {
+            let media = MediaId::parse(&media).unwrap();
             let key = upload_object(&user, &media);
-            prop_assert_eq!(parse_upload_object(&key), Some((user.as_str(), media.as_str())));
+            prop_assert_eq!(parse_upload_object(&key), Some((user, media)));
         }
     }
 
@@ -305,6 +353,8 @@ mod tests {
         assert_eq!(ItemKey::parse("USER#u", "SOMETHING"), None);
         assert_eq!(ItemKey::parse("USER#u#notes", "PROFILE"), None);
         assert_eq!(ItemKey::parse("USER#u#notes", "REC#n1"), None);
+        // A space holds records and a counter, nothing of a person's.
+        assert_eq!(ItemKey::parse("SPACE#s", "PROFILE"), None);
         for key in [
             "media/u/m",
             "uploads/u",

@@ -3,12 +3,14 @@
 //! services. Nothing here knows about Lambda; function crates turn events
 //! into calls to this crate.
 
+pub mod access;
 pub mod config;
 pub mod connection;
 pub mod device;
 pub mod email;
 pub mod error;
 pub mod idempotency;
+pub mod ids;
 pub mod keys;
 pub mod media;
 pub mod metrics;

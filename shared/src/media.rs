@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{MediaId, UserId};
 use crate::keys;
 
 /// Content types a client may declare, and what S3 will be told to enforce.
@@ -21,6 +22,17 @@ pub enum Status {
     Failed,
 }
 
+impl Status {
+    /// As the API and the live channel spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Ready => "ready",
+            Status::Failed => "failed",
+        }
+    }
+}
+
 /// One produced image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -36,8 +48,8 @@ pub struct Variant {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Media {
-    pub media_id: String,
-    pub user_id: String,
+    pub media_id: MediaId,
+    pub user_id: UserId,
     pub status: Status,
     pub content_type: String,
     /// The size of the original: declared at upload time, and checked
@@ -60,14 +72,14 @@ impl Media {
     /// A media item waiting for its upload: nothing known but what the
     /// client declared.
     pub fn pending(
-        media_id: impl Into<String>,
-        user_id: impl Into<String>,
+        media_id: MediaId,
+        user_id: UserId,
         content_type: impl Into<String>,
         bytes: u64,
     ) -> Self {
         Self {
-            media_id: media_id.into(),
-            user_id: user_id.into(),
+            media_id,
+            user_id,
             status: Status::Pending,
             content_type: content_type.into(),
             bytes,

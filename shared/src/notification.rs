@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::ids::MediaId;
 use serde_json::{Value, json};
 
 use crate::device::Platform;
@@ -24,7 +25,7 @@ use crate::device::Platform;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Notification {
     /// Visible: a photo finished processing.
-    MediaReady { media_id: String },
+    MediaReady { media_id: MediaId },
     /// Silent: records changed; pull.
     SyncPoke,
 }
@@ -123,7 +124,7 @@ mod tests {
 
     fn ready() -> Notification {
         Notification::MediaReady {
-            media_id: "m-1".into(),
+            media_id: MediaId::parse("m-1").unwrap(),
         }
     }
 

@@ -3,10 +3,12 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::ids::UserId;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Profile {
-    pub user_id: String,
+    pub user_id: UserId,
     pub email: String,
     pub created_at: DateTime<Utc>,
     /// Access tokens issued before this instant (Unix seconds) are refused:
@@ -55,7 +57,7 @@ mod tests {
 
     fn profile(after: Option<i64>, jti: Option<&str>) -> Profile {
         Profile {
-            user_id: "u".into(),
+            user_id: UserId::parse("u").unwrap(),
             email: "u@example.com".into(),
             created_at: Utc::now(),
             tokens_valid_after: after,

@@ -82,8 +82,10 @@ async fn main() -> anyhow::Result<()> {
     let now = chrono::Utc::now().timestamp_millis() as u64;
     println!("| push | mutations | time |");
     println!("|---|---:|---:|");
+    let user = shared::ids::UserId::parse("aged-user")?;
+    let grant = table.check_session(&user, 0, None).await?.own();
     for (round, n) in [(1u64, 1000u64), (2, 1000), (3, 100)] {
-        let client_id = format!("aged{round}");
+        let client_id = shared::ids::ClientId::parse(&format!("aged{round}"))?;
         let wires = (1..=n)
             .map(|id| WireMutation {
                 id,
@@ -96,14 +98,12 @@ async fn main() -> anyhow::Result<()> {
                         .expect("an object")
                         .clone(),
                 ),
-                hlc: Hlc::new(now, id as u32, &client_id).to_string(),
+                hlc: Hlc::new(now, id as u32, client_id.as_str()).to_string(),
             })
             .collect();
         let mutations = validate(&client_id, wires, &Limits::default(), now)?;
         let started = Instant::now();
-        let pushed = table
-            .push_mutations("aged-user", &client_id, mutations)
-            .await?;
+        let pushed = table.push_mutations(&grant, &client_id, mutations).await?;
         println!(
             "| {round} | {n} | {:.2} s (watermark {}) |",
             started.elapsed().as_secs_f64(),
@@ -111,7 +111,8 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let started = Instant::now();
-    let feed = table.pull("aged-user", "aged1", 0, 100).await?;
+    let aged1 = shared::ids::ClientId::parse("aged1")?;
+    let feed = table.pull(&grant, &aged1, 0, 100).await?;
     println!(
         "pull page of {} changes: {:.1} ms",
         feed.changes.len(),

@@ -427,8 +427,8 @@ async fn resize_event(
     photo: &[u8],
 ) -> Value {
     let media = Media::pending(
-        uuid::Uuid::now_v7().to_string(),
-        USER,
+        shared::ids::MediaId::parse(&uuid::Uuid::now_v7().to_string()).unwrap(),
+        shared::ids::UserId::parse(USER).unwrap(),
         "image/jpeg",
         photo.len() as u64,
     );

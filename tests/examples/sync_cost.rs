@@ -5,6 +5,7 @@
 
 use std::sync::atomic::Ordering;
 
+use shared::ids::{ClientId, UserId};
 use shared::store::Table;
 use shared::sync::hlc::Hlc;
 use shared::sync::{Limits, WireMutation, validate};
@@ -39,7 +40,12 @@ async fn main() -> anyhow::Result<()> {
         let stack = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let resources = local_stack::provision::provision(&sdk, &template, &stack).await?;
         let store = Table::new(&sdk, &resources.table_name);
-        let user = format!("bench-user-{n}");
+        let user = UserId::parse(&format!("bench-user-{n}"))?;
+        let client = ClientId::parse("bench")?;
+        // The grant a request gets: through the session check, as a
+        // handler does (its read is not counted below).
+        let grant = store.check_session(&user, 0, None).await?.own();
+        let before = store.usage().calls.load(Ordering::Relaxed);
         let wires = (1..=n)
             .map(|id| WireMutation {
                 id,
@@ -55,14 +61,14 @@ async fn main() -> anyhow::Result<()> {
                 hlc: Hlc::new(now, id as u32, "bench").to_string(),
             })
             .collect();
-        let mutations = validate("bench", wires, &Limits::default(), now)?;
-        store.push_mutations(&user, "bench", mutations).await?;
-        let pushed_calls = store.usage().calls.load(Ordering::Relaxed);
+        let mutations = validate(&client, wires, &Limits::default(), now)?;
+        store.push_mutations(&grant, &client, mutations).await?;
+        let pushed_calls = store.usage().calls.load(Ordering::Relaxed) - before;
         let calls = pushed_calls;
         let reported = store.usage().capacity_milli.load(Ordering::Relaxed) as f64 / 1000.0;
         // One pull page of up to 100 changes, as GET /sync/pull reads it.
-        let feed = store.pull(&user, "bench", 0, 100).await?;
-        let page_calls = store.usage().calls.load(Ordering::Relaxed) - pushed_calls;
+        let feed = store.pull(&grant, &client, 0, 100).await?;
+        let page_calls = store.usage().calls.load(Ordering::Relaxed) - before - pushed_calls;
         let page_bytes: usize = feed
             .changes
             .iter()

@@ -54,7 +54,7 @@ impl Reply {
 pub struct User {
     pub email: String,
     pub password: String,
-    pub user_id: String,
+    pub user_id: shared::ids::UserId,
     pub access_token: String,
     pub refresh_token: String,
 }
@@ -231,7 +231,8 @@ impl TestStack {
         User {
             email,
             password: PASSWORD.into(),
-            user_id: signed_up.body["userId"].as_str().unwrap().into(),
+            user_id: shared::ids::UserId::parse(signed_up.body["userId"].as_str().unwrap())
+                .expect("a user id"),
             access_token: tokens.body["accessToken"].as_str().unwrap().into(),
             refresh_token: tokens.body["refreshToken"].as_str().unwrap().into(),
         }

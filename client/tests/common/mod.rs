@@ -3,6 +3,7 @@
 
 use mobile_sync::SyncError;
 use mobile_sync::store::{PullPage, PushAnswer, RejectedId};
+use shared::ids::{ClientId, UserId};
 use shared::sync::WireMutation;
 use shared::sync::memory::MemoryServer;
 
@@ -14,7 +15,7 @@ pub fn push(
     mutations: &[WireMutation],
     now_ms: u64,
 ) -> Result<PushAnswer, SyncError> {
-    match rules.push(client_id, mutations.to_vec(), now_ms) {
+    match rules.push_own(&me(), &client(client_id), mutations.to_vec(), now_ms) {
         Ok(pushed) => Ok(PushAnswer {
             last_mutation_id: pushed.watermark,
             rejected: pushed
@@ -27,7 +28,7 @@ pub fn push(
                 .collect(),
         }),
         Err(err) if err.code == shared::Code::MutationGap => Err(SyncError::MutationGap {
-            last_mutation_id: rules.watermark(client_id),
+            last_mutation_id: rules.watermark(&me(), &client(client_id)),
         }),
         Err(err) => Err(SyncError::Server {
             status: err.status(),
@@ -40,11 +41,20 @@ pub fn push(
 /// `GET /sync/pull` from `cursor` (here the feed version as text).
 pub fn pull(rules: &MemoryServer, client_id: &str, cursor: Option<&str>, limit: u32) -> PullPage {
     let after = cursor.map_or(0, |c| c.parse().unwrap());
-    let feed = rules.pull(client_id, after, limit as usize);
+    let feed = rules.pull_own(&me(), &client(client_id), after, limit as usize);
     PullPage {
         cursor: shared::sync::feed::next_cursor(after, &feed.changes).to_string(),
         changes: feed.changes,
         has_more: feed.has_more,
         last_mutation_id: feed.watermark,
     }
+}
+
+/// The one user the simulated devices belong to.
+pub fn me() -> UserId {
+    UserId::parse("me").unwrap()
+}
+
+pub fn client(id: &str) -> ClientId {
+    ClientId::parse(id).unwrap()
 }

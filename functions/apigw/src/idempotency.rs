@@ -30,7 +30,7 @@ pub(crate) async fn idempotent(
         .ok()
         .filter(|key| idempotency::valid_key(key))
         .ok_or_else(|| Error::invalid("Idempotency-Key must be 1-255 visible ASCII characters"))?;
-    let user = caller.user_id.as_str();
+    let user = &caller.user_id;
     let fingerprint = idempotency::fingerprint(req.body().as_ref());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -4,13 +4,14 @@
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 use serde::de::DeserializeOwned;
+use shared::ids::UserId;
 use shared::{Code, Error};
 
 /// The caller, as the API's JWT authorizer verified them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Caller {
     /// The Cognito `sub`.
-    pub user_id: String,
+    pub user_id: UserId,
     /// When the access token was issued (Unix seconds).
     pub issued_at: i64,
     /// The token's `jti`.
@@ -49,16 +50,19 @@ pub fn caller(req: &Request) -> Result<Caller, Error> {
             "send the access token as the bearer token, not the ID token",
         ));
     }
-    let user_id = claims
-        .get("sub")
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| missing("`sub` claim"))?;
+    let sub = claims.get("sub").ok_or_else(|| missing("`sub` claim"))?;
+    let user_id = UserId::parse(sub).map_err(|_| {
+        Error::new(
+            Code::Unauthorized,
+            "the `sub` claim is not a user id (a Cognito sub)",
+        )
+    })?;
     let issued_at = claims
         .get("iat")
         .and_then(|iat| iat.parse().ok())
         .ok_or_else(|| missing("numeric `iat` claim"))?;
     Ok(Caller {
-        user_id: user_id.clone(),
+        user_id,
         issued_at,
         token_id: claims.get("jti").cloned(),
     })
@@ -160,7 +164,7 @@ mod tests {
         assert_eq!(
             caller(&req).unwrap(),
             Caller {
-                user_id: "u-1".into(),
+                user_id: UserId::parse("u-1").unwrap(),
                 issued_at: 1_700_000_000,
                 token_id: None,
             }
@@ -169,8 +173,12 @@ mod tests {
 
     #[test]
     fn the_readme_event_with_claims_reaches_a_session_route() {
-        let event = serde_json::from_str(include_str!("../../../tests/fixtures/apigw-get-me.json"))
-            .unwrap();
+        // The README's event, with its placeholder filled in as a reader would.
+        let event = include_str!("../../../tests/fixtures/apigw-get-me.json").replace(
+            "<the user's sub, as GET /me through the local stack answers it>",
+            "6f0e9c1a-1b2c-4d5e-8f90-123456789abc",
+        );
+        let event = serde_json::from_str(&event).unwrap();
         let caller = caller(&request(event)).unwrap();
         assert_eq!(caller.issued_at, 1_795_000_000);
     }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::DeserializeOwned;
-use shared::profile::Profile;
+use shared::access::Session;
 use shared::store::Table;
 use shared::{Code, Error};
 
@@ -138,27 +138,26 @@ pub trait Service: Sync + Sized + 'static {
 pub struct Call<'a> {
     pub req: &'a Request,
     params: Vec<(&'static str, String)>,
-    session: Option<Session>,
-}
-
-struct Session {
-    caller: Caller,
-    profile: Option<Profile>,
+    verified: Option<(Caller, Session)>,
 }
 
 impl Call<'_> {
-    /// The verified caller (a [`Access::Session`] route always has one).
+    /// The verified caller's token claims (a session route always has
+    /// them): what sign-out hands back to Cognito.
     pub fn caller(&self) -> Result<&Caller, Error> {
-        self.session
-            .as_ref()
-            .map(|session| &session.caller)
-            .ok_or_else(|| Error::new(Code::Unauthorized, "a valid bearer token is required"))
+        Ok(&self.verified()?.0)
     }
 
-    /// The caller's profile as the session check read it (None before the
-    /// first sign-in).
-    pub fn profile(&self) -> Option<&Profile> {
-        self.session.as_ref()?.profile.as_ref()
+    /// The caller's session, as the session check found it: whose data
+    /// this is, and the only way to a partition ([`Session::own`]).
+    pub fn session(&self) -> Result<&Session, Error> {
+        Ok(&self.verified()?.1)
+    }
+
+    fn verified(&self) -> Result<&(Caller, Session), Error> {
+        self.verified
+            .as_ref()
+            .ok_or_else(|| Error::new(Code::Unauthorized, "a valid bearer token is required"))
     }
 
     /// A path parameter such as `{mediaId}`.
@@ -219,12 +218,12 @@ async fn run<S: Service>(
     req: &Request,
     params: Vec<(&'static str, String)>,
 ) -> Result<Reply, Error> {
-    let session = match route.access {
+    let verified = match route.access {
         Access::Public => None,
         Access::Session | Access::Deletion => {
             let caller = caller(req)?;
             let (table, token_id) = (service.table(), caller.token_id.as_deref());
-            let profile = if route.access == Access::Deletion {
+            let session = if route.access == Access::Deletion {
                 table
                     .check_deletion_session(&caller.user_id, caller.issued_at, token_id)
                     .await?
@@ -233,13 +232,13 @@ async fn run<S: Service>(
                     .check_session(&caller.user_id, caller.issued_at, token_id)
                     .await?
             };
-            Some(Session { caller, profile })
+            Some((caller, session))
         }
     };
     let call = Call {
         req,
         params,
-        session,
+        verified,
     };
     if !route.idempotent {
         return (route.handler)(service, call).await;

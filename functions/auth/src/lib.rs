@@ -7,6 +7,7 @@ use shared::aws_config::SdkConfig;
 use shared::config::{self, Env, FromEnv, MissingVariable, PushApplications, UserPool};
 use shared::email::Email;
 use shared::identity::{Identity, Tokens};
+use shared::ids::UserId;
 use shared::metrics::Metrics;
 use shared::objects::Objects;
 use shared::profile::Profile;
@@ -331,7 +332,7 @@ async fn sign_out(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
 
 /// Closes the user's live-channel sockets (a global sign-out ends every
 /// session) and forgets them; they cannot reconnect with revoked tokens.
-async fn close_sockets(deps: &Deps, user_id: &str) -> Result<(), Error> {
+async fn close_sockets(deps: &Deps, user_id: &UserId) -> Result<(), Error> {
     for connection in deps.table.connections(user_id).await? {
         deps.sockets.close(&connection.connection_id).await?;
     }
@@ -343,7 +344,7 @@ async fn close_sockets(deps: &Deps, user_id: &str) -> Result<(), Error> {
 /// refused through the profile's `tokensValidAfter`.
 async fn revoke_access_tokens(
     deps: &Deps,
-    user_id: &str,
+    user_id: &UserId,
     token_id: Option<&str>,
 ) -> Result<(), Error> {
     let now = chrono::Utc::now().timestamp();
@@ -354,9 +355,12 @@ async fn revoke_access_tokens(
 }
 
 async fn me(_: &Deps, call: Call<'_>) -> Result<Reply, Error> {
-    let profile = call.profile().ok_or_else(|| Error::not_found("profile"))?;
+    let profile = call
+        .session()?
+        .profile()
+        .ok_or_else(|| Error::not_found("profile"))?;
     Reply::ok(MeBody {
-        user_id: profile.user_id.clone(),
+        user_id: profile.user_id.to_string(),
         email: profile.email.clone(),
         created_at: profile
             .created_at
@@ -369,9 +373,10 @@ async fn me(_: &Deps, call: Call<'_>) -> Result<Reply, Error> {
 /// can write into the partition being deleted. Each later step is
 /// idempotent.
 async fn delete_me(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
-    let caller = call.caller()?;
-    let profile = call.profile().cloned().unwrap_or_else(|| Profile {
-        user_id: caller.user_id.clone(),
+    let session = call.session()?;
+    let user_id = session.user();
+    let profile = session.profile().cloned().unwrap_or_else(|| Profile {
+        user_id: user_id.clone(),
         email: String::new(),
         created_at: chrono::Utc::now(),
         tokens_valid_after: None,
@@ -381,18 +386,18 @@ async fn delete_me(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     deps.table
         .mark_deleted(&profile, chrono::Utc::now().timestamp())
         .await?;
-    close_sockets(deps, &caller.user_id).await?;
-    let devices = deps.table.devices(&caller.user_id).await?;
+    close_sockets(deps, user_id).await?;
+    let devices = deps.table.devices(user_id).await?;
     for device in &devices {
         deps.push.delete_endpoint(&device.endpoint_arn).await?;
         deps.table.release_token(device).await?;
     }
     let objects = deps
         .objects
-        .delete(&[], &keys::user_object_prefixes(&caller.user_id))
+        .delete(&[], &keys::user_object_prefixes(user_id))
         .await?;
-    let items = deps.table.delete_user_items(&caller.user_id).await?;
-    deps.identity.delete_user(&caller.user_id).await?;
+    let items = deps.table.delete_user_items(user_id).await?;
+    deps.identity.delete_user(user_id).await?;
     tracing::info!(items, objects, devices = devices.len(), "account deleted");
     Ok(Reply::empty(204))
 }

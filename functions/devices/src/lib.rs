@@ -8,6 +8,7 @@ use shared::Error;
 use shared::aws_config::SdkConfig;
 use shared::config::{self, Env, FromEnv, MissingVariable, PushApplications};
 use shared::device::{Device, Platform};
+use shared::ids::DeviceId;
 use shared::push::Push;
 use shared::store::Table;
 
@@ -63,18 +64,8 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
 
 /// The `{deviceId}` of the path: an id another client could not have is
 /// not found, whatever the user.
-fn device_id<'a>(call: &'a Call<'_>) -> Result<&'a str, Error> {
-    let id = call.path("deviceId")?;
-    if valid_device_id(id) {
-        Ok(id)
-    } else {
-        Err(Error::not_found("device"))
-    }
-}
-
-/// Device ids double as sync client ids: the same alphabet.
-fn valid_device_id(id: &str) -> bool {
-    shared::sync::hlc::valid_client_id(id)
+fn device_id(call: &Call<'_>) -> Result<DeviceId, Error> {
+    DeviceId::parse(call.path("deviceId")?).map_err(|_| Error::not_found("device"))
 }
 
 #[derive(Deserialize)]
@@ -87,12 +78,12 @@ struct Registration {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Registered {
-    device_id: String,
+    device_id: DeviceId,
     platform: Platform,
 }
 
 async fn register(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
-    let caller = call.caller()?;
+    let user_id = call.session()?.user();
     let device_id = device_id(&call)?;
     let body: Registration = call.json(DEFAULT_BODY_LIMIT)?;
     let token = body.token.trim();
@@ -101,7 +92,7 @@ async fn register(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
             "token must be 1-4096 characters without spaces",
         ));
     }
-    let existing = deps.table.device(&caller.user_id, device_id).await?;
+    let existing = deps.table.device(user_id, &device_id).await?;
     // Unchanged: nothing to call (apps re-register on every launch).
     if let Some(device) = &existing
         && device.token == token
@@ -112,7 +103,7 @@ async fn register(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
             .register(
                 body.platform,
                 token,
-                &caller.user_id,
+                user_id.as_str(),
                 Some(&device.endpoint_arn),
             )
             .await?;
@@ -120,7 +111,7 @@ async fn register(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
             // Devices registered before tokens had owners get one now.
             take_token(deps, device).await?;
             return Reply::ok(Registered {
-                device_id: device_id.into(),
+                device_id,
                 platform: body.platform,
             });
         }
@@ -136,11 +127,11 @@ async fn register(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     };
     let endpoint_arn = deps
         .push
-        .register(body.platform, token, &caller.user_id, reusable)
+        .register(body.platform, token, user_id.as_str(), reusable)
         .await?;
     let device = Device {
-        device_id: device_id.into(),
-        user_id: caller.user_id.clone(),
+        device_id: device_id.clone(),
+        user_id: user_id.clone(),
         platform: body.platform,
         token: token.into(),
         endpoint_arn,
@@ -149,21 +140,21 @@ async fn register(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     take_token(deps, &device).await?;
     deps.table.put_device(&device).await?;
     Reply::ok(Registered {
-        device_id: device_id.into(),
+        device_id,
         platform: body.platform,
     })
 }
 
 async fn unregister(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
-    let caller = call.caller()?;
+    let user_id = call.session()?.user();
     let device_id = device_id(&call)?;
     let device = deps
         .table
-        .device(&caller.user_id, device_id)
+        .device(user_id, &device_id)
         .await?
         .ok_or_else(|| Error::not_found("device"))?;
     deps.push.delete_endpoint(&device.endpoint_arn).await?;
-    deps.table.delete_device(&caller.user_id, device_id).await?;
+    deps.table.delete_device(user_id, &device_id).await?;
     deps.table.release_token(&device).await?;
     Ok(Reply::empty(204))
 }

@@ -7,15 +7,14 @@ use std::sync::Arc;
 
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use serde::Deserialize;
 use shared::Error;
 use shared::aws_config::SdkConfig;
 use shared::config::{self, Env, FromEnv, MissingVariable, PushApplications};
 use shared::device::Device;
-use shared::keys::ItemKey;
+use shared::ids::{ClientId, MediaId, Partition, UserId};
 use shared::metrics::Metrics;
 use shared::push::{Notification, PublishError, Push};
-use shared::store::Table;
+use shared::store::{Table, TableChange};
 use tokio::sync::Semaphore;
 
 /// Publishes in flight at once, per batch.
@@ -56,51 +55,34 @@ impl Deps {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Interest {
     /// A media item became ready: a visible push to every device.
-    MediaReady { user_id: String, media_id: String },
+    MediaReady { user_id: UserId, media_id: MediaId },
     /// A sync record changed: a silent poke to every device but the origin.
-    SyncChange { user_id: String, origin: String },
-}
-
-#[derive(Deserialize)]
-struct Image {
-    #[serde(rename = "PK")]
-    pk: String,
-    #[serde(rename = "SK")]
-    sk: String,
-    status: Option<String>,
-    origin: Option<String>,
-}
-
-fn image(item: &serde_dynamo::Item) -> Option<Image> {
-    if item.is_empty() {
-        return None;
-    }
-    serde_dynamo::from_item(item.clone()).ok()
+    SyncChange {
+        user_id: UserId,
+        origin: Option<ClientId>,
+    },
 }
 
 /// What a record asks for; most records (profiles, devices, watermarks,
 /// idempotency) ask for nothing and cost no AWS call.
 pub fn interest(record: &EventRecord) -> Option<Interest> {
-    if record.event_name == "REMOVE" {
-        return None;
+    let change = TableChange::decode(
+        &record.event_name,
+        &record.change.new_image,
+        &record.change.old_image,
+    )?;
+    if let Some((user, media_id)) = change.newly_ready_media() {
+        return Some(Interest::MediaReady {
+            user_id: user.clone(),
+            media_id: media_id.clone(),
+        });
     }
-    let new = image(&record.change.new_image)?;
-    match ItemKey::parse(&new.pk, &new.sk)? {
-        ItemKey::Media { user, media_id } => {
-            let was_pending = image(&record.change.old_image)
-                .and_then(|old| old.status)
-                .is_none_or(|status| status == "pending");
-            (new.status.as_deref() == Some("ready") && was_pending).then_some(
-                Interest::MediaReady {
-                    user_id: user,
-                    media_id,
-                },
-            )
-        }
-        ItemKey::Record { user, .. } => Some(Interest::SyncChange {
-            user_id: user,
-            origin: new.origin.unwrap_or_default(),
-        }),
+    match change {
+        TableChange::Record {
+            partition: Partition::User(user_id),
+            origin,
+            ..
+        } => Some(Interest::SyncChange { user_id, origin }),
         _ => None,
     }
 }
@@ -108,18 +90,19 @@ pub fn interest(record: &EventRecord) -> Option<Interest> {
 /// The pushes one user gets from a batch, and the first record that asked
 /// (reported if the user's pushes fail).
 #[derive(Debug, Default)]
-struct UserWork {
+struct PushWork {
     first_sequence: String,
-    ready: Vec<String>,
-    /// Clients whose changes are in this batch; one poke covers them all.
-    sync_origins: BTreeSet<String>,
+    ready: Vec<MediaId>,
+    /// Clients whose changes are in this batch (None: an operator's); one
+    /// poke covers them all.
+    sync_origins: BTreeSet<Option<ClientId>>,
 }
 
 /// Consumes one batch. Transient failures are reported per record (the
 /// first record of the affected user) so only those are retried; dead
 /// endpoints are deleted along with their device.
 pub async fn handle_stream(deps: &Deps, event: Event) -> Result<DynamoDbEventResponse, Error> {
-    let mut work: BTreeMap<String, UserWork> = BTreeMap::new();
+    let mut work: BTreeMap<UserId, PushWork> = BTreeMap::new();
     for record in &event.records {
         let Some(interest) = interest(record) else {
             continue;
@@ -130,9 +113,9 @@ pub async fn handle_stream(deps: &Deps, event: Event) -> Result<DynamoDbEventRes
                 user_id.clone()
             }
         };
-        let entry = work.entry(user_id).or_insert_with(|| UserWork {
+        let entry = work.entry(user_id).or_insert_with(|| PushWork {
             first_sequence: sequence,
-            ..UserWork::default()
+            ..PushWork::default()
         });
         match interest {
             Interest::MediaReady { media_id, .. } => entry.ready.push(media_id),
@@ -196,7 +179,7 @@ enum Delivery {
 /// (a second poke finds nothing new to pull).
 async fn send_once(
     deps: &Deps,
-    user_id: &str,
+    user_id: &UserId,
     device: &Device,
     notification: &Notification,
 ) -> Delivery {
@@ -207,7 +190,7 @@ async fn send_once(
                 .claim_ready_push(user_id, media_id, &device.device_id)
                 .await
             {
-                Ok(true) => Some(media_id.as_str()),
+                Ok(true) => Some(media_id),
                 Ok(false) => return Delivery::Duplicate,
                 Err(err) => {
                     tracing::warn!(error = %err, "claiming a push failed");
@@ -219,7 +202,12 @@ async fn send_once(
     };
     match deps
         .push
-        .publish(&device.endpoint_arn, device.platform, notification, user_id)
+        .publish(
+            &device.endpoint_arn,
+            device.platform,
+            notification,
+            user_id.as_str(),
+        )
         .await
     {
         Ok(()) => Delivery::Sent,
@@ -259,8 +247,8 @@ async fn send_once(
 /// Sends one user's pushes; what became of each.
 async fn notify_user(
     deps: &Deps,
-    user_id: &str,
-    work: &UserWork,
+    user_id: &UserId,
+    work: &PushWork,
     limit: &Arc<Semaphore>,
 ) -> Vec<Delivery> {
     let devices = match deps.table.devices(user_id).await {
@@ -283,13 +271,13 @@ async fn notify_user(
         if work
             .sync_origins
             .iter()
-            .any(|origin| origin != &device.device_id)
+            .any(|origin| origin.as_ref().map(ClientId::as_str) != Some(device.device_id.as_str()))
         {
             notifications.push(Notification::SyncPoke);
         }
         for notification in notifications {
             let (deps, device, limit) = (deps.clone(), device.clone(), limit.clone());
-            let user_id = user_id.to_string();
+            let user_id = user_id.clone();
             sends.spawn(async move {
                 let _permit = limit.acquire_owned().await;
                 send_once(&deps, &user_id, &device, &notification).await

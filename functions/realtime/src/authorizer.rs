@@ -16,9 +16,9 @@ use jsonwebtoken::jwk::JwkSet;
 use serde_json::{Value, json};
 use shared::aws_config::SdkConfig;
 use shared::config::{self, Env, FromEnv, MissingVariable, UserPool};
+use shared::ids::{ClientId, UserId};
 use shared::jwt::{self, TokenVerifier};
 use shared::store::Table;
-use shared::sync::hlc::valid_client_id;
 use shared::{Code, Error};
 use tokio::sync::RwLock;
 
@@ -118,8 +118,8 @@ impl Deps {
 #[derive(Debug)]
 pub enum Decision {
     Allow {
-        user_id: String,
-        client_id: String,
+        user_id: UserId,
+        client_id: ClientId,
     },
     /// No token, or one that does not verify: HTTP 401.
     Unauthorized,
@@ -146,22 +146,22 @@ pub async fn authorize(
     if text("token_use") != Some("access") {
         return Decision::Unauthorized;
     }
-    let Some(user_id) = text("sub") else {
+    let Some(user_id) = text("sub").and_then(|sub| UserId::parse(sub).ok()) else {
         return Decision::Unauthorized;
     };
-    let Some(client_id) = query.first("clientId").filter(|id| valid_client_id(id)) else {
+    let Some(client_id) = query
+        .first("clientId")
+        .and_then(|id| ClientId::parse(id).ok())
+    else {
         return Decision::Deny;
     };
     let issued_at = claims.get("iat").and_then(Value::as_i64).unwrap_or(0);
     match deps
         .table
-        .check_session(user_id, issued_at, text("jti"))
+        .check_session(&user_id, issued_at, text("jti"))
         .await
     {
-        Ok(_) => Decision::Allow {
-            user_id: user_id.to_string(),
-            client_id: client_id.to_string(),
-        },
+        Ok(_) => Decision::Allow { user_id, client_id },
         Err(err) if err.code == Code::TokenRevoked || err.code == Code::Unauthorized => {
             Decision::Deny
         }
@@ -197,7 +197,7 @@ pub fn response(
     let (effect, principal, context) = match decision {
         Decision::Allow { user_id, client_id } => (
             IamPolicyEffect::Allow,
-            user_id.clone(),
+            user_id.to_string(),
             json!({"userId": user_id, "clientId": client_id}),
         ),
         Decision::Deny => (IamPolicyEffect::Deny, "anonymous".to_string(), json!({})),
@@ -228,8 +228,8 @@ mod tests {
     fn an_allowed_connection_carries_the_user_and_client_to_the_routes() {
         let allowed = response(
             Decision::Allow {
-                user_id: "u-1".into(),
-                client_id: "phone".into(),
+                user_id: UserId::parse("u-1").unwrap(),
+                client_id: ClientId::parse("phone").unwrap(),
             },
             ARN,
         )

@@ -7,15 +7,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use serde::Deserialize;
 use shared::Error;
 use shared::aws_config::SdkConfig;
 use shared::config::{self, Env, FromEnv, MissingVariable};
 use shared::connection::{Connection, ServerMessage};
-use shared::keys::ItemKey;
+use shared::ids::{ClientId, MediaId, Partition, UserId};
+use shared::media::Status;
 use shared::metrics::Metrics;
 use shared::sockets::{Posted, Sockets};
-use shared::store::Table;
+use shared::store::{Table, TableChange};
 use shared::sync::feed::encode_cursor;
 
 #[derive(Debug, Clone)]
@@ -49,74 +49,58 @@ impl Deps {
     }
 }
 
-#[derive(Deserialize)]
-struct Image {
-    #[serde(rename = "PK")]
-    pk: String,
-    #[serde(rename = "SK")]
-    sk: String,
-    status: Option<String>,
-    origin: Option<String>,
-    #[serde(rename = "feedVer")]
-    feed_version: Option<u64>,
-}
-
-fn image(item: &serde_dynamo::Item) -> Option<Image> {
-    if item.is_empty() {
-        return None;
-    }
-    serde_dynamo::from_item(item.clone()).ok()
-}
-
 /// What one user is sent for a batch, and the first record that asked
 /// (reported if sending fails).
 #[derive(Debug, Default)]
-struct UserWork {
+struct PokeWork {
     first_sequence: String,
     /// The highest feed version among the batch's sync changes.
     version: u64,
-    /// The apps whose pushes those changes are.
-    origins: BTreeSet<String>,
-    media: Vec<(String, String)>,
+    /// The apps whose pushes those changes are (None: an operator's).
+    origins: BTreeSet<Option<ClientId>>,
+    /// Photos that finished: their ids and new status.
+    media: Vec<(MediaId, Status)>,
 }
 
-fn note(work: &mut BTreeMap<String, UserWork>, record: &EventRecord) {
-    if record.event_name == "REMOVE" {
-        return;
-    }
-    let Some(new) = image(&record.change.new_image) else {
-        return;
+fn note(work: &mut BTreeMap<UserId, PokeWork>, record: &EventRecord) {
+    let change = TableChange::decode(
+        &record.event_name,
+        &record.change.new_image,
+        &record.change.old_image,
+    );
+    let (user, media) = match &change {
+        Some(TableChange::Record {
+            partition: Partition::User(user),
+            ..
+        }) => (user.clone(), None),
+        Some(change) => match change.finished_media() {
+            Some((user, media_id, status)) => (user.clone(), Some((media_id.clone(), status))),
+            None => return,
+        },
+        None => return,
     };
-    let (user, media) = match ItemKey::parse(&new.pk, &new.sk) {
-        Some(ItemKey::Record { user, .. }) => (user, None),
-        Some(ItemKey::Media { user, media_id }) => {
-            let before = image(&record.change.old_image).and_then(|old| old.status);
-            let now = new.status.clone().unwrap_or_default();
-            let finished =
-                (now == "ready" || now == "failed") && before.as_deref() != Some(now.as_str());
-            if !finished {
-                return;
-            }
-            (user, Some((media_id, now)))
-        }
-        _ => return,
-    };
-    let user_work = work.entry(user).or_insert_with(|| UserWork {
+    let user_work = work.entry(user).or_insert_with(|| PokeWork {
         first_sequence: record.change.sequence_number.clone().unwrap_or_default(),
-        ..UserWork::default()
+        ..PokeWork::default()
     });
-    match media {
-        Some(finished) => user_work.media.push(finished),
-        None => {
-            user_work.version = user_work.version.max(new.feed_version.unwrap_or(0));
-            user_work.origins.insert(new.origin.unwrap_or_default());
+    match (media, change) {
+        (Some(finished), _) => user_work.media.push(finished),
+        (
+            None,
+            Some(TableChange::Record {
+                version, origin, ..
+            }),
+        ) => {
+            user_work.version = user_work.version.max(version);
+            user_work.origins.insert(origin);
         }
+        _ => {}
     }
 }
 
 /// Consumes one batch of the table stream.
 pub async fn handle_stream(deps: &Deps, event: Event) -> Result<DynamoDbEventResponse, Error> {
-    let mut work: BTreeMap<String, UserWork> = BTreeMap::new();
+    let mut work: BTreeMap<UserId, PokeWork> = BTreeMap::new();
     for record in &event.records {
         note(&mut work, record);
     }
@@ -173,8 +157,9 @@ impl Totals {
 /// Whether `connection` is poked for changes pushed by `origins`: not the
 /// app that pushed them all (it has them), and not again for a version it
 /// was already poked for (a redelivered batch).
-fn wants_poke(connection: &Connection, work: &UserWork) -> bool {
-    let only_its_own = work.origins.len() == 1 && work.origins.contains(&connection.client_id);
+fn wants_poke(connection: &Connection, work: &PokeWork) -> bool {
+    let only_its_own =
+        work.origins.len() == 1 && work.origins.contains(&Some(connection.client_id.clone()));
     work.version > 0 && !only_its_own && connection.poked_version < work.version
 }
 
@@ -220,7 +205,7 @@ async fn deliver(
     Ok(delivered)
 }
 
-async fn send(deps: &Deps, user_id: &str, work: &UserWork) -> Result<Totals, Error> {
+async fn send(deps: &Deps, user_id: &UserId, work: &PokeWork) -> Result<Totals, Error> {
     use futures_util::stream::{self, StreamExt};
 
     let connections = deps.table.connections(user_id).await?;
@@ -231,8 +216,8 @@ async fn send(deps: &Deps, user_id: &str, work: &UserWork) -> Result<Totals, Err
         .media
         .iter()
         .map(|(media_id, status)| ServerMessage::Media {
-            media_id: media_id.clone(),
-            status: status.clone(),
+            media_id: media_id.to_string(),
+            status: status.as_str().into(),
         })
         .collect();
     // Owned per connection: the futures run concurrently, within a task.
@@ -326,8 +311,8 @@ mod tests {
     fn connection(client_id: &str, poked_version: u64) -> Connection {
         Connection {
             connection_id: format!("c-{client_id}"),
-            user_id: "u".into(),
-            client_id: client_id.into(),
+            user_id: UserId::parse("u").unwrap(),
+            client_id: ClientId::parse(client_id).unwrap(),
             connected_at: chrono::Utc::now(),
             poked_version,
         }
@@ -346,13 +331,18 @@ mod tests {
         ] {
             note(&mut work, &r);
         }
-        let alice = &work["alice"];
+        let user = |name: &str| UserId::parse(name).unwrap();
+        let m1 = MediaId::parse("m1").unwrap();
+        let alice = &work[&user("alice")];
         assert_eq!((alice.version, alice.first_sequence.as_str()), (9, "1"));
-        assert_eq!(alice.origins, BTreeSet::from(["phone".to_string()]));
-        assert_eq!(alice.media, vec![("m1".to_string(), "ready".to_string())]);
-        let bob = &work["bob"];
+        assert_eq!(
+            alice.origins,
+            BTreeSet::from([ClientId::parse("phone").ok()])
+        );
+        assert_eq!(alice.media, vec![(m1.clone(), Status::Ready)]);
+        let bob = &work[&user("bob")];
         assert_eq!(bob.version, 3);
-        assert_eq!(bob.media, vec![("m1".to_string(), "failed".to_string())]);
+        assert_eq!(bob.media, vec![(m1, Status::Failed)]);
     }
 
     #[test]
@@ -369,10 +359,10 @@ mod tests {
 
     #[test]
     fn the_pusher_is_not_poked_and_nobody_is_poked_twice() {
-        let work = UserWork {
+        let work = PokeWork {
             version: 9,
-            origins: BTreeSet::from(["phone".to_string()]),
-            ..UserWork::default()
+            origins: BTreeSet::from([ClientId::parse("phone").ok()]),
+            ..PokeWork::default()
         };
         assert!(!wants_poke(&connection("phone", 0), &work));
         assert!(wants_poke(&connection("tablet", 0), &work));
@@ -381,13 +371,16 @@ mod tests {
             !wants_poke(&connection("tablet", 9), &work),
             "a redelivered batch"
         );
-        let two_pushers = UserWork {
+        let two_pushers = PokeWork {
             version: 9,
-            origins: BTreeSet::from(["phone".to_string(), "tablet".to_string()]),
-            ..UserWork::default()
+            origins: BTreeSet::from([
+                ClientId::parse("phone").ok(),
+                ClientId::parse("tablet").ok(),
+            ]),
+            ..PokeWork::default()
         };
         assert!(wants_poke(&connection("phone", 0), &two_pushers));
-        let media_only = UserWork::default();
+        let media_only = PokeWork::default();
         assert!(!wants_poke(&connection("tablet", 0), &media_only));
     }
 }

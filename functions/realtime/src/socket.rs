@@ -8,6 +8,7 @@ use serde_json::Value;
 use shared::aws_config::SdkConfig;
 use shared::config::{self, Env, FromEnv, MissingVariable};
 use shared::connection::{ClientMessage, Connection, ServerMessage};
+use shared::ids::UserId;
 use shared::store::Table;
 use shared::{Code, Error};
 
@@ -48,14 +49,18 @@ fn reply(status: i64, message: Option<&ServerMessage>) -> ApiGatewayProxyRespons
 
 /// The authorizer's context, which API Gateway hands to every route of the
 /// connection (flat in `requestContext.authorizer`: the crate's `fields`).
-fn context(event: &ApiGatewayWebsocketProxyRequest, name: &str) -> Result<String, Error> {
+/// A value the authorizer put in the connection's context, parsed as `T`.
+fn context<T: TryFrom<String>>(
+    event: &ApiGatewayWebsocketProxyRequest,
+    name: &str,
+) -> Result<T, Error> {
     event
         .request_context
         .authorizer
         .fields
         .get(name)
         .and_then(Value::as_str)
-        .map(str::to_string)
+        .and_then(|value| T::try_from(value.to_string()).ok())
         .ok_or_else(|| Error::new(Code::Unauthorized, format!("no {name} from the authorizer")))
 }
 
@@ -99,7 +104,7 @@ async fn route(
         }
         Some("$disconnect") => {
             deps.table
-                .delete_connection(&context(event, "userId")?, &connection_id)
+                .delete_connection(&context::<UserId>(event, "userId")?, &connection_id)
                 .await?;
             Ok(reply(200, None))
         }
@@ -180,10 +185,15 @@ mod tests {
     #[test]
     fn the_authorizer_context_is_read_from_the_event() {
         let event = message("{}");
-        assert_eq!(context(&event, "userId").unwrap(), "u-1");
-        assert_eq!(context(&event, "clientId").unwrap(), "phone");
+        assert_eq!(context::<UserId>(&event, "userId").unwrap().as_str(), "u-1");
         assert_eq!(
-            context(&event, "other").unwrap_err().code,
+            context::<shared::ids::ClientId>(&event, "clientId")
+                .unwrap()
+                .as_str(),
+            "phone"
+        );
+        assert_eq!(
+            context::<UserId>(&event, "other").unwrap_err().code,
             Code::Unauthorized
         );
     }

@@ -117,7 +117,7 @@ pub async fn handle_record(deps: &Deps, record: &S3EventRecord) -> Result<Outcom
     let Some((user_id, media_id)) = keys::parse_upload_object(&key) else {
         return Ok(Outcome::Skipped("not an upload"));
     };
-    let Some(media) = deps.table.media(user_id, media_id).await? else {
+    let Some(media) = deps.table.media(&user_id, &media_id).await? else {
         // No item: deleted meanwhile, or never asked for. Keep nothing.
         deps.objects.delete(std::slice::from_ref(&key), &[]).await?;
         return Ok(Outcome::Skipped("no media item"));
@@ -148,12 +148,12 @@ pub async fn handle_record(deps: &Deps, record: &S3EventRecord) -> Result<Outcom
         Err(err) => return fail(deps, &media, &key, err.to_string()).await,
     };
     tracing::info!(
-        media_id,
+        %media_id,
         ms = started.elapsed().as_millis() as u64,
         "pipeline finished"
     );
 
-    let prefix = keys::variants_prefix(user_id, media_id);
+    let prefix = keys::variants_prefix(&user_id, &media_id);
     let mut variants = Vec::with_capacity(processed.variants.len());
     let mut total = 0;
     for encoded in processed.variants {
@@ -188,7 +188,7 @@ pub async fn handle_record(deps: &Deps, record: &S3EventRecord) -> Result<Outcom
     let count = ready.variants.len();
     if !deps.table.mark_media_ready(&ready).await? {
         // Deleted (or processed by a concurrent delivery) while we worked.
-        if deps.table.media(user_id, media_id).await?.is_none() {
+        if deps.table.media(&user_id, &media_id).await?.is_none() {
             deps.objects.delete(&[], &[prefix]).await?;
         }
         return Ok(Outcome::Skipped("no longer pending"));
@@ -225,9 +225,8 @@ mod tests {
         let record = &event.records[0];
         assert_eq!(record.event_name.as_deref(), Some("ObjectCreated:Post"));
         let key = decode_key(record.s3.object.key.as_deref().unwrap());
-        assert_eq!(
-            keys::parse_upload_object(&key),
-            Some(("user 1", "0193b0b2-7c1e-7f00-8000-000000000001"))
-        );
+        assert_eq!(key, "uploads/user 1/0193b0b2-7c1e-7f00-8000-000000000001");
+        // A space is no user id of ours: such an object is skipped.
+        assert_eq!(keys::parse_upload_object(&key), None);
     }
 }

@@ -6,15 +6,16 @@ use serde::{Deserialize, Serialize};
 use shared::Error;
 use shared::aws_config::SdkConfig;
 use shared::config::{self, Env, FromEnv, MissingVariable};
+use shared::ids::ClientId;
 use shared::metrics::Metrics;
 use shared::store::Table;
 use shared::sync::feed::{decode_cursor, encode_cursor};
-use shared::sync::{Change, Limits, Rejected, WireMutation, hlc::valid_client_id, validate};
+use shared::sync::{Change, Limits, Rejected, WireMutation, validate};
 
 /// A push of 1000 mutations with a few small fields each fits well within.
 pub const PUSH_BODY_LIMIT: usize = 1024 * 1024;
-pub const DEFAULT_PULL_LIMIT: i32 = 100;
-pub const MAX_PULL_LIMIT: i32 = 500;
+pub const DEFAULT_PULL_LIMIT: usize = 100;
+pub const MAX_PULL_LIMIT: usize = 500;
 
 /// What `sync` reads from its environment.
 #[derive(Debug, Clone)]
@@ -70,7 +71,7 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PushBody {
-    client_id: String,
+    client_id: ClientId,
     mutations: Vec<WireMutation>,
 }
 
@@ -92,14 +93,14 @@ struct PullReply {
 }
 
 async fn push(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
-    let caller = call.caller()?;
+    let grant = call.session()?.own();
     let body: PushBody = call.json(PUSH_BODY_LIMIT)?;
     let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
     let mutations = validate(&body.client_id, body.mutations, &deps.limits, now_ms)?;
     let count = mutations.len();
     let pushed = deps
         .table
-        .push_mutations(&caller.user_id, &body.client_id, mutations)
+        .push_mutations(&grant, &body.client_id, mutations)
         .await?;
     tracing::info!(mutations = count, watermark = pushed.watermark, "sync push");
     Metrics::new("sync")
@@ -122,10 +123,10 @@ async fn push(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
 }
 
 async fn pull(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
-    let caller = call.caller()?;
+    let grant = call.session()?.own();
     let client_id = call
         .query("clientId")
-        .filter(|id| valid_client_id(id))
+        .and_then(|id| ClientId::parse(id).ok())
         .ok_or_else(|| Error::invalid("clientId is required: 1-64 of [A-Za-z0-9_.:-]"))?;
     let after = match call.query("cursor").filter(|c| !c.is_empty()) {
         Some(cursor) => decode_cursor(cursor)?,
@@ -133,16 +134,13 @@ async fn pull(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     };
     let limit = match call.query("limit") {
         Some(raw) => raw
-            .parse::<i32>()
+            .parse::<usize>()
             .ok()
             .filter(|n| (1..=MAX_PULL_LIMIT).contains(n))
             .ok_or_else(|| Error::invalid(format!("limit must be 1 to {MAX_PULL_LIMIT}")))?,
         None => DEFAULT_PULL_LIMIT,
     };
-    let feed = deps
-        .table
-        .pull(&caller.user_id, client_id, after, limit)
-        .await?;
+    let feed = deps.table.pull(&grant, &client_id, after, limit).await?;
     let next = shared::sync::feed::next_cursor(after, &feed.changes);
     Reply::ok(PullReply {
         changes: feed.changes,

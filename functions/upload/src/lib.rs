@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use shared::aws_config::SdkConfig;
 use shared::cdn::UrlSigner;
 use shared::config::{self, Env, FromEnv, MissingVariable};
+use shared::ids::MediaId;
 use shared::media::{ALLOWED_TYPES, Media, Status};
 use shared::metrics::Metrics;
 use shared::objects::Objects;
@@ -164,7 +165,7 @@ struct UploadRequest {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct UploadReply {
-    media_id: String,
+    media_id: MediaId,
     upload: UploadForm,
 }
 
@@ -189,7 +190,7 @@ struct VariantView {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct MediaView {
-    media_id: String,
+    media_id: MediaId,
     status: Status,
     content_type: String,
     bytes: u64,
@@ -209,7 +210,7 @@ struct ListReply {
 }
 
 async fn create_upload(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
-    let caller = call.caller()?;
+    let caller = call.session()?;
     let body: UploadRequest = call.json(DEFAULT_BODY_LIMIT)?;
     let content_type = body.content_type.trim().to_ascii_lowercase();
     if !ALLOWED_TYPES.contains(&content_type.as_str()) {
@@ -230,8 +231,8 @@ async fn create_upload(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
         ));
     }
     let media = Media::pending(
-        uuid::Uuid::now_v7().to_string(),
-        &caller.user_id,
+        new_media_id(),
+        caller.user().clone(),
         &content_type,
         body.bytes,
     );
@@ -265,11 +266,17 @@ async fn create_upload(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     )
 }
 
+/// A new media id: a UUIDv7, so ids sort in upload order.
+fn new_media_id() -> MediaId {
+    MediaId::parse(&uuid::Uuid::now_v7().to_string()).expect("a UUID is a valid media id")
+}
+
 /// Media ids are UUIDs; anything else cannot exist (and must not reach a key).
-fn media_id(raw: &str) -> Result<&str, Error> {
+fn media_id(raw: &str) -> Result<MediaId, Error> {
     uuid::Uuid::parse_str(raw)
-        .map(|_| raw)
-        .map_err(|_| Error::not_found("media"))
+        .ok()
+        .and_then(|_| MediaId::parse(raw).ok())
+        .ok_or_else(|| Error::not_found("media"))
 }
 
 /// Every variant of an item shares one grant (one signature for the item).
@@ -308,17 +315,17 @@ async fn view(deps: &Deps, media: Media) -> Result<MediaView, Error> {
 }
 
 async fn get(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
-    let caller = call.caller()?;
+    let caller = call.session()?;
     let media = deps
         .table
-        .media(&caller.user_id, media_id(call.path("mediaId")?)?)
+        .media(caller.user(), &media_id(call.path("mediaId")?)?)
         .await?
         .ok_or_else(|| Error::not_found("media"))?;
     Reply::ok(view(deps, media).await?)
 }
 
 async fn list(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
-    let caller = call.caller()?;
+    let caller = call.session()?;
     let limit = match call.query("limit") {
         Some(raw) => raw
             .parse::<i32>()
@@ -333,7 +340,7 @@ async fn list(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     };
     let page = deps
         .table
-        .list_media(&caller.user_id, limit, after.as_deref())
+        .list_media(caller.user(), limit, after.as_ref())
         .await?;
     let mut items = Vec::with_capacity(page.items.len());
     for media in page.items {
@@ -341,34 +348,34 @@ async fn list(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     }
     Reply::ok(ListReply {
         items,
-        next_cursor: page.next.map(|id| URL_SAFE_NO_PAD.encode(id)),
+        next_cursor: page.next.map(|id| URL_SAFE_NO_PAD.encode(id.as_str())),
     })
 }
 
-fn decode_cursor(cursor: &str) -> Result<String, Error> {
+fn decode_cursor(cursor: &str) -> Result<MediaId, Error> {
     URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
-        .filter(|id| uuid::Uuid::parse_str(id).is_ok())
+        .and_then(|id| media_id(&id).ok())
         .ok_or_else(|| Error::invalid("cursor is not valid; list without one to start over"))
 }
 
 /// Removes the original and every variant, then the item. Objects go first:
 /// a failure leaves an item the user can delete again, never orphans.
 async fn delete(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
-    let caller = call.caller()?;
+    let caller = call.session()?;
     let id = media_id(call.path("mediaId")?)?;
-    if deps.table.media(&caller.user_id, id).await?.is_none() {
+    if deps.table.media(caller.user(), &id).await?.is_none() {
         return Err(Error::not_found("media"));
     }
     deps.objects
         .delete(
-            &[keys::upload_object(&caller.user_id, id)],
-            &[keys::variants_prefix(&caller.user_id, id)],
+            &[keys::upload_object(caller.user(), &id)],
+            &[keys::variants_prefix(caller.user(), &id)],
         )
         .await?;
-    deps.table.delete_media(&caller.user_id, id).await?;
+    deps.table.delete_media(caller.user(), &id).await?;
     Ok(Reply::empty(204))
 }
 
@@ -411,8 +418,8 @@ mod tests {
 
     fn ready_media() -> Media {
         let mut media = Media::pending(
-            "0190a0b0-0000-7000-8000-000000000001",
-            "user-1",
+            MediaId::parse("0190a0b0-0000-7000-8000-000000000001").unwrap(),
+            shared::ids::UserId::parse("user-1").unwrap(),
             "image/jpeg",
             10,
         );
@@ -427,7 +434,7 @@ mod tests {
                 bytes: 1,
                 key: format!(
                     "{}{name}",
-                    keys::variants_prefix("user-1", "0190a0b0-0000-7000-8000-000000000001")
+                    keys::variants_prefix(&media.user_id, &media.media_id)
                 ),
             })
             .collect();

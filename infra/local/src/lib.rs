@@ -4,7 +4,6 @@
 
 pub mod authorizer;
 pub mod cdn;
-pub mod migrate;
 pub mod provision;
 pub mod registry;
 pub mod s3;

@@ -5,12 +5,13 @@ use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 
 use super::{Stored, Table, item_key};
 use crate::connection::{CONNECTION_TTL_SECONDS, Connection};
+use crate::ids::UserId;
 use crate::keys::{self, ItemKey};
 use crate::{Error, aws};
 
-fn connection_key(user_id: &str, connection_id: &str) -> ItemKey {
+fn connection_key(user_id: &UserId, connection_id: &str) -> ItemKey {
     ItemKey::Connection {
-        user: user_id.into(),
+        user: user_id.clone(),
         connection_id: connection_id.into(),
     }
 }
@@ -37,7 +38,11 @@ impl Table {
         Ok(())
     }
 
-    pub async fn delete_connection(&self, user_id: &str, connection_id: &str) -> Result<(), Error> {
+    pub async fn delete_connection(
+        &self,
+        user_id: &UserId,
+        connection_id: &str,
+    ) -> Result<(), Error> {
         self.client
             .delete_item()
             .table_name(&self.name)
@@ -49,7 +54,7 @@ impl Table {
     }
 
     /// Every open connection of a user.
-    pub async fn connections(&self, user_id: &str) -> Result<Vec<Connection>, Error> {
+    pub async fn connections(&self, user_id: &UserId) -> Result<Vec<Connection>, Error> {
         let mut pages = self
             .client
             .query()
@@ -63,14 +68,11 @@ impl Table {
             .into_paginator()
             .items()
             .send();
-        let mut connections = Vec::new();
+        let mut items = Vec::new();
         while let Some(item) = pages.next().await {
-            let item = item.map_err(aws::classify)?;
-            let stored: Stored<Connection> =
-                serde_dynamo::from_item(item).map_err(Error::internal)?;
-            connections.push(stored.value);
+            items.push(item.map_err(aws::classify)?);
         }
-        Ok(connections)
+        Ok(super::decode_each(items, "connection"))
     }
 
     /// Notes that these connections were poked up to `version`, 25 to a
@@ -99,7 +101,7 @@ impl Table {
 
     /// Forgets every connection of a user (sign-out): nothing more is sent
     /// to them. Returns how many there were.
-    pub async fn forget_connections(&self, user_id: &str) -> Result<usize, Error> {
+    pub async fn forget_connections(&self, user_id: &UserId) -> Result<usize, Error> {
         let connections = self.connections(user_id).await?;
         for connection in &connections {
             self.delete_connection(user_id, &connection.connection_id)

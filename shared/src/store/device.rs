@@ -5,13 +5,14 @@ use chrono::Utc;
 
 use super::{Stored, Table, item_key, number};
 use crate::device::{Device, TokenOwner, token_hash};
+use crate::ids::{DeviceId, MediaId, UserId};
 use crate::keys::{self, ItemKey};
 use crate::{Error, aws};
 
-fn device_key(user_id: &str, device_id: &str) -> ItemKey {
+fn device_key(user_id: &UserId, device_id: &DeviceId) -> ItemKey {
     ItemKey::Device {
-        user: user_id.into(),
-        device_id: device_id.into(),
+        user: user_id.clone(),
+        device_id: device_id.clone(),
     }
 }
 
@@ -21,16 +22,20 @@ fn token_key(device: &Device) -> ItemKey {
     }
 }
 
-fn pushed_key(user_id: &str, media_id: &str, device_id: &str) -> ItemKey {
-    ItemKey::Pushed {
-        user: user_id.into(),
-        media_id: media_id.into(),
-        device_id: device_id.into(),
+fn pushed_key(user_id: &UserId, media_id: &MediaId, device_id: &DeviceId) -> ItemKey {
+    ItemKey::Notified {
+        user: user_id.clone(),
+        media_id: media_id.clone(),
+        device_id: device_id.clone(),
     }
 }
 
 impl Table {
-    pub async fn device(&self, user_id: &str, device_id: &str) -> Result<Option<Device>, Error> {
+    pub async fn device(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+    ) -> Result<Option<Device>, Error> {
         let item: Option<Stored<Device>> = self.get(&device_key(user_id, device_id)).await?;
         Ok(item.map(|stored| stored.value))
     }
@@ -47,7 +52,7 @@ impl Table {
         Ok(())
     }
 
-    pub async fn delete_device(&self, user_id: &str, device_id: &str) -> Result<(), Error> {
+    pub async fn delete_device(&self, user_id: &UserId, device_id: &DeviceId) -> Result<(), Error> {
         self.client
             .delete_item()
             .table_name(&self.name)
@@ -89,8 +94,8 @@ impl Table {
             .table_name(&self.name)
             .set_key(Some(item_key(&token_key(device))))
             .condition_expression("userId = :user AND deviceId = :device")
-            .expression_attribute_values(":user", AttributeValue::S(device.user_id.clone()))
-            .expression_attribute_values(":device", AttributeValue::S(device.device_id.clone()))
+            .expression_attribute_values(":user", AttributeValue::S(device.user_id.to_string()))
+            .expression_attribute_values(":device", AttributeValue::S(device.device_id.to_string()))
             .send()
             .await;
         aws::conditional(result).map(|_| ())
@@ -120,7 +125,7 @@ impl Table {
     }
 
     /// Every device of a user.
-    pub async fn devices(&self, user_id: &str) -> Result<Vec<Device>, Error> {
+    pub async fn devices(&self, user_id: &UserId) -> Result<Vec<Device>, Error> {
         let mut pages = self
             .client
             .query()
@@ -131,13 +136,11 @@ impl Table {
             .into_paginator()
             .items()
             .send();
-        let mut devices = Vec::new();
+        let mut items = Vec::new();
         while let Some(item) = pages.next().await {
-            let item = item.map_err(aws::classify)?;
-            let stored: Stored<Device> = serde_dynamo::from_item(item).map_err(Error::internal)?;
-            devices.push(stored.value);
+            items.push(item.map_err(aws::classify)?);
         }
-        Ok(devices)
+        Ok(super::decode_each(items, "device"))
     }
 
     /// Claims the ready push of `media_id` to `device_id`: false if it was
@@ -145,9 +148,9 @@ impl Table {
     /// far beyond the stream's retry window.
     pub async fn claim_ready_push(
         &self,
-        user_id: &str,
-        media_id: &str,
-        device_id: &str,
+        user_id: &UserId,
+        media_id: &MediaId,
+        device_id: &DeviceId,
     ) -> Result<bool, Error> {
         let expires_at = Utc::now().timestamp() + 24 * 60 * 60;
         let mut item = item_key(&pushed_key(user_id, media_id, device_id));
@@ -166,9 +169,9 @@ impl Table {
     /// Frees a claim whose push failed, so that the retry sends it.
     pub async fn release_ready_push(
         &self,
-        user_id: &str,
-        media_id: &str,
-        device_id: &str,
+        user_id: &UserId,
+        media_id: &MediaId,
+        device_id: &DeviceId,
     ) -> Result<(), Error> {
         self.client
             .delete_item()

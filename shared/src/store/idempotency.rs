@@ -3,12 +3,13 @@
 
 use super::{Stored, Table, item_key, number};
 use crate::idempotency::{Claim, Decision, StoredResponse, judge};
+use crate::ids::UserId;
 use crate::keys::ItemKey;
 use crate::{Code, Error, aws};
 
-fn idempotency_key(user_id: &str, route: &str, key: &str) -> ItemKey {
+fn idempotency_key(user_id: &UserId, route: &str, key: &str) -> ItemKey {
     ItemKey::Idempotency {
-        user: user_id.into(),
+        user: user_id.clone(),
         route: route.into(),
         key: key.into(),
     }
@@ -18,7 +19,7 @@ impl Table {
     /// Claims `key` for `route` or says what its first request answered.
     pub async fn claim_idempotency_key(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         route: &str,
         key: &str,
         fingerprint: &str,
@@ -60,7 +61,7 @@ impl Table {
     /// Stores the first response for `key`, to be replayed for 24 hours.
     pub async fn complete_idempotency_key(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         route: &str,
         key: &str,
         response: &StoredResponse,
@@ -82,7 +83,7 @@ impl Table {
     /// Frees `key` after a failed request, so that a retry runs again.
     pub async fn release_idempotency_key(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         route: &str,
         key: &str,
     ) -> Result<(), Error> {
@@ -108,7 +109,7 @@ mod tests {
     #[test]
     fn a_claim_item_has_one_expires_at() {
         let item = Stored::item(
-            &idempotency_key("u", "POST /uploads", "k"),
+            &idempotency_key(&UserId::parse("u").unwrap(), "POST /uploads", "k"),
             Claim::new("f", 100),
             None,
         )

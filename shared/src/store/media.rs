@@ -3,6 +3,7 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{Stored, Table, item_key, number};
+use crate::ids::{MediaId, UserId};
 use crate::keys::{self, ItemKey};
 use crate::media::{Media, PENDING_TTL_SECONDS};
 use crate::{Error, aws};
@@ -12,13 +13,13 @@ use crate::{Error, aws};
 pub struct Page {
     pub items: Vec<Media>,
     /// The last media id of this page when more follow.
-    pub next: Option<String>,
+    pub next: Option<MediaId>,
 }
 
-fn media_key(user_id: &str, media_id: &str) -> ItemKey {
+fn media_key(user_id: &UserId, media_id: &MediaId) -> ItemKey {
     ItemKey::Media {
-        user: user_id.into(),
-        media_id: media_id.into(),
+        user: user_id.clone(),
+        media_id: media_id.clone(),
     }
 }
 
@@ -37,7 +38,11 @@ impl Table {
         Ok(())
     }
 
-    pub async fn media(&self, user_id: &str, media_id: &str) -> Result<Option<Media>, Error> {
+    pub async fn media(
+        &self,
+        user_id: &UserId,
+        media_id: &MediaId,
+    ) -> Result<Option<Media>, Error> {
         let item: Option<Stored<Media>> = self.get(&media_key(user_id, media_id)).await?;
         Ok(item.map(|stored| stored.value))
     }
@@ -45,9 +50,9 @@ impl Table {
     /// The user's media, newest first (media ids are time-ordered UUIDv7).
     pub async fn list_media(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         limit: i32,
-        after: Option<&str>,
+        after: Option<&MediaId>,
     ) -> Result<Page, Error> {
         let mut query = self
             .client
@@ -62,24 +67,23 @@ impl Table {
             query = query.set_exclusive_start_key(Some(item_key(&media_key(user_id, after))));
         }
         let output = query.send().await.map_err(aws::classify)?;
-        let items = output
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(|item| serde_dynamo::from_item::<_, Stored<Media>>(item).map(|s| s.value))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(Error::internal)?;
-        let more = output.last_evaluated_key.is_some_and(|k| !k.is_empty());
-        let next = if more {
-            items.last().map(|m| m.media_id.clone())
-        } else {
-            None
-        };
+        // The next page starts after the last item read, decodable or not.
+        let next = output
+            .last_evaluated_key
+            .as_ref()
+            .and_then(|key| key.get(keys::SK)?.as_s().ok())
+            .and_then(
+                |sk| match ItemKey::parse(&keys::user_partition(user_id), sk) {
+                    Some(ItemKey::Media { media_id, .. }) => Some(media_id),
+                    _ => None,
+                },
+            );
+        let items = super::decode_each(output.items.unwrap_or_default(), "media item");
         Ok(Page { items, next })
     }
 
     /// Deletes the item; false if there was none.
-    pub async fn delete_media(&self, user_id: &str, media_id: &str) -> Result<bool, Error> {
+    pub async fn delete_media(&self, user_id: &UserId, media_id: &MediaId) -> Result<bool, Error> {
         let result = self
             .client
             .delete_item()
@@ -124,8 +128,8 @@ impl Table {
     /// `pending -> failed` with a reason a user can read.
     pub async fn mark_media_failed(
         &self,
-        user_id: &str,
-        media_id: &str,
+        user_id: &UserId,
+        media_id: &MediaId,
         reason: &str,
     ) -> Result<bool, Error> {
         let result = self

@@ -3,14 +3,17 @@
 //! convert to and from the domain types with `serde_dynamo`. Everything
 //! else asks the table.
 
+mod change;
 mod connection;
 mod device;
 mod idempotency;
 mod media;
+mod migration;
 mod profile;
 mod sync;
 
-pub use sync::legacy_record;
+pub use change::TableChange;
+pub use migration::legacy_record;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +24,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
 
 pub use media::Page;
 
+use crate::ids::UserId;
 use crate::keys::{self, ItemKey};
 use crate::{Error, aws};
 
@@ -100,7 +104,7 @@ impl Table {
     /// records, push marks. Returns how many items were deleted.
     /// Deletes every item of the user's partition but the profile, which
     /// stays as the deletion marker until its TTL ends it.
-    pub async fn delete_user_items(&self, user_id: &str) -> Result<usize, Error> {
+    pub async fn delete_user_items(&self, user_id: &UserId) -> Result<usize, Error> {
         let mut pages = self
             .client
             .query()
@@ -114,7 +118,7 @@ impl Table {
             .send();
         let mut found = Vec::new();
         let marker = item_key(&ItemKey::Profile {
-            user: user_id.into(),
+            user: user_id.clone(),
         });
         while let Some(item) = pages.next().await {
             let item = item.map_err(aws::classify)?;
@@ -201,6 +205,25 @@ impl<T: serde::Serialize> Stored<T> {
         }
         Ok(item)
     }
+}
+
+/// The items that decode as `T`; one that does not (written by another
+/// version, or damaged) is logged and left out, so it never fails a list,
+/// a fan-out or a deletion of everything else.
+fn decode_each<T: serde::de::DeserializeOwned>(items: Vec<Item>, what: &str) -> Vec<T> {
+    items
+        .into_iter()
+        .filter_map(
+            |item| match serde_dynamo::from_item::<_, Stored<T>>(item.clone()) {
+                Ok(stored) => Some(stored.value),
+                Err(err) => {
+                    let key = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+                    tracing::error!(what, pk = ?key(keys::PK), sk = ?key(keys::SK), error = %err, "an item that does not decode was left out");
+                    None
+                }
+            },
+        )
+        .collect()
 }
 
 /// The table's TTL attribute.

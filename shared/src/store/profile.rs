@@ -4,6 +4,8 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{Stored, Table, number};
+use crate::access::Session;
+use crate::ids::UserId;
 use crate::keys::ItemKey;
 use crate::profile::Profile;
 use crate::{Code, Error, aws};
@@ -27,27 +29,28 @@ impl Table {
         aws::conditional(result).map(|_| ())
     }
 
-    pub async fn profile(&self, user_id: &str) -> Result<Option<Profile>, Error> {
+    pub async fn profile(&self, user_id: &UserId) -> Result<Option<Profile>, Error> {
         let key = ItemKey::Profile {
-            user: user_id.into(),
+            user: user_id.clone(),
         };
         let item: Option<Stored<Profile>> = self.get(&key).await?;
         Ok(item.map(|stored| stored.value))
     }
 
-    /// The caller's profile (None before their first sign-in), refusing an
-    /// access token that a sign-out or password reset revoked (Cognito keeps
-    /// access tokens valid until they expire). One read per request.
+    /// The session of a verified token (with the caller's profile, None
+    /// before their first sign-in), refusing an access token that a
+    /// sign-out, password reset or deletion revoked (Cognito keeps access
+    /// tokens valid until they expire). One read per request.
     pub async fn check_session(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         issued_at: i64,
         token_id: Option<&str>,
-    ) -> Result<Option<Profile>, Error> {
+    ) -> Result<Session, Error> {
         match self.profile(user_id).await? {
             Some(profile) if profile.deleted_at.is_some() => Err(deleted()),
             Some(profile) if profile.revokes(issued_at, token_id) => Err(revoked()),
-            profile => Ok(profile),
+            profile => Ok(Session::new(user_id.clone(), profile)),
         }
     }
 
@@ -56,17 +59,17 @@ impl Table {
     /// idempotent and only deletes); it may do nothing else.
     pub async fn check_deletion_session(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         issued_at: i64,
         token_id: Option<&str>,
-    ) -> Result<Option<Profile>, Error> {
+    ) -> Result<Session, Error> {
         match self.profile(user_id).await? {
             Some(profile) if profile.deleted_at.is_some_and(|at| issued_at <= at) => {
-                Ok(Some(profile))
+                Ok(Session::new(user_id.clone(), Some(profile)))
             }
             Some(profile) if profile.deleted_at.is_some() => Err(deleted()),
             Some(profile) if profile.revokes(issued_at, token_id) => Err(revoked()),
-            profile => Ok(profile),
+            profile => Ok(Session::new(user_id.clone(), profile)),
         }
     }
 
@@ -97,12 +100,12 @@ impl Table {
     /// token `token_id` whatever its time.
     pub async fn revoke_tokens(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         at: i64,
         token_id: Option<&str>,
     ) -> Result<(), Error> {
         let key = ItemKey::Profile {
-            user: user_id.into(),
+            user: user_id.clone(),
         };
         let result = self
             .client
@@ -149,14 +152,16 @@ mod tests {
     #[test]
     fn profile_items_round_trip() {
         let profile = Profile {
-            user_id: "u".into(),
+            user_id: UserId::parse("u").unwrap(),
             email: "u@example.com".into(),
             created_at: Utc::now(),
             tokens_valid_after: Some(5),
             revoked_token_id: None,
             deleted_at: None,
         };
-        let key = ItemKey::Profile { user: "u".into() };
+        let key = ItemKey::Profile {
+            user: UserId::parse("u").unwrap(),
+        };
         let item = Stored::item(&key, &profile, None).unwrap();
         assert_eq!(item["PK"], AttributeValue::S(key.pk()));
         let back: Stored<Profile> = serde_dynamo::from_item(item).unwrap();

@@ -1,5 +1,5 @@
-//! Sync records, the user's version counter and client watermarks, all in
-//! the user's own partition. A push reads with one consistent
+//! Sync records and their partition's version counter, and the client
+//! watermarks in the pushing user's partition. A push reads with one consistent
 //! `BatchGetItem` and commits each chunk with one `TransactWriteItems`
 //! under optimistic conditions, retried from a fresh read when another push
 //! won the race. A pull reads the change feed, the `Feed` local secondary
@@ -15,11 +15,14 @@ use aws_sdk_dynamodb::types::{
 use serde::{Deserialize, Serialize};
 
 use super::{Item, Table, item_key, number};
+use crate::access::Grant;
+use crate::ids::{ClientId, Partition, UserId};
 use crate::keys::{self, ItemKey};
 use crate::sync::merge::RecordState;
+use crate::sync::store::SyncStore;
 use crate::sync::{
-    Change, Chunk, Feed, Mutation, Pushed, RECORDS_PER_CHUNK, RecordKey, Rejected, plan,
-    plan_merge, rejections_within, unapplied,
+    Change, Chunk, FeedPage, Mutation, PushOutcome, RECORDS_PER_CHUNK, RecordKey, Rejected, plan,
+    rejections_within, unapplied,
 };
 use crate::{Error, aws};
 
@@ -47,35 +50,9 @@ struct RecordItem {
     updated_at: i64,
 }
 
-/// A sync record of the layout before the `Feed` index (`PK =
-/// USER#<sub>#<collection>`, found through GSI1), for the migration.
-#[derive(Debug, Clone, Deserialize)]
-struct LegacyRecordItem {
-    #[serde(rename = "GSI1PK")]
-    gsi1pk: String,
-    collection: String,
-    #[serde(rename = "recordId")]
-    record_id: String,
-    #[serde(flatten)]
-    state: RecordState,
-}
-
-/// A record of the old layout: its user, key and state; None for any other
-/// item.
-pub fn legacy_record(item: &Item) -> Option<(String, RecordKey, RecordState)> {
-    item.get("GSI1PK")?;
-    let legacy: LegacyRecordItem = serde_dynamo::from_item(item.clone()).ok()?;
-    let user = keys::parse_user_partition(&legacy.gsi1pk)?.to_string();
-    let key = RecordKey {
-        collection: legacy.collection,
-        record_id: legacy.record_id,
-    };
-    Some((user, key, legacy.state))
-}
-
 /// What the store read before planning a push.
 #[derive(Debug, Default)]
-struct Snapshot {
+pub(super) struct Snapshot {
     watermark: u64,
     /// The rejections kept beside the watermark.
     rejected: Vec<Rejected>,
@@ -85,12 +62,12 @@ struct Snapshot {
 
 /// A push that lost a race: re-read and try again. Races are per user (its
 /// devices pushing at once), so a few spaced retries settle them.
-const ATTEMPTS: u32 = 8;
+pub(super) const ATTEMPTS: u32 = 8;
 
 /// "Full jitter" exponential backoff: a random wait below 20 ms x 2^attempt,
 /// capped at 1 s, so that racing devices spread out instead of colliding
 /// again. Seven waits: at most 3.24 s in all, about half that on average.
-fn backoff(attempt: u32) -> std::time::Duration {
+pub(super) fn backoff(attempt: u32) -> std::time::Duration {
     let cap = (20u64 << attempt.min(6)).min(1000);
     let noise = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -98,20 +75,21 @@ fn backoff(attempt: u32) -> std::time::Duration {
     std::time::Duration::from_millis(noise % cap)
 }
 
-/// Who writes: a client's push (its watermark moves with each chunk), or
-/// the migration (no watermark).
+/// Who writes a partition's records: a client's push moves the client's
+/// watermark (in the pusher's own partition) with each chunk; a tool an
+/// operator runs moves none.
 #[derive(Clone, Copy)]
-enum Writer<'a> {
-    Client(&'a str),
-    Migration,
+pub(super) struct Writer<'a> {
+    pub partition: &'a Partition,
+    pub client: Option<(&'a UserId, &'a ClientId)>,
 }
 
 impl Writer<'_> {
+    /// What the stream consumers read as the change's origin: the pushing
+    /// app is not poked for its own change.
     fn origin(&self) -> &str {
-        match self {
-            Writer::Client(id) => id,
-            Writer::Migration => "migration",
-        }
+        self.client
+            .map_or("operator", |(_, client)| client.as_str())
     }
 }
 
@@ -119,32 +97,32 @@ impl Table {
     /// Applies a validated push exactly once.
     pub async fn push_mutations(
         &self,
-        user: &str,
-        client_id: &str,
+        grant: &Grant,
+        client_id: &ClientId,
         mutations: Vec<Mutation>,
-    ) -> Result<Pushed, Error> {
+    ) -> Result<PushOutcome, Error> {
         let keys: BTreeSet<RecordKey> = mutations.iter().map(|m| m.key.clone()).collect();
-        let writer = Writer::Client(client_id);
+        let writer = Writer {
+            partition: grant.partition(),
+            client: Some((grant.holder(), client_id)),
+        };
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(backoff(attempt)).await;
             }
-            let mut snapshot = self.snapshot(user, writer, &keys).await?;
+            let mut snapshot = self.snapshot(writer, &keys).await?;
             let fresh = unapplied(mutations.clone(), snapshot.watermark)?;
             snapshot.rejected = rejections_within(&snapshot.rejected, &mutations);
             if fresh.is_empty() {
-                return Ok(Pushed {
+                return Ok(PushOutcome {
                     watermark: snapshot.watermark,
                     rejected: snapshot.rejected,
-                    ..Pushed::default()
+                    ..PushOutcome::default()
                 });
             }
             let chunks = plan(&snapshot.states(), &fresh, RECORDS_PER_CHUNK);
-            if self
-                .commit_all(user, writer, &mut snapshot, &chunks)
-                .await?
-            {
-                return Ok(Pushed {
+            if self.commit_all(writer, &mut snapshot, &chunks).await? {
+                return Ok(PushOutcome {
                     watermark: snapshot.watermark,
                     applied: fresh.len(),
                     superseded: chunks.iter().map(|c| c.superseded).sum(),
@@ -158,44 +136,15 @@ impl Table {
         )))
     }
 
-    /// Merges whole record states into the user's records (the migration
-    /// from the old layout): each changed record gets a new version, as a
-    /// push would give it; merging what is already there changes nothing,
-    /// so running it again writes nothing. Returns the records changed.
-    pub async fn merge_records(
-        &self,
-        user: &str,
-        records: &[(RecordKey, RecordState)],
-    ) -> Result<usize, Error> {
-        let keys: BTreeSet<RecordKey> = records.iter().map(|(key, _)| key.clone()).collect();
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(backoff(attempt)).await;
-            }
-            let mut snapshot = self.snapshot(user, Writer::Migration, &keys).await?;
-            let chunks = plan_merge(&snapshot.states(), records, RECORDS_PER_CHUNK);
-            if self
-                .commit_all(user, Writer::Migration, &mut snapshot, &chunks)
-                .await?
-            {
-                return Ok(chunks.iter().map(|c| c.changed.len()).sum());
-            }
-        }
-        Err(Error::unavailable(std::io::Error::other(
-            "merging records kept conflicting with concurrent pushes",
-        )))
-    }
-
     /// Commits chunks in order; false if one lost a race.
-    async fn commit_all(
+    pub(super) async fn commit_all(
         &self,
-        user: &str,
         writer: Writer<'_>,
         snapshot: &mut Snapshot,
         chunks: &[Chunk],
     ) -> Result<bool, Error> {
         for chunk in chunks {
-            if !self.commit(user, writer, snapshot, chunk).await? {
+            if !self.commit(writer, snapshot, chunk).await? {
                 return Ok(false);
             }
         }
@@ -203,17 +152,20 @@ impl Table {
     }
 
     /// Reads the watermark, the version counter and the current records.
-    async fn snapshot(
+    pub(super) async fn snapshot(
         &self,
-        user: &str,
         writer: Writer<'_>,
         records: &BTreeSet<RecordKey>,
     ) -> Result<Snapshot, Error> {
-        let mut wanted: Vec<Item> = vec![item_key(&version_key(user))];
-        if let Writer::Client(client_id) = writer {
+        let mut wanted: Vec<Item> = vec![item_key(&version_key(writer.partition))];
+        if let Some((user, client_id)) = writer.client {
             wanted.push(item_key(&watermark_key(user, client_id)));
         }
-        wanted.extend(records.iter().map(|r| item_key(&record_key(user, r))));
+        wanted.extend(
+            records
+                .iter()
+                .map(|r| item_key(&record_key(writer.partition, r))),
+        );
         let mut snapshot = Snapshot::default();
         for item in self.get_consistent(wanted).await? {
             read_into(&mut snapshot, item)?;
@@ -274,7 +226,6 @@ impl Table {
     /// Commits one chunk; false if a condition failed (a concurrent push).
     async fn commit(
         &self,
-        user: &str,
         writer: Writer<'_>,
         snapshot: &mut Snapshot,
         chunk: &Chunk,
@@ -285,7 +236,7 @@ impl Table {
         let mut written = Vec::with_capacity(chunk.changed.len());
         for (record, state) in &chunk.changed {
             version += 1;
-            let key = record_key(user, record);
+            let key = record_key(writer.partition, record);
             let item = RecordItem {
                 pk: key.pk(),
                 sk: key.sk(),
@@ -316,7 +267,7 @@ impl Table {
         if version != snapshot.version {
             items.push(counter_update(
                 &self.name,
-                item_key(&version_key(user)),
+                item_key(&version_key(writer.partition)),
                 "ver",
                 snapshot.version,
                 version,
@@ -324,7 +275,7 @@ impl Table {
         }
         let mut rejected = snapshot.rejected.clone();
         rejected.extend(chunk.rejected.iter().cloned());
-        if let Writer::Client(client_id) = writer {
+        if let Some((user, client_id)) = writer.client {
             items.push(watermark_update(
                 &self.name,
                 item_key(&watermark_key(user, client_id)),
@@ -365,7 +316,7 @@ impl Table {
             Err(err) => return Err(aws::classify(err)),
         }
         snapshot.version = version;
-        if let Writer::Client(_) = writer {
+        if writer.client.is_some() {
             snapshot.watermark = chunk.last_mutation_id;
             snapshot.rejected = rejected;
         }
@@ -386,21 +337,21 @@ impl Table {
     /// could still appear: the cursor never passes a change.
     pub async fn pull(
         &self,
-        user: &str,
-        client_id: &str,
+        grant: &Grant,
+        client_id: &ClientId,
         after: u64,
-        limit: i32,
-    ) -> Result<Feed, Error> {
+        limit: usize,
+    ) -> Result<FeedPage, Error> {
         let mut head = Snapshot::default();
         let keys = vec![
-            item_key(&version_key(user)),
-            item_key(&watermark_key(user, client_id)),
+            item_key(&version_key(grant.partition())),
+            item_key(&watermark_key(grant.holder(), client_id)),
         ];
         for item in self.get_consistent(keys).await? {
             read_into(&mut head, item)?;
         }
         if head.version <= after {
-            return Ok(Feed {
+            return Ok(FeedPage {
                 changes: Vec::new(),
                 has_more: false,
                 watermark: head.watermark,
@@ -412,14 +363,17 @@ impl Table {
             .query()
             .table_name(&self.name)
             .index_name(keys::FEED)
-            .key_condition_expression("PK = :user AND #v BETWEEN :first AND :last")
+            .key_condition_expression("PK = :partition AND #v BETWEEN :first AND :last")
             .expression_attribute_names("#v", keys::FEED_VERSION)
-            .expression_attribute_values(":user", AttributeValue::S(keys::user_partition(user)))
+            .expression_attribute_values(
+                ":partition",
+                AttributeValue::S(keys::partition_key(grant.partition())),
+            )
             .expression_attribute_values(":first", number(after + 1))
             .expression_attribute_values(":last", number(head.version))
             .consistent_read(true)
             .scan_index_forward(true)
-            .limit(limit)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
@@ -436,7 +390,7 @@ impl Table {
                 Some(Change::new(key, &state, version))
             })
             .collect();
-        Ok(Feed {
+        Ok(FeedPage {
             changes,
             has_more,
             watermark: head.watermark,
@@ -445,8 +399,29 @@ impl Table {
     }
 }
 
+impl SyncStore for Table {
+    async fn push(
+        &self,
+        grant: &Grant,
+        client_id: &ClientId,
+        mutations: Vec<Mutation>,
+    ) -> Result<PushOutcome, Error> {
+        self.push_mutations(grant, client_id, mutations).await
+    }
+
+    async fn pull(
+        &self,
+        grant: &Grant,
+        client_id: &ClientId,
+        after: u64,
+        limit: usize,
+    ) -> Result<FeedPage, Error> {
+        Table::pull(self, grant, client_id, after, limit).await
+    }
+}
+
 impl Snapshot {
-    fn states(&self) -> BTreeMap<RecordKey, RecordState> {
+    pub(super) fn states(&self) -> BTreeMap<RecordKey, RecordState> {
         self.records
             .iter()
             .map(|(key, (state, _))| (key.clone(), state.clone()))
@@ -454,20 +429,22 @@ impl Snapshot {
     }
 }
 
-fn version_key(user: &str) -> ItemKey {
-    ItemKey::SyncVersion { user: user.into() }
-}
-
-fn watermark_key(user: &str, client_id: &str) -> ItemKey {
-    ItemKey::Client {
-        user: user.into(),
-        client_id: client_id.into(),
+fn version_key(partition: &Partition) -> ItemKey {
+    ItemKey::SyncVersion {
+        partition: partition.clone(),
     }
 }
 
-fn record_key(user: &str, record: &RecordKey) -> ItemKey {
+fn watermark_key(user: &UserId, client_id: &ClientId) -> ItemKey {
+    ItemKey::Watermark {
+        user: user.clone(),
+        client_id: client_id.clone(),
+    }
+}
+
+fn record_key(partition: &Partition, record: &RecordKey) -> ItemKey {
     ItemKey::Record {
-        user: user.into(),
+        partition: partition.clone(),
         collection: record.collection.clone(),
         record_id: record.record_id.clone(),
     }
@@ -578,7 +555,7 @@ fn read_into(snapshot: &mut Snapshot, item: Item) -> Result<(), Error> {
     };
     match ItemKey::parse(text(keys::PK).unwrap_or(""), text(keys::SK).unwrap_or("")) {
         Some(ItemKey::SyncVersion { .. }) => snapshot.version = number_of("ver"),
-        Some(ItemKey::Client { .. }) => {
+        Some(ItemKey::Watermark { .. }) => {
             snapshot.watermark = number_of("lastMutationId");
             // Written by this module only; an unreadable list is dropped
             // rather than failing every push of the device.

@@ -59,8 +59,17 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::ids::{ClientId, UserId};
     use crate::sync::WireMutation;
     use crate::sync::memory::MemoryServer;
+
+    fn id(raw: &str) -> ClientId {
+        ClientId::parse(raw).unwrap()
+    }
+
+    fn me() -> UserId {
+        UserId::parse("me").unwrap()
+    }
 
     const NOW: u64 = 1_800_000_000_000;
 
@@ -89,11 +98,13 @@ mod tests {
                     }
                 })
                 .collect();
-            self.server.push("phone", wires, NOW + 1_000_000).unwrap();
+            self.server
+                .push_own(&me(), &id("phone"), wires, NOW + 1_000_000)
+                .unwrap();
         }
 
         fn page(&self, after: u64, limit: usize) -> (Vec<Change>, bool) {
-            let feed = self.server.pull("tablet", after, limit);
+            let feed = self.server.pull_own(&me(), &id("tablet"), after, limit);
             (feed.changes, feed.has_more)
         }
     }
@@ -176,8 +187,8 @@ mod tests {
                         }
                     }
                 }
-                for (key, (state, version)) in server.server.records() {
-                    if *version <= device.cursor {
+                for (key, (state, version)) in server.server.records(&me()) {
+                    if version <= device.cursor {
                         let held = device.replica.get(&(key.collection.clone(), key.record_id.clone()));
                         prop_assert!(held.is_some(), "{key:?} at version {version} was skipped");
                         prop_assert_eq!(&held.unwrap().fields, &state.values());
@@ -186,8 +197,8 @@ mod tests {
             }
             while device.pull_page(&server, 3) {}
             // The record changed last holds the counter's version.
-            prop_assert_eq!(device.cursor, server.server.counter());
-            for (key, (state, _)) in server.server.records() {
+            prop_assert_eq!(device.cursor, server.server.counter(&me()));
+            for (key, (state, _)) in server.server.records(&me()) {
                 let held = &device.replica[&(key.collection.clone(), key.record_id.clone())];
                 prop_assert_eq!(held.deleted, state.is_deleted());
                 prop_assert_eq!(&held.fields, &state.values());

@@ -7,14 +7,19 @@ pub mod hlc;
 pub mod memory;
 pub mod merge;
 pub mod size;
+pub mod store;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::ids::ClientId;
 use crate::{Code, Error};
-use hlc::{Hlc, valid_client_id};
+use hlc::Hlc;
 use merge::{Op, RecordState};
 
 /// Bounds on what one push may carry.
@@ -155,20 +160,20 @@ impl Change {
 
 /// A page of the change feed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Feed {
+pub struct FeedPage {
     /// Oldest first.
     pub changes: Vec<Change>,
     /// Whether changes after this page exist now.
     pub has_more: bool,
     /// The pulling client's last applied mutation id.
     pub watermark: u64,
-    /// The user's version counter when the page was read.
+    /// The partition's version counter when the page was read.
     pub version: u64,
 }
 
 /// What a push did.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Pushed {
+pub struct PushOutcome {
     /// The client's last applied mutation id afterwards.
     pub watermark: u64,
     /// Mutations acknowledged now (not before: redeliveries count zero).
@@ -222,14 +227,11 @@ fn valid_record_id(id: &str) -> bool {
 /// sends one. A well-formed mutation whose content the store cannot hold
 /// is marked with its [`Rejection`] instead, so the rest goes through.
 pub fn validate(
-    client_id: &str,
+    client_id: &ClientId,
     mutations: Vec<WireMutation>,
     limits: &Limits,
     now_ms: u64,
 ) -> Result<Vec<Mutation>, Error> {
-    if !valid_client_id(client_id) {
-        return Err(Error::invalid("clientId must be 1-64 of [A-Za-z0-9_.:-]"));
-    }
     if mutations.len() > limits.max_mutations {
         return Err(Error::new(
             Code::PayloadTooLarge,
@@ -259,7 +261,7 @@ pub fn validate(
             ));
         }
         let hlc = Hlc::parse(&wire.hlc).map_err(|err| at(err.to_string()))?;
-        if hlc.node != client_id {
+        if hlc.node != client_id.as_str() {
             return Err(at("the hlc's client id must be the pushing clientId".into()));
         }
         if hlc.millis > now_ms.saturating_add(limits.max_clock_skew_ms) {
@@ -531,6 +533,10 @@ mod tests {
 
     const NOW: u64 = 1_800_000_000_000;
 
+    fn phone() -> ClientId {
+        ClientId::parse("phone").unwrap()
+    }
+
     fn wire(id: u64, record: &str, op: &str, fields: Option<Value>, millis: u64) -> WireMutation {
         WireMutation {
             id,
@@ -545,14 +551,14 @@ mod tests {
     #[test]
     fn mutations_beaten_by_newer_writes_are_counted_as_superseded() {
         let newer = vec![wire(1, "r", "put", Some(json!({"a": 2})), NOW)];
-        let newer = validate("phone", newer, &Limits::default(), NOW).unwrap();
+        let newer = validate(&phone(), newer, &Limits::default(), NOW).unwrap();
         let current: BTreeMap<RecordKey, RecordState> =
             plan(&BTreeMap::new(), &newer, 10).remove(0).changed;
         let late = vec![
             wire(1, "r", "put", Some(json!({"a": 1})), NOW - 1000),
             wire(2, "other", "put", Some(json!({"b": 1})), NOW - 1000),
         ];
-        let late = validate("phone", late, &Limits::default(), NOW).unwrap();
+        let late = validate(&phone(), late, &Limits::default(), NOW).unwrap();
         let chunks = plan(&current, &late, 10);
         assert_eq!(chunks.len(), 1);
         assert_eq!(chunks[0].superseded, 1);
@@ -563,7 +569,7 @@ mod tests {
     fn validation_has_clear_codes() {
         let limits = Limits::default();
         let ok = validate(
-            "phone",
+            &phone(),
             vec![wire(1, "r", "put", Some(json!({"a": 1})), NOW)],
             &limits,
             NOW,
@@ -604,7 +610,7 @@ mod tests {
         // 256 two-byte characters: 512 bytes, within both bounds.
         assert!(
             validate(
-                "phone",
+                &phone(),
                 vec![wire(1, &"é".repeat(256), "delete", None, NOW)],
                 &limits,
                 NOW
@@ -612,13 +618,12 @@ mod tests {
             .is_ok()
         );
         for (mutations, code) in cases {
-            let err = validate("phone", mutations.clone(), &limits, NOW).unwrap_err();
+            let err = validate(&phone(), mutations.clone(), &limits, NOW).unwrap_err();
             assert_eq!(err.code, code, "{mutations:?}");
         }
         let mut other = wire(1, "r", "delete", None, NOW);
         other.hlc = Hlc::new(NOW, 0, "tablet").to_string();
-        assert!(validate("phone", vec![other], &limits, NOW).is_err());
-        assert!(validate("bad id!", vec![], &limits, NOW).is_err());
+        assert!(validate(&phone(), vec![other], &limits, NOW).is_err());
     }
 
     fn nested(levels: usize) -> Value {
@@ -648,7 +653,7 @@ mod tests {
         ];
         for (fields, expected) in cases {
             let checked = validate(
-                "phone",
+                &phone(),
                 vec![wire(1, "r", "put", Some(fields), NOW)],
                 &limits,
                 NOW,
@@ -674,7 +679,7 @@ mod tests {
                 )
             })
             .collect();
-        validate("phone", wires, &Limits::default(), NOW).unwrap()
+        validate(&phone(), wires, &Limits::default(), NOW).unwrap()
     }
 
     #[test]
@@ -682,7 +687,7 @@ mod tests {
         let mut all = big_puts(1, 2, "r", "a");
         all.push(
             validate(
-                "phone",
+                &phone(),
                 vec![wire(3, "r", "delete", None, NOW)],
                 &Limits::default(),
                 NOW,
@@ -727,7 +732,7 @@ mod tests {
     #[test]
     fn a_push_of_only_rejected_mutations_still_moves_the_watermark() {
         let all = validate(
-            "phone",
+            &phone(),
             vec![wire(1, "r", "put", Some(json!({ "v": nested(40) })), NOW)],
             &Limits::default(),
             NOW,
@@ -752,7 +757,7 @@ mod tests {
                 )
             })
             .collect();
-        validate("phone", wires, &Limits::default(), NOW).unwrap()
+        validate(&phone(), wires, &Limits::default(), NOW).unwrap()
     }
 
     #[test]

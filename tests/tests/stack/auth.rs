@@ -191,8 +191,8 @@ async fn deleting_the_account_removes_the_user_and_their_items() {
     let left: Vec<_> = items
         .iter()
         .filter(|item| {
-            pk_of(item).contains(&user.user_id)
-                || item.get("userId").and_then(|v| v.as_s().ok()) == Some(&user.user_id)
+            pk_of(item).contains(user.user_id.as_str())
+                || item.get("userId").and_then(|v| v.as_s().ok()) == Some(&user.user_id.to_string())
         })
         .collect();
     assert_eq!(left.len(), 1, "items left behind: {left:?}");
@@ -201,7 +201,7 @@ async fn deleting_the_account_removes_the_user_and_their_items() {
     assert!(
         items
             .iter()
-            .any(|item| pk_of(item).contains(&other.user_id))
+            .any(|item| pk_of(item).contains(other.user_id.as_str()))
     );
     // No endpoint, no object left behind either.
     let sns = aws_sdk_sns::Client::new(&sdk);
@@ -217,7 +217,7 @@ async fn deleting_the_account_removes_the_user_and_their_items() {
         .filter(|e| {
             e.attributes()
                 .and_then(|a| a.get("Token"))
-                .is_some_and(|t| t.contains(&user.user_id))
+                .is_some_and(|t| t.contains(user.user_id.as_str()))
         })
         .collect();
     assert!(left.is_empty(), "endpoints left behind: {left:?}");

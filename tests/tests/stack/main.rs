@@ -6,6 +6,7 @@
 mod auth;
 mod bad_input;
 mod client_sync;
+mod conformance;
 mod delivery;
 mod emulator;
 mod faults;

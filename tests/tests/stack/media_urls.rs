@@ -70,7 +70,7 @@ async fn variant_urls_repeat_and_only_signed_requests_are_served() {
     let original = format!(
         "{}/{}?{query}",
         api.stack.cdn_url,
-        keys::upload_object(&user.user_id, &id)
+        keys::upload_object(&user.user_id, &media_id(&id))
     );
     assert_eq!(status(&original).await, 403);
     let other_item = url.replace(&id, &uuid::Uuid::new_v4().to_string());
@@ -136,7 +136,7 @@ async fn rotating_the_signing_key_keeps_handed_out_urls_until_the_old_key_leaves
     let new_url = signer.url(
         &variant_key,
         &signer.grant(
-            &keys::variants_prefix(&user.user_id, &id),
+            &keys::variants_prefix(&user.user_id, &media_id(&id)),
             SystemTime::now(),
         ),
     );
@@ -156,4 +156,8 @@ async fn rotating_the_signing_key_keeps_handed_out_urls_until_the_old_key_leaves
     assert_eq!(status(&old_url).await, 403, "the retired key signs nothing");
     assert_eq!(status(&new_url).await, 200);
     api.stop().await;
+}
+
+fn media_id(id: &str) -> shared::ids::MediaId {
+    shared::ids::MediaId::parse(id).unwrap()
 }

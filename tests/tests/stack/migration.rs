@@ -73,7 +73,7 @@ async fn the_old_layout_is_copied_merged_and_safe_to_run_again() {
         .send()
         .await
         .unwrap();
-    let sub = &user.user_id;
+    let sub = user.user_id.as_str();
     for value in [
         legacy_record(sub, "notes", "n1", "first note", 1),
         legacy_record(sub, "notes", "n2", "second note", 2),
@@ -92,7 +92,7 @@ async fn the_old_layout_is_copied_merged_and_safe_to_run_again() {
     }
     let new = &api.stack.resources.table_name;
 
-    let first = local_stack::migrate::run(&sdk, &old, new).await.unwrap();
+    let first = operator_tools::migrate::run(&sdk, &old, new).await.unwrap();
     assert_eq!(first.read, 6);
     assert_eq!(first.records_changed, 3);
     assert_eq!(first.items_written, 2, "the watermark and the device");
@@ -140,7 +140,7 @@ async fn the_old_layout_is_copied_merged_and_safe_to_run_again() {
     assert_eq!(pushed.status, 200, "{pushed:?}");
 
     // Running again changes nothing, and keeps the newer edit.
-    let second = local_stack::migrate::run(&sdk, &old, new).await.unwrap();
+    let second = operator_tools::migrate::run(&sdk, &old, new).await.unwrap();
     assert_eq!(second.records_changed, 0);
     assert_eq!(second.items_written, 0);
     let cursor = page.body["cursor"].as_str().unwrap().to_string();

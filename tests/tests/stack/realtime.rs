@@ -192,7 +192,7 @@ async fn a_connection_that_answers_410_is_forgotten() {
         .put_connection(&shared::connection::Connection {
             connection_id: "droppedXYZ123=".into(),
             user_id: user.user_id.clone(),
-            client_id: "old-phone".into(),
+            client_id: shared::ids::ClientId::parse("old-phone").unwrap(),
             connected_at: chrono::Utc::now(),
             poked_version: 0,
         })
@@ -208,7 +208,7 @@ async fn a_connection_that_answers_410_is_forgotten() {
     );
     wait_for_connections(&api, &user, 1).await;
     let left = api.table().await.connections(&user.user_id).await.unwrap();
-    assert_eq!(left[0].client_id, "tablet");
+    assert_eq!(left[0].client_id.as_str(), "tablet");
 
     // A closed socket's item goes with its $disconnect.
     tablet.close(None).await.unwrap();

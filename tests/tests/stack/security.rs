@@ -69,7 +69,7 @@ async fn every_authorized_route_refuses_bad_tokens() {
     tampered[1] = URL_SAFE_NO_PAD.encode(
         claims_of(&user.access_token)
             .to_string()
-            .replace(&user.user_id, &stranger.user_id),
+            .replace(user.user_id.as_str(), stranger.user_id.as_str()),
     );
     let tampered = tampered.join(".");
     let unsigned = format!(
@@ -158,7 +158,10 @@ async fn another_users_ids_are_not_found_on_every_route_that_takes_one() {
     let table = api.table().await;
     assert!(
         table
-            .device(&owner.user_id, "owner-phone")
+            .device(
+                &owner.user_id,
+                &shared::ids::DeviceId::parse("owner-phone").unwrap(),
+            )
             .await
             .unwrap()
             .is_some()

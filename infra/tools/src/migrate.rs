@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::{Context, Result};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
+use shared::ids::UserId;
 use shared::keys::{self, ItemKey};
 use shared::store::{Table, legacy_record};
 use shared::sync::RecordKey;
@@ -41,7 +42,7 @@ pub async fn run(sdk: &aws_config::SdkConfig, from: &str, to: &str) -> Result<Mi
     let client = Client::new(sdk);
     let table = Table::new(sdk, to);
     let mut migrated = Migrated::default();
-    let mut records: BTreeMap<String, Vec<(RecordKey, RecordState)>> = BTreeMap::new();
+    let mut records: BTreeMap<UserId, Vec<(RecordKey, RecordState)>> = BTreeMap::new();
     let mut pages = client
         .scan()
         .table_name(from)
@@ -63,7 +64,7 @@ pub async fn run(sdk: &aws_config::SdkConfig, from: &str, to: &str) -> Result<Mi
         );
         let written = match parsed {
             Some(ItemKey::SyncVersion { .. }) => false,
-            Some(ItemKey::Client { .. }) => put_if(&client, to, item, WATERMARK_RAISES).await?,
+            Some(ItemKey::Watermark { .. }) => put_if(&client, to, item, WATERMARK_RAISES).await?,
             _ => put_if(&client, to, item, "attribute_not_exists(PK)").await?,
         };
         migrated.items_written += usize::from(written);

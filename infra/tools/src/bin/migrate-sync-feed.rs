@@ -1,5 +1,5 @@
 //! `migrate-sync-feed --from OLD_TABLE --to NEW_TABLE`: the one-off upgrade
-//! to the table with the change-feed index (see `local_stack::migrate`).
+//! to the table with the change-feed index (see `operator_tools::migrate`).
 //! Credentials, region and endpoint come from the environment, as for the
 //! AWS CLI. Safe to run again.
 
@@ -20,7 +20,7 @@ async fn main() -> Result<()> {
         bail!("--from and --to name the same table");
     }
     let sdk = shared::aws::sdk_config().await;
-    let migrated = local_stack::migrate::run(&sdk, &from, &to).await?;
+    let migrated = operator_tools::migrate::run(&sdk, &from, &to).await?;
     println!(
         "read {} items from {from}; {} sync records merged into {to}; {} other items written",
         migrated.read, migrated.records_changed, migrated.items_written

@@ -1,0 +1,157 @@
+//! A table stream record, decoded once into what changed, in the store's
+//! terms: the stream consumers (`notify`, `poke`) read this, never the
+//! attribute names or status strings of the items.
+
+use serde::Deserialize;
+
+use crate::ids::{ClientId, MediaId, Partition, UserId};
+use crate::keys::ItemKey;
+use crate::media::Status;
+
+/// A change some consumer acts on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TableChange {
+    /// A sync record was written in `partition`, taking feed `version`.
+    Record {
+        partition: Partition,
+        version: u64,
+        /// The client whose push wrote it (None for an operator's write):
+        /// that app is not poked for its own change.
+        origin: Option<ClientId>,
+    },
+    /// A media item's status was written.
+    Media {
+        user: UserId,
+        media_id: MediaId,
+        status: Status,
+        /// The status before (None for a new item).
+        previous: Option<Status>,
+    },
+}
+
+/// The attributes of an image the consumers read.
+#[derive(Deserialize)]
+struct Image {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    status: Option<Status>,
+    origin: Option<String>,
+    #[serde(rename = "feedVer")]
+    feed_version: Option<u64>,
+}
+
+fn image(item: &serde_dynamo::Item) -> Option<Image> {
+    if item.is_empty() {
+        return None;
+    }
+    serde_dynamo::from_item(item.clone()).ok()
+}
+
+impl TableChange {
+    /// From a stream record's event name and images. None for what no
+    /// consumer acts on: removals, other items, and images that do not
+    /// decode (an item this code never wrote is no one's change).
+    pub fn decode(
+        event_name: &str,
+        new: &serde_dynamo::Item,
+        old: &serde_dynamo::Item,
+    ) -> Option<Self> {
+        if event_name == "REMOVE" {
+            return None;
+        }
+        let new = image(new)?;
+        match ItemKey::parse(&new.pk, &new.sk)? {
+            ItemKey::Record { partition, .. } => Some(TableChange::Record {
+                partition,
+                version: new.feed_version?,
+                origin: new.origin.and_then(|origin| ClientId::parse(&origin).ok()),
+            }),
+            ItemKey::Media { user, media_id } => Some(TableChange::Media {
+                user,
+                media_id,
+                status: new.status?,
+                previous: image(old).and_then(|old| old.status),
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl TableChange {
+    /// A photo that reached `ready` or `failed` with this write.
+    pub fn finished_media(&self) -> Option<(&UserId, &MediaId, Status)> {
+        match self {
+            TableChange::Media {
+                user,
+                media_id,
+                status: status @ (Status::Ready | Status::Failed),
+                previous,
+            } if previous.as_ref() != Some(status) => Some((user, media_id, *status)),
+            _ => None,
+        }
+    }
+
+    /// A photo that became `ready` from `pending` (or new) with this write.
+    pub fn newly_ready_media(&self) -> Option<(&UserId, &MediaId)> {
+        match self {
+            TableChange::Media {
+                user,
+                media_id,
+                status: Status::Ready,
+                previous: None | Some(Status::Pending),
+            } => Some((user, media_id)),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn item(value: serde_json::Value) -> serde_dynamo::Item {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn records_and_finished_photos_decode_and_the_rest_is_nothing() {
+        let record = item(json!({
+            "PK": {"S": "USER#u"}, "SK": {"S": "REC#notes#n1"},
+            "feedVer": {"N": "7"}, "origin": {"S": "phone"}
+        }));
+        assert_eq!(
+            TableChange::decode("MODIFY", &record, &item(json!({}))),
+            Some(TableChange::Record {
+                partition: Partition::User(UserId::parse("u").unwrap()),
+                version: 7,
+                origin: ClientId::parse("phone").ok(),
+            })
+        );
+        let media = |status: &str| {
+            item(json!({"PK": {"S": "USER#u"}, "SK": {"S": "MEDIA#m"}, "status": {"S": status}}))
+        };
+        let ready = TableChange::decode("MODIFY", &media("ready"), &media("pending")).unwrap();
+        assert!(ready.newly_ready_media().is_some() && ready.finished_media().is_some());
+        let again = TableChange::decode("MODIFY", &media("ready"), &media("ready")).unwrap();
+        assert!(again.newly_ready_media().is_none() && again.finished_media().is_none());
+        let failed = TableChange::decode("INSERT", &media("failed"), &item(json!({}))).unwrap();
+        assert_eq!(
+            failed.finished_media().map(|(_, _, s)| s),
+            Some(Status::Failed)
+        );
+        assert!(failed.newly_ready_media().is_none());
+        // Removals, other items, and what does not decode.
+        assert_eq!(TableChange::decode("REMOVE", &record, &record), None);
+        let profile = item(json!({"PK": {"S": "USER#u"}, "SK": {"S": "PROFILE"}}));
+        assert_eq!(
+            TableChange::decode("MODIFY", &profile, &item(json!({}))),
+            None
+        );
+        let odd =
+            item(json!({"PK": {"S": "USER#u"}, "SK": {"S": "MEDIA#m"}, "status": {"S": "weird"}}));
+        assert_eq!(TableChange::decode("MODIFY", &odd, &item(json!({}))), None);
+    }
+}
