@@ -13,10 +13,14 @@ pub mod idempotency;
 pub mod ids;
 pub mod keys;
 pub mod media;
-pub mod metrics;
-pub mod notification;
 pub mod profile;
 pub mod sync;
+
+#[cfg(feature = "server")]
+pub mod metrics;
+#[cfg(feature = "server")]
+pub mod notification;
+#[cfg(feature = "server")]
 pub mod telemetry;
 
 #[cfg(feature = "dynamodb")]
