@@ -436,27 +436,15 @@ fn content_the_server_would_refuse_is_refused_before_it_is_queued() {
 
 #[test]
 fn a_version_1_file_is_upgraded_in_place_and_keeps_its_outbox() {
+    // A file as version 1 of this library wrote it (its schema, taken from
+    // that version's source), with one edit queued.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v1.db");
-    // A file as version 1 of this library wrote it, one edit queued.
-    {
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(
-            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
-             CREATE TABLE records (collection TEXT NOT NULL, record_id TEXT NOT NULL,
-                 state TEXT NOT NULL, PRIMARY KEY (collection, record_id)) STRICT, WITHOUT ROWID;
-             CREATE TABLE outbox (id INTEGER PRIMARY KEY, collection TEXT NOT NULL,
-                 record_id TEXT NOT NULL, op TEXT NOT NULL CHECK (op IN ('put', 'delete')),
-                 fields TEXT, hlc TEXT NOT NULL) STRICT;
-             CREATE INDEX outbox_by_record ON outbox (collection, record_id, id);
-             INSERT INTO meta VALUES ('client_id', 'phone');
-             INSERT INTO outbox VALUES (1, 'notes', 'n1', 'put', '{\"title\":\"v1\"}',
-                 '001800000000000-00000-phone');
-             PRAGMA application_id = 1836284270;
-             PRAGMA user_version = 1;",
-        )
-        .unwrap();
-    }
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/schema-v1.db"),
+        &path,
+    )
+    .unwrap();
     let server = Server::default();
     let phone = Replica::open(path.to_str().unwrap(), "phone", server.clone()).unwrap();
     assert_eq!(phone.pending_count().unwrap(), 1);

@@ -6,43 +6,25 @@ pub mod feed;
 pub mod hlc;
 pub mod memory;
 pub mod merge;
+mod plan;
 pub mod size;
 pub mod store;
+mod validate;
+
+pub use plan::{Chunk, plan, plan_merge};
+pub use validate::{Limits, validate};
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ids::ClientId;
 use crate::{Code, Error};
 use hlc::Hlc;
 use merge::{Op, RecordState};
-
-/// Bounds on what one push may carry.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub max_mutations: usize,
-    pub max_fields: usize,
-    /// Bytes of one field's JSON value.
-    pub max_value_bytes: usize,
-    /// How far in the future a stamp may be, in milliseconds.
-    pub max_clock_skew_ms: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_mutations: 1000,
-            max_fields: 64,
-            max_value_bytes: 4 * 1024,
-            max_clock_skew_ms: 5 * 60 * 1000,
-        }
-    }
-}
 
 /// A transaction holds at most 100 items: the records of a chunk plus the
 /// user's version counter and the client watermark.
@@ -209,123 +191,6 @@ pub struct Mutation {
     pub rejection: Option<Rejection>,
 }
 
-fn valid_collection(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
-
-/// 1-256 characters, as documented, and at most 900 bytes: the record's
-/// sort key (`REC#<collection>#<id>`) must fit DynamoDB's 1,024.
-fn valid_record_id(id: &str) -> bool {
-    (1..=256).contains(&id.chars().count()) && id.len() <= 900 && !id.chars().any(char::is_control)
-}
-
-/// Checks a push. A malformed envelope is an error for the whole push
-/// (client id, ids consecutive, shapes, stamps): the app library never
-/// sends one. A well-formed mutation whose content the store cannot hold
-/// is marked with its [`Rejection`] instead, so the rest goes through.
-pub fn validate(
-    client_id: &ClientId,
-    mutations: Vec<WireMutation>,
-    limits: &Limits,
-    now_ms: u64,
-) -> Result<Vec<Mutation>, Error> {
-    if mutations.len() > limits.max_mutations {
-        return Err(Error::new(
-            Code::PayloadTooLarge,
-            format!("at most {} mutations per push", limits.max_mutations),
-        ));
-    }
-    let mut out = Vec::with_capacity(mutations.len());
-    for (index, wire) in mutations.into_iter().enumerate() {
-        let at = |what: String| Error::invalid(format!("mutations[{index}]: {what}"));
-        if wire.id == 0 {
-            return Err(at("id starts at 1".into()));
-        }
-        if let Some(previous) = out.last().map(|m: &Mutation| m.id)
-            && wire.id != previous + 1
-        {
-            return Err(at(format!(
-                "ids must be consecutive: {} after {previous}",
-                wire.id
-            )));
-        }
-        if !valid_collection(&wire.collection) {
-            return Err(at("collection must be 1-64 of [A-Za-z0-9_.-]".into()));
-        }
-        if !valid_record_id(&wire.record_id) {
-            return Err(at(
-                "recordId must be 1-256 printable characters, at most 900 bytes in UTF-8".into(),
-            ));
-        }
-        let hlc = Hlc::parse(&wire.hlc).map_err(|err| at(err.to_string()))?;
-        if hlc.node != client_id.as_str() {
-            return Err(at("the hlc's client id must be the pushing clientId".into()));
-        }
-        if hlc.millis > now_ms.saturating_add(limits.max_clock_skew_ms) {
-            return Err(Error::new(
-                Code::ClockSkew,
-                format!(
-                    "mutations[{index}]: the hlc is more than {} s ahead of the server clock",
-                    limits.max_clock_skew_ms / 1000
-                ),
-            ));
-        }
-        let mut rejection = None;
-        let op = match (wire.op.as_str(), wire.fields) {
-            ("put", Some(fields)) => {
-                if fields.is_empty() {
-                    return Err(at("put needs at least one field".into()));
-                }
-                if fields
-                    .keys()
-                    .any(|name| name.is_empty() || name.len() > 128)
-                {
-                    return Err(at("field names are 1-128 bytes".into()));
-                }
-                rejection = refusal(&fields, limits);
-                Op::Put(fields.into_iter().collect())
-            }
-            ("put", None) => return Err(at("put needs fields".into())),
-            ("delete", _) => Op::Delete,
-            (other, _) => return Err(at(format!("op must be put or delete, not {other:?}"))),
-        };
-        out.push(Mutation {
-            id: wire.id,
-            key: RecordKey {
-                collection: wire.collection,
-                record_id: wire.record_id,
-            },
-            op,
-            hlc,
-            rejection,
-        });
-    }
-    Ok(out)
-}
-
-/// Why a put's fields cannot be stored, if they cannot.
-fn refusal(fields: &serde_json::Map<String, Value>, limits: &Limits) -> Option<Rejection> {
-    if fields.len() > limits.max_fields {
-        return Some(Rejection::TooManyFields);
-    }
-    if fields
-        .values()
-        .any(|v| size::depth(v) > size::MAX_VALUE_DEPTH)
-    {
-        return Some(Rejection::ValueTooDeep);
-    }
-    if fields
-        .values()
-        .any(|v| v.to_string().len() > limits.max_value_bytes)
-    {
-        return Some(Rejection::ValueTooLarge);
-    }
-    None
-}
-
 /// The mutations above the watermark, or `mutation_gap` if the first of them
 /// is not the next id.
 pub fn unapplied(mutations: Vec<Mutation>, watermark: u64) -> Result<Vec<Mutation>, Error> {
@@ -358,176 +223,10 @@ pub fn rejections_within(stored: &[Rejected], batch: &[Mutation]) -> Vec<Rejecte
         .collect()
 }
 
-/// One transaction's worth of work: the records whose state changed and the
-/// watermark after its last mutation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Chunk {
-    pub last_mutation_id: u64,
-    pub changed: BTreeMap<RecordKey, RecordState>,
-    /// Mutations of this chunk that changed nothing: a newer write (or a
-    /// delete) of another device had already won every field. Conflicts,
-    /// resolved, counted for the operator.
-    pub superseded: usize,
-    /// Mutations of this chunk refused: acknowledged, not applied.
-    pub rejected: Vec<Rejected>,
-}
-
-/// The chunk being filled by [`plan`].
-#[derive(Default)]
-struct OpenChunk {
-    /// Records touched, with the bytes each takes now.
-    touched: BTreeMap<RecordKey, usize>,
-    changed: BTreeSet<RecordKey>,
-    superseded: usize,
-    rejected: Vec<Rejected>,
-    last_id: Option<u64>,
-}
-
-impl OpenChunk {
-    fn bytes(&self) -> usize {
-        self.touched.values().sum()
-    }
-
-    /// Whether `key`, taking `bytes` after the next mutation, still fits.
-    fn fits(&self, key: &RecordKey, bytes: usize, records_per_chunk: usize) -> bool {
-        let counted = self.touched.get(key).copied();
-        let records = self.touched.len() + usize::from(counted.is_none());
-        records <= records_per_chunk && self.bytes() - counted.unwrap_or(0) + bytes <= CHUNK_BYTES
-    }
-
-    fn close(&mut self, states: &BTreeMap<RecordKey, RecordState>) -> Chunk {
-        let open = std::mem::take(self);
-        Chunk {
-            last_mutation_id: open.last_id.unwrap_or(0),
-            superseded: open.superseded,
-            rejected: open.rejected,
-            changed: open
-                .changed
-                .into_iter()
-                .map(|key| {
-                    let state = states[&key].clone();
-                    (key, state)
-                })
-                .collect(),
-        }
-    }
-}
-
-/// The bytes of `state`'s fields after `op` (the put's winning fields
-/// replace what they beat; a delete only shrinks it).
-fn bytes_after(state: &RecordState, before: usize, op: &Op, hlc: &hlc::Hlc) -> usize {
-    let Op::Put(fields) = op else {
-        let mut after = state.clone();
-        after.apply(op, hlc);
-        return size::record_bytes(&after);
-    };
-    let mut bytes = before;
-    for (name, value) in fields {
-        let new = merge::Stamped {
-            value: value.clone(),
-            hlc: hlc.clone(),
-        };
-        if state.would_set(name, &new) {
-            bytes += size::field_bytes(name, &new);
-            bytes -= state
-                .fields
-                .get(name)
-                .map_or(0, |old| size::field_bytes(name, old));
-        }
-    }
-    bytes
-}
-
-/// Applies `mutations` (above the watermark, in id order) to `current` and
-/// cuts the result into chunks of at most `records_per_chunk` records and
-/// [`CHUNK_BYTES`]. Each chunk carries the state after its own mutations,
-/// so committing chunks in order is the same as applying mutations one by
-/// one. A mutation that validation marked, or that would make its record
-/// outgrow an item, is rejected: it moves the watermark and nothing else.
-pub fn plan(
-    current: &BTreeMap<RecordKey, RecordState>,
-    mutations: &[Mutation],
-    records_per_chunk: usize,
-) -> Vec<Chunk> {
-    let mut states = current.clone();
-    let mut sizes: BTreeMap<RecordKey, usize> = BTreeMap::new();
-    let mut chunks = Vec::new();
-    let mut open = OpenChunk::default();
-    for mutation in mutations {
-        let state = states.entry(mutation.key.clone()).or_default();
-        let before = *sizes
-            .entry(mutation.key.clone())
-            .or_insert_with(|| size::record_bytes(state));
-        let after = bytes_after(state, before, &mutation.op, &mutation.hlc);
-        let rejection = mutation
-            .rejection
-            .or((after > size::MAX_RECORD_FIELDS_BYTES && after > before)
-                .then_some(Rejection::RecordTooLarge));
-        if let Some(code) = rejection {
-            open.rejected.push(Rejected {
-                id: mutation.id,
-                code,
-            });
-            open.last_id = Some(mutation.id);
-            continue;
-        }
-        if !open.touched.is_empty() && !open.fits(&mutation.key, after, records_per_chunk) {
-            chunks.push(open.close(&states));
-        }
-        let state = states.entry(mutation.key.clone()).or_default();
-        if state.apply(&mutation.op, &mutation.hlc) {
-            open.changed.insert(mutation.key.clone());
-        } else {
-            open.superseded += 1;
-        }
-        sizes.insert(mutation.key.clone(), after);
-        open.touched.insert(mutation.key.clone(), after);
-        open.last_id = Some(mutation.id);
-    }
-    if open.last_id.is_some() {
-        chunks.push(open.close(&states));
-    }
-    chunks
-}
-
-/// Merges whole record states into `current` (the migration from the old
-/// layout, where no mutations exist any more) and cuts the records that
-/// changed into chunks of at most `records_per_chunk`. Merging is the
-/// join of the merge engine, so merging a state already there changes
-/// nothing and plans nothing.
-pub fn plan_merge(
-    current: &BTreeMap<RecordKey, RecordState>,
-    incoming: &[(RecordKey, RecordState)],
-    records_per_chunk: usize,
-) -> Vec<Chunk> {
-    let mut states = current.clone();
-    let mut changed: BTreeSet<RecordKey> = BTreeSet::new();
-    for (key, state) in incoming {
-        let merged = states.entry(key.clone()).or_default();
-        let before = merged.clone();
-        merged.merge(state);
-        if *merged != before {
-            changed.insert(key.clone());
-        }
-    }
-    let changed: Vec<RecordKey> = changed.into_iter().collect();
-    changed
-        .chunks(records_per_chunk.max(1))
-        .map(|keys| Chunk {
-            last_mutation_id: 0,
-            superseded: 0,
-            rejected: Vec::new(),
-            changed: keys
-                .iter()
-                .map(|key| (key.clone(), states[key].clone()))
-                .collect(),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::ClientId;
     use proptest::prelude::*;
     use serde_json::json;
 

@@ -10,14 +10,18 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, ReturnConsumedCapacity, TransactWriteItem, Update,
+    AttributeValue, KeysAndAttributes, Put, ReturnConsumedCapacity, TransactWriteItem,
 };
-use serde::{Deserialize, Serialize};
+
+mod items;
+
+use items::{RecordItem, decode_record, read_into, record_key, version_key, watermark_key};
+use items::{counter_update, watermark_update};
 
 use super::{Item, Table, item_key, number};
 use crate::access::Grant;
 use crate::ids::{ClientId, Partition, UserId};
-use crate::keys::{self, ItemKey};
+use crate::keys;
 use crate::sync::merge::RecordState;
 use crate::sync::store::SyncStore;
 use crate::sync::{
@@ -25,30 +29,6 @@ use crate::sync::{
     rejections_within, unapplied,
 };
 use crate::{Error, aws};
-
-/// A sync record as stored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct RecordItem {
-    #[serde(rename = "PK")]
-    pk: String,
-    #[serde(rename = "SK")]
-    sk: String,
-    collection: String,
-    #[serde(rename = "recordId")]
-    record_id: String,
-    #[serde(flatten)]
-    state: RecordState,
-    ver: u64,
-    /// The sort key of the `Feed` index: the version again, on sync
-    /// records only (the counter item's `ver` must not enter the index).
-    #[serde(rename = "feedVer")]
-    feed_version: u64,
-    /// The client whose push wrote this version: the stream consumer pokes
-    /// the user's other devices, not this one.
-    origin: String,
-    #[serde(rename = "updatedAt")]
-    updated_at: i64,
-}
 
 /// What the store read before planning a push.
 #[derive(Debug, Default)]
@@ -427,153 +407,4 @@ impl Snapshot {
             .map(|(key, (state, _))| (key.clone(), state.clone()))
             .collect()
     }
-}
-
-fn version_key(partition: &Partition) -> ItemKey {
-    ItemKey::SyncVersion {
-        partition: partition.clone(),
-    }
-}
-
-fn watermark_key(user: &UserId, client_id: &ClientId) -> ItemKey {
-    ItemKey::Watermark {
-        user: user.clone(),
-        client_id: client_id.clone(),
-    }
-}
-
-fn record_key(partition: &Partition, record: &RecordKey) -> ItemKey {
-    ItemKey::Record {
-        partition: partition.clone(),
-        collection: record.collection.clone(),
-        record_id: record.record_id.clone(),
-    }
-}
-
-/// Moves a counter from `from` to `to`, only if it still holds `from`.
-fn counter_update(
-    table: &str,
-    key: Item,
-    attribute: &str,
-    from: u64,
-    to: u64,
-) -> Result<TransactWriteItem, Error> {
-    let condition = if from == 0 {
-        "attribute_not_exists(#c) OR #c = :from"
-    } else {
-        "#c = :from"
-    };
-    let update = Update::builder()
-        .table_name(table)
-        .set_key(Some(key))
-        .update_expression("SET #c = :to")
-        .condition_expression(condition)
-        .expression_attribute_names("#c", attribute)
-        .expression_attribute_values(":from", number(from))
-        .expression_attribute_values(":to", number(to))
-        .build()
-        .map_err(Error::internal)?;
-    Ok(TransactWriteItem::builder().update(update).build())
-}
-
-/// A stored record, read field by field: a field (or tombstone) that does
-/// not decode is left out, so one damaged field never fails a page, a
-/// push or a delete of the record (a write replaces it). None, logged, for
-/// an item without its identity.
-fn decode_record(item: &Item) -> Option<(RecordKey, RecordState, u64)> {
-    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-    let identity = text("collection").zip(text("recordId")).zip(
-        item.get("ver")
-            .and_then(|v| v.as_n().ok()?.parse::<u64>().ok()),
-    );
-    let Some(((collection, record_id), version)) = identity else {
-        tracing::error!(pk = ?text(keys::PK), sk = ?text(keys::SK), "a sync record without collection, recordId or ver was skipped");
-        return None;
-    };
-    let mut state = RecordState::default();
-    if let Some(Ok(fields)) = item.get("fields").map(AttributeValue::as_m) {
-        for (name, value) in fields {
-            match serde_dynamo::from_attribute_value(value.clone()) {
-                Ok(field) => {
-                    state.fields.insert(name.clone(), field);
-                }
-                Err(err) => {
-                    tracing::error!(%collection, %record_id, field = %name, error = %err, "a stored field that does not decode was left out")
-                }
-            }
-        }
-    }
-    state.deleted_at = text("deletedAt").and_then(|raw| crate::sync::hlc::Hlc::parse(&raw).ok());
-    let key = RecordKey {
-        collection,
-        record_id,
-    };
-    Some((key, state, version))
-}
-
-/// Moves a client's watermark from `from` to `to`, only if it still holds
-/// `from`, and keeps `rejected` beside it.
-fn watermark_update(
-    table: &str,
-    key: Item,
-    from: u64,
-    to: u64,
-    rejected: &[Rejected],
-) -> Result<TransactWriteItem, Error> {
-    let condition = if from == 0 {
-        "attribute_not_exists(lastMutationId) OR lastMutationId = :from"
-    } else {
-        "lastMutationId = :from"
-    };
-    let update = Update::builder()
-        .table_name(table)
-        .set_key(Some(key))
-        .update_expression("SET lastMutationId = :to, rejected = :rejected")
-        .condition_expression(condition)
-        .expression_attribute_values(":from", number(from))
-        .expression_attribute_values(":to", number(to))
-        .expression_attribute_values(
-            ":rejected",
-            serde_dynamo::to_attribute_value(rejected).map_err(Error::internal)?,
-        )
-        .build()
-        .map_err(Error::internal)?;
-    Ok(TransactWriteItem::builder().update(update).build())
-}
-
-fn read_into(snapshot: &mut Snapshot, item: Item) -> Result<(), Error> {
-    let text = |name: &str| {
-        item.get(name)
-            .and_then(|v| v.as_s().ok())
-            .map(String::as_str)
-    };
-    let number_of = |name: &str| {
-        item.get(name)
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    match ItemKey::parse(text(keys::PK).unwrap_or(""), text(keys::SK).unwrap_or("")) {
-        Some(ItemKey::SyncVersion { .. }) => snapshot.version = number_of("ver"),
-        Some(ItemKey::Watermark { .. }) => {
-            snapshot.watermark = number_of("lastMutationId");
-            // Written by this module only; an unreadable list is dropped
-            // rather than failing every push of the device.
-            snapshot.rejected = item
-                .get("rejected")
-                .and_then(|list| serde_dynamo::from_attribute_value(list.clone()).ok())
-                .unwrap_or_default();
-        }
-        Some(ItemKey::Record { .. }) => {
-            if let Some((key, state, version)) = decode_record(&item) {
-                snapshot.records.insert(key, (state, version));
-            }
-        }
-        other => {
-            return Err(Error::internal(format!(
-                "sync read an item it did not ask for: {other:?}"
-            )));
-        }
-    }
-    Ok(())
 }

@@ -1,0 +1,88 @@
+//! The file's schema: what a new file holds, how an older one is brought
+//! up to date in place, and the key-value `meta` table.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::SyncError;
+
+/// `PRAGMA application_id`: "msyn". A file with another id is not ours.
+pub(super) const APPLICATION_ID: i64 = 0x6D73_796E;
+/// `PRAGMA user_version`: the schema this code writes. Older files are
+/// upgraded in place by `upgrade` (every version's file is a test fixture).
+pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA: &str = "
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) STRICT;
+-- The server's state of a record (merge::RecordState as JSON).
+CREATE TABLE records (
+    collection TEXT NOT NULL,
+    record_id  TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    PRIMARY KEY (collection, record_id)
+) STRICT, WITHOUT ROWID;
+-- Mutations not yet acknowledged, by consecutive mutation id.
+CREATE TABLE outbox (
+    id         INTEGER PRIMARY KEY,
+    collection TEXT NOT NULL,
+    record_id  TEXT NOT NULL,
+    op         TEXT NOT NULL CHECK (op IN ('put', 'delete')),
+    fields     TEXT,
+    hlc        TEXT NOT NULL
+) STRICT;
+CREATE INDEX outbox_by_record ON outbox (collection, record_id, id);
+";
+
+/// Version 2: mutations the server refused, kept for the app.
+pub(super) const SCHEMA_2: &str = "
+CREATE TABLE rejected (
+    id         INTEGER PRIMARY KEY,
+    collection TEXT NOT NULL,
+    record_id  TEXT NOT NULL,
+    op         TEXT NOT NULL CHECK (op IN ('put', 'delete')),
+    fields     TEXT,
+    hlc        TEXT NOT NULL,
+    code       TEXT NOT NULL
+) STRICT;
+";
+
+pub(super) fn create(conn: &mut Connection, client_id: &str) -> Result<(), SyncError> {
+    let tx = conn.transaction()?;
+    tx.execute_batch(SCHEMA)?;
+    tx.execute_batch(SCHEMA_2)?;
+    tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    set_meta(&tx, "client_id", client_id)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Brings a file of schema `from` up to `SCHEMA_VERSION`, in one
+/// transaction: a crash leaves the old file as it was.
+pub(super) fn upgrade(conn: &mut Connection, from: i64) -> Result<(), SyncError> {
+    let tx = conn.transaction()?;
+    if from < 2 {
+        tx.execute_batch(SCHEMA_2)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
+
+pub(super) fn meta(conn: &Connection, key: &str) -> Result<Option<String>, SyncError> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+            row.get(0)
+        })
+        .optional()?)
+}
+
+pub(super) fn set_meta(tx: &Transaction<'_>, key: &str, value: &str) -> Result<(), SyncError> {
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
+}
