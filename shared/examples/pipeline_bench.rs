@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use shared::pipeline::{Options, process};
+use shared::media::pipeline::{Options, process};
 
 /// A photo-like test image: smooth gradients plus fine detail (noise-like
 /// texture), so encoders and resamplers do representative work.
@@ -64,12 +64,12 @@ fn main() -> anyhow::Result<()> {
     let jpeg_path = outdir.join("photo-12mp.jpg");
     let png_path = outdir.join("photo-4000x3000.png");
     if !jpeg_path.exists() {
-        let settings = shared::pipeline::JpegSettings {
+        let settings = shared::media::pipeline::JpegSettings {
             quality: 90,
             trellis: false,
             progressive: false,
         };
-        let jpeg = shared::pipeline::encode_jpeg(&photo, &settings)?;
+        let jpeg = shared::media::pipeline::encode_jpeg(&photo, &settings)?;
         std::fs::write(&jpeg_path, jpeg)?;
     }
     if !png_path.exists() {

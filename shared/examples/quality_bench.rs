@@ -16,8 +16,8 @@ use std::time::Instant;
 use fast_image_resize::images::Image;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
-use shared::pipeline::testing::decode_variant as decode;
-use shared::pipeline::{JpegSettings, Options, Sharpen, WebpSettings, process};
+use shared::media::pipeline::testing::decode_variant as decode;
+use shared::media::pipeline::{JpegSettings, Options, Sharpen, WebpSettings, process};
 use ssimulacra2::{ColorPrimaries, Rgb, TransferCharacteristic, compute_frame_ssimulacra2};
 
 /// The reference for a variant of `width`x`height` (square: the thumbnail).

@@ -3,7 +3,7 @@
 //! strips a prefix. Every key a user can touch starts with that user's
 //! `sub`, so authorization is a prefix, never a filter.
 
-use crate::ids::{ClientId, DeviceId, MediaId, Partition, SpaceId, UserId};
+use crate::model::ids::{ClientId, DeviceId, MediaId, Partition, SpaceId, UserId};
 
 pub const PK: &str = "PK";
 pub const SK: &str = "SK";

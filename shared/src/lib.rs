@@ -1,19 +1,26 @@
-//! The domain crate: the model, errors, keys, the sync engine and the image
-//! pipeline as plain Rust, and (behind features) the adapters to the AWS
-//! services. Nothing here knows about Lambda; function crates turn events
-//! into calls to this crate.
+//! The domain crate. Its folders are its layers:
+//!
+//! - `model/`: the plain domain (ids and partitions, who may touch what,
+//!   profiles, devices, media items, connections, emails, idempotency);
+//! - `sync/`: the sync engine (validation, merge, clock, plan, the store's
+//!   contract and its conformance suite, the in-memory store);
+//! - `media/`: photos from upload to phone (the image pipeline, the upload
+//!   policy, CloudFront signed URLs);
+//! - `adapters/`: the only code that talks to an AWS service (Cognito, S3,
+//!   SNS, SSM, the WebSocket management API), each behind a feature;
+//! - `store/`: the DynamoDB table, one file per entity family;
+//! - beside them, what every layer shares: errors, keys, configuration,
+//!   token verification, and (server only) logs, metrics, push payloads.
+//!
+//! Nothing here knows about Lambda; function crates turn events into calls
+//! to this crate. Without features it is plain Rust (what the app library
+//! links).
 
-pub mod access;
 pub mod config;
-pub mod connection;
-pub mod device;
-pub mod email;
 pub mod error;
-pub mod idempotency;
-pub mod ids;
 pub mod keys;
 pub mod media;
-pub mod profile;
+pub mod model;
 pub mod sync;
 
 #[cfg(feature = "server")]
@@ -24,25 +31,9 @@ pub mod notification;
 pub mod telemetry;
 
 #[cfg(feature = "dynamodb")]
-pub mod aws;
-#[cfg(feature = "cdn")]
-pub mod cdn;
-#[cfg(feature = "cognito")]
-pub mod identity;
+pub mod adapters;
 #[cfg(feature = "jwt")]
 pub mod jwt;
-#[cfg(feature = "s3")]
-pub mod objects;
-#[cfg(feature = "ssm")]
-pub mod parameters;
-#[cfg(feature = "pipeline")]
-pub mod pipeline;
-#[cfg(feature = "s3")]
-pub mod presign;
-#[cfg(feature = "sns")]
-pub mod push;
-#[cfg(feature = "websocket")]
-pub mod sockets;
 #[cfg(feature = "dynamodb")]
 pub mod store;
 

@@ -1,5 +1,5 @@
 //! What a push says to each platform, and the delivery headers each kind
-//! needs: plain rules, published through SNS by [`crate::push`].
+//! needs: plain rules, published through SNS by [`crate::adapters::push`].
 //!
 //! - A visible "photo ready" alert: APNs push type `alert`, priority 10,
 //!   expiring after a day (a photo is still worth showing then). FCM: a
@@ -16,10 +16,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::ids::MediaId;
+use crate::model::ids::MediaId;
 use serde_json::{Value, json};
 
-use crate::device::Platform;
+use crate::model::device::Platform;
 
 /// What a push says.
 #[derive(Debug, Clone, PartialEq)]

@@ -21,7 +21,7 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(BACKGROUND_WRITES);
     let emulator = e2e::emulator_url();
     let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
-    let sdk = shared::aws::sdk_config_for(&emulator, &region).await;
+    let sdk = shared::adapters::aws::sdk_config_for(&emulator, &region).await;
     let template =
         local_stack::template::Template::load(&local_stack::Options::default_template())?;
     let stack = format!("aged{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
@@ -82,10 +82,10 @@ async fn main() -> anyhow::Result<()> {
     let now = chrono::Utc::now().timestamp_millis() as u64;
     println!("| push | mutations | time |");
     println!("|---|---:|---:|");
-    let user = shared::ids::UserId::parse("aged-user")?;
+    let user = shared::model::ids::UserId::parse("aged-user")?;
     let grant = table.check_session(&user, 0, None).await?.own();
     for (round, n) in [(1u64, 1000u64), (2, 1000), (3, 100)] {
-        let client_id = shared::ids::ClientId::parse(&format!("aged{round}"))?;
+        let client_id = shared::model::ids::ClientId::parse(&format!("aged{round}"))?;
         let wires = (1..=n)
             .map(|id| WireMutation {
                 id,
@@ -111,7 +111,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let started = Instant::now();
-    let aged1 = shared::ids::ClientId::parse("aged1")?;
+    let aged1 = shared::model::ids::ClientId::parse("aged1")?;
     let feed = table.pull(&grant, &aged1, 0, 100).await?;
     println!(
         "pull page of {} changes: {:.1} ms",

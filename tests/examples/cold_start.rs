@@ -25,7 +25,7 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use shared::media::Media;
+use shared::model::media::Media;
 use tokio::sync::{Mutex, mpsc};
 
 /// The Lambda Runtime API, as much of it as a function uses.
@@ -423,12 +423,12 @@ fn ping_event() -> Value {
 /// A pending 12 MP photo in the bucket, and the S3 event announcing it.
 async fn resize_event(
     table: &shared::store::Table,
-    objects: &shared::objects::Objects,
+    objects: &shared::adapters::objects::Objects,
     photo: &[u8],
 ) -> Value {
     let media = Media::pending(
-        shared::ids::MediaId::parse(&uuid::Uuid::now_v7().to_string()).unwrap(),
-        shared::ids::UserId::parse(USER).unwrap(),
+        shared::model::ids::MediaId::parse(&uuid::Uuid::now_v7().to_string()).unwrap(),
+        shared::model::ids::UserId::parse(USER).unwrap(),
         "image/jpeg",
         photo.len() as u64,
     );
@@ -456,14 +456,14 @@ async fn main() -> anyhow::Result<()> {
     let dir = PathBuf::from(args.next().unwrap_or_else(|| "target/release".into()));
     let runs: usize = args.next().map_or(Ok(7), |n| n.parse())?;
     let emulator = e2e::emulator_url();
-    let sdk = shared::aws::sdk_config_for(&emulator, "us-east-1").await;
+    let sdk = shared::adapters::aws::sdk_config_for(&emulator, "us-east-1").await;
     let template =
         local_stack::template::Template::load(&local_stack::Options::default_template())?;
     let stack = format!("cold{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let resources = local_stack::provision::provision(&sdk, &template, &stack).await?;
     let table = shared::store::Table::new(&sdk, &resources.table_name);
-    let objects = shared::objects::Objects::new(&sdk, &resources.bucket);
-    let photo = shared::pipeline::testing::jpeg_with_exif(4000, 3000, 6);
+    let objects = shared::adapters::objects::Objects::new(&sdk, &resources.bucket);
+    let photo = shared::media::pipeline::testing::jpeg_with_exif(4000, 3000, 6);
     let (tls_url, instant_url, ca_file) = tls_front(&emulator).await?;
 
     println!(

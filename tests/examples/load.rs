@@ -41,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
     // One user per worker, each with a photo to read back: users are
     // independent, as in production (one user's devices racing each other
     // is covered by tests/tests/stack/sync.rs).
-    let photo = shared::pipeline::testing::jpeg_with_exif(64, 48, 1);
+    let photo = shared::media::pipeline::testing::jpeg_with_exif(64, 48, 1);
     let mut users = Vec::new();
     for _ in 0..concurrency {
         let user = api.user().await;

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::Ordering;
 
-use shared::ids::{ClientId, UserId};
+use shared::model::ids::{ClientId, UserId};
 use shared::store::Table;
 use shared::sync::hlc::Hlc;
 use shared::sync::{Limits, WireMutation, validate};

@@ -54,7 +54,7 @@ impl Reply {
 pub struct User {
     pub email: String,
     pub password: String,
-    pub user_id: shared::ids::UserId,
+    pub user_id: shared::model::ids::UserId,
     pub access_token: String,
     pub refresh_token: String,
 }
@@ -124,7 +124,7 @@ impl TestStack {
     /// AWS clients' configuration for this stack's emulator.
     pub async fn sdk(&self) -> shared::aws_config::SdkConfig {
         let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
-        shared::aws::sdk_config_for(&self.emulator_url, &region).await
+        shared::adapters::aws::sdk_config_for(&self.emulator_url, &region).await
     }
 
     /// This stack's table, for checking what the functions wrote.
@@ -231,7 +231,7 @@ impl TestStack {
         User {
             email,
             password: PASSWORD.into(),
-            user_id: shared::ids::UserId::parse(signed_up.body["userId"].as_str().unwrap())
+            user_id: shared::model::ids::UserId::parse(signed_up.body["userId"].as_str().unwrap())
                 .expect("a user id"),
             access_token: tokens.body["accessToken"].as_str().unwrap().into(),
             refresh_token: tokens.body["refreshToken"].as_str().unwrap().into(),

@@ -79,7 +79,7 @@ async fn no_secret_token_or_password_is_logged() {
     for name in ["x-amz-signature", "policy"] {
         secrets.push(fields[name].as_str().unwrap().into());
     }
-    let photo = shared::pipeline::testing::jpeg_with_exif(64, 48, 1);
+    let photo = shared::media::pipeline::testing::jpeg_with_exif(64, 48, 1);
     let media_id = e2e::upload(&api, &user, "image/jpeg", &photo).await;
     // Wait for the resize, so that its logs and metrics are captured too.
     let media = api.wait_until_processed(&user, &media_id).await;

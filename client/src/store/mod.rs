@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_json::{Map, Value};
-use shared::ids::ClientId;
+use shared::model::ids::ClientId;
 use shared::sync::hlc::{Clock, Hlc, MAX_MILLIS};
 use shared::sync::merge::RecordState;
 use shared::sync::{Change, Limits, RecordKey, WireMutation, validate};

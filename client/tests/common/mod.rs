@@ -3,7 +3,7 @@
 
 use mobile_sync::SyncError;
 use mobile_sync::store::{PullPage, PushAnswer, RejectedId};
-use shared::ids::{ClientId, UserId};
+use shared::model::ids::{ClientId, UserId};
 use shared::sync::WireMutation;
 use shared::sync::memory::MemoryServer;
 

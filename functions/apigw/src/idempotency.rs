@@ -2,7 +2,7 @@
 
 use lambda_http::Request;
 use shared::Error;
-use shared::idempotency::{self, Decision, StoredResponse};
+use shared::model::idempotency::{self, Decision, StoredResponse};
 use shared::store::Table;
 
 use crate::{Caller, Reply};

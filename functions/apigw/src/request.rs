@@ -4,7 +4,7 @@
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 use serde::de::DeserializeOwned;
-use shared::ids::UserId;
+use shared::model::ids::UserId;
 use shared::{Code, Error};
 
 /// The caller, as the API's JWT authorizer verified them.

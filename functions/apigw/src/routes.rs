@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::DeserializeOwned;
-use shared::access::Session;
+use shared::model::access::Session;
 use shared::store::Table;
 use shared::{Code, Error};
 

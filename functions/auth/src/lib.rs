@@ -3,16 +3,16 @@
 use apigw::{Call, DEFAULT_BODY_LIMIT, Reply, Route, Service};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
+use shared::adapters::identity::{Identity, Tokens};
+use shared::adapters::objects::Objects;
+use shared::adapters::push::Push;
+use shared::adapters::sockets::Sockets;
 use shared::aws_config::SdkConfig;
 use shared::config::{self, Env, FromEnv, MissingVariable, PushApplications, UserPool};
-use shared::email::Email;
-use shared::identity::{Identity, Tokens};
-use shared::ids::UserId;
 use shared::metrics::Metrics;
-use shared::objects::Objects;
-use shared::profile::Profile;
-use shared::push::Push;
-use shared::sockets::Sockets;
+use shared::model::email::Email;
+use shared::model::ids::UserId;
+use shared::model::profile::Profile;
 use shared::store::Table;
 use shared::{Code, Error, keys};
 
@@ -55,7 +55,7 @@ impl Deps {
     pub fn new(sdk: &SdkConfig, config: &Config) -> Self {
         Self {
             identity: Identity::new(
-                shared::identity::client(sdk),
+                shared::adapters::identity::client(sdk),
                 &config.user_pool.id,
                 &config.user_pool.client_id,
             ),

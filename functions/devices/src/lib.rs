@@ -5,11 +5,11 @@ use apigw::{Call, DEFAULT_BODY_LIMIT, Reply, Route, Service};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 use shared::Error;
+use shared::adapters::push::Push;
 use shared::aws_config::SdkConfig;
 use shared::config::{self, Env, FromEnv, MissingVariable, PushApplications};
-use shared::device::{Device, Platform};
-use shared::ids::DeviceId;
-use shared::push::Push;
+use shared::model::device::{Device, Platform};
+use shared::model::ids::DeviceId;
 use shared::store::Table;
 
 /// What `devices` reads from its environment.

@@ -7,7 +7,7 @@ use shared::config::FromEnv;
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let config = devices::Config::from_env()?;
-    let deps = devices::Deps::new(&shared::aws::sdk_config().await, &config);
+    let deps = devices::Deps::new(&shared::adapters::aws::sdk_config().await, &config);
     run(service_fn(|req| async {
         Ok::<_, Infallible>(devices::handle(&deps, req).await)
     }))

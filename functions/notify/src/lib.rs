@@ -8,12 +8,12 @@ use std::sync::Arc;
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use shared::Error;
+use shared::adapters::push::{Notification, PublishError, Push};
 use shared::aws_config::SdkConfig;
 use shared::config::{self, Env, FromEnv, MissingVariable, PushApplications};
-use shared::device::Device;
-use shared::ids::{ClientId, MediaId, Partition, UserId};
 use shared::metrics::Metrics;
-use shared::push::{Notification, PublishError, Push};
+use shared::model::device::Device;
+use shared::model::ids::{ClientId, MediaId, Partition, UserId};
 use shared::store::{Table, TableChange};
 use tokio::sync::Semaphore;
 

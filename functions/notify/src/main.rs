@@ -7,7 +7,7 @@ use shared::config::FromEnv;
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let config = notify::Config::from_env()?;
-    let deps = notify::Deps::new(&shared::aws::sdk_config().await, &config);
+    let deps = notify::Deps::new(&shared::adapters::aws::sdk_config().await, &config);
     run(service_fn(|event: LambdaEvent<Event>| async {
         notify::handle_stream(&deps, event.payload)
             .await

@@ -8,13 +8,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use shared::Error;
+use shared::adapters::sockets::{Posted, Sockets};
 use shared::aws_config::SdkConfig;
 use shared::config::{self, Env, FromEnv, MissingVariable};
-use shared::connection::{Connection, ServerMessage};
-use shared::ids::{ClientId, MediaId, Partition, UserId};
-use shared::media::Status;
 use shared::metrics::Metrics;
-use shared::sockets::{Posted, Sockets};
+use shared::model::connection::{Connection, ServerMessage};
+use shared::model::ids::{ClientId, MediaId, Partition, UserId};
+use shared::model::media::Status;
 use shared::store::{Table, TableChange};
 use shared::sync::feed::encode_cursor;
 

@@ -7,8 +7,8 @@ use aws_lambda_events::encodings::Body;
 use serde_json::Value;
 use shared::aws_config::SdkConfig;
 use shared::config::{self, Env, FromEnv, MissingVariable};
-use shared::connection::{ClientMessage, Connection, ServerMessage};
-use shared::ids::UserId;
+use shared::model::connection::{ClientMessage, Connection, ServerMessage};
+use shared::model::ids::UserId;
 use shared::store::Table;
 use shared::{Code, Error};
 
@@ -187,7 +187,7 @@ mod tests {
         let event = message("{}");
         assert_eq!(context::<UserId>(&event, "userId").unwrap().as_str(), "u-1");
         assert_eq!(
-            context::<shared::ids::ClientId>(&event, "clientId")
+            context::<shared::model::ids::ClientId>(&event, "clientId")
                 .unwrap()
                 .as_str(),
             "phone"

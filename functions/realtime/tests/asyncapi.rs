@@ -3,7 +3,7 @@
 //! to exactly the documented properties, and the documented ping parses.
 
 use serde_json::{Value, json};
-use shared::connection::{ClientMessage, ServerMessage};
+use shared::model::connection::{ClientMessage, ServerMessage};
 
 fn document() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/asyncapi.yaml");

@@ -5,13 +5,13 @@
 
 use aws_lambda_events::s3::{S3Event, S3EventRecord};
 use shared::Error;
+use shared::adapters::objects::Objects;
 use shared::aws_config::SdkConfig;
 use shared::config::{self, Env, FromEnv, MissingVariable};
 use shared::keys;
-use shared::media::{Media, Status, Variant};
+use shared::media::pipeline::{self, Options};
 use shared::metrics::Metrics;
-use shared::objects::Objects;
-use shared::pipeline::{self, Options};
+use shared::model::media::{Media, Status, Variant};
 use shared::store::Table;
 
 const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";

@@ -6,7 +6,7 @@ use shared::config::FromEnv;
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let config = resize::Config::from_env()?;
-    let deps = resize::Deps::new(&shared::aws::sdk_config().await, &config);
+    let deps = resize::Deps::new(&shared::adapters::aws::sdk_config().await, &config);
     run(service_fn(|event: LambdaEvent<S3Event>| async {
         resize::handle(&deps, event.payload)
             .await

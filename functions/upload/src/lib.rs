@@ -9,14 +9,14 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
+use shared::adapters::objects::Objects;
+use shared::adapters::parameters;
 use shared::aws_config::SdkConfig;
-use shared::cdn::UrlSigner;
 use shared::config::{self, Env, FromEnv, MissingVariable};
-use shared::ids::MediaId;
-use shared::media::{ALLOWED_TYPES, Media, Status};
+use shared::media::cdn::UrlSigner;
 use shared::metrics::Metrics;
-use shared::objects::Objects;
-use shared::parameters;
+use shared::model::ids::MediaId;
+use shared::model::media::{ALLOWED_TYPES, Media, Status};
 use shared::store::Table;
 use shared::{Code, Error, keys};
 use tokio::sync::OnceCell;
@@ -403,7 +403,7 @@ mod tests {
             key_parameter: "/test/key".into(),
             window_seconds: DAY,
         };
-        let (private, _) = shared::cdn::generate_key_pair();
+        let (private, _) = shared::media::cdn::generate_key_pair();
         let signer =
             UrlSigner::new(&config.cdn_url, "K1", &private, Duration::from_secs(DAY)).unwrap();
         Deps {
@@ -419,14 +419,14 @@ mod tests {
     fn ready_media() -> Media {
         let mut media = Media::pending(
             MediaId::parse("0190a0b0-0000-7000-8000-000000000001").unwrap(),
-            shared::ids::UserId::parse("user-1").unwrap(),
+            shared::model::ids::UserId::parse("user-1").unwrap(),
             "image/jpeg",
             10,
         );
         media.status = Status::Ready;
         media.variants = ["800.jpg", "800.webp"]
             .into_iter()
-            .map(|name| shared::media::Variant {
+            .map(|name| shared::model::media::Variant {
                 name: name.into(),
                 width: 800,
                 height: 600,

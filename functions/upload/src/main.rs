@@ -7,7 +7,7 @@ use shared::config::FromEnv;
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let config = upload::Config::from_env()?;
-    let deps = upload::Deps::new(&shared::aws::sdk_config().await, &config);
+    let deps = upload::Deps::new(&shared::adapters::aws::sdk_config().await, &config);
     // The signing key is read during init, where a missing one stops the
     // container with its parameter's name instead of failing requests.
     deps.media_urls.signer().await?;

@@ -10,8 +10,8 @@ use std::time::SystemTime;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{Request, Response, StatusCode};
-use shared::cdn::KeyGroup;
 use shared::keys;
+use shared::media::cdn::KeyGroup;
 
 pub struct Cdn {
     /// The URL the distribution is reached at (`http://127.0.0.1:PORT`).

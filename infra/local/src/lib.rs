@@ -57,7 +57,7 @@ pub struct LocalStack {
     pub cdn_url: String,
     /// The distribution's trusted keys: add and remove keys to rehearse a
     /// rotation.
-    pub media_key_group: Arc<RwLock<shared::cdn::KeyGroup>>,
+    pub media_key_group: Arc<RwLock<shared::media::cdn::KeyGroup>>,
     /// The live channel: `ws://127.0.0.1:PORT` (also its management API
     /// over `http://`).
     pub websocket_url: String,
@@ -106,7 +106,7 @@ impl Drop for LocalStack {
 
 pub async fn start(options: Options) -> Result<LocalStack> {
     let template = Template::load(&options.template)?;
-    let sdk = shared::aws::sdk_config_for(&options.emulator_url, &options.region).await;
+    let sdk = shared::adapters::aws::sdk_config_for(&options.emulator_url, &options.region).await;
     let resources = provision::provision(&sdk, &template, &options.stack_name)
         .await
         .with_context(|| format!("provisioning in the emulator at {}", options.emulator_url))?;
@@ -333,7 +333,7 @@ async fn identity(
         })?;
     let keys: serde_json::Value = response.json().await?;
     let key = |name: &str| keys[name].as_str().unwrap_or_default().to_string();
-    Ok(shared::aws::sdk_config_as(
+    Ok(shared::adapters::aws::sdk_config_as(
         &options.emulator_url,
         &options.region,
         &key("accessKeyId"),

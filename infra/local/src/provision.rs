@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::types::{
 };
 use serde_yaml::Value;
 
-use shared::cdn::{self, KeyGroup};
+use shared::media::cdn::{self, KeyGroup};
 
 use crate::template::{Template, strings};
 
@@ -181,7 +181,7 @@ async fn create_media_signing_key(
     let parameter = format!("/{stack}/media-signing-key");
     let key_id = format!("K{}", uuid::Uuid::new_v4().simple()).to_uppercase()[..14].to_string();
     let (private_pem, public_pem) = cdn::generate_key_pair();
-    shared::parameters::put_secure_string(sdk, &parameter, &private_pem)
+    shared::adapters::parameters::put_secure_string(sdk, &parameter, &private_pem)
         .await
         .context("storing the media signing key in SSM")?;
     let mut group = KeyGroup::default();

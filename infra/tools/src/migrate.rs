@@ -19,8 +19,8 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::{Context, Result};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
-use shared::ids::UserId;
 use shared::keys::{self, ItemKey};
+use shared::model::ids::UserId;
 use shared::store::{Table, legacy_record};
 use shared::sync::RecordKey;
 use shared::sync::merge::RecordState;
@@ -96,7 +96,10 @@ async fn put_if(client: &Client, table: &str, item: Item, condition: &str) -> Re
     }
     match put.set_item(Some(item)).send().await {
         Ok(_) => Ok(true),
-        Err(err) if shared::aws::error_code(&err) == Some("ConditionalCheckFailedException") => {
+        Err(err)
+            if shared::adapters::aws::error_code(&err)
+                == Some("ConditionalCheckFailedException") =>
+        {
             Ok(false)
         }
         Err(err) => Err(err).context("writing an item"),

@@ -4,9 +4,9 @@
 
 use serde::Deserialize;
 
-use crate::ids::{ClientId, MediaId, Partition, UserId};
 use crate::keys::ItemKey;
-use crate::media::Status;
+use crate::model::ids::{ClientId, MediaId, Partition, UserId};
+use crate::model::media::Status;
 
 /// A change some consumer acts on.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,10 +4,10 @@
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 
 use super::{Stored, Table, item_key};
-use crate::connection::{CONNECTION_TTL_SECONDS, Connection};
-use crate::ids::UserId;
 use crate::keys::{self, ItemKey};
-use crate::{Error, aws};
+use crate::model::connection::{CONNECTION_TTL_SECONDS, Connection};
+use crate::model::ids::UserId;
+use crate::{Error, adapters::aws};
 
 fn connection_key(user_id: &UserId, connection_id: &str) -> ItemKey {
     ItemKey::Connection {

@@ -4,10 +4,10 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
 
 use super::{Stored, Table, item_key, number};
-use crate::device::{Device, TokenOwner, token_hash};
-use crate::ids::{DeviceId, MediaId, UserId};
 use crate::keys::{self, ItemKey};
-use crate::{Error, aws};
+use crate::model::device::{Device, TokenOwner, token_hash};
+use crate::model::ids::{DeviceId, MediaId, UserId};
+use crate::{Error, adapters::aws};
 
 fn device_key(user_id: &UserId, device_id: &DeviceId) -> ItemKey {
     ItemKey::Device {

@@ -1,11 +1,11 @@
 //! Idempotency records: a claim per user, route and key, answered from the
-//! store on a repeat (see [`crate::idempotency`] for the rules).
+//! store on a repeat (see [`crate::model::idempotency`] for the rules).
 
 use super::{Stored, Table, item_key, number};
-use crate::idempotency::{Claim, Decision, StoredResponse, judge};
-use crate::ids::UserId;
 use crate::keys::ItemKey;
-use crate::{Code, Error, aws};
+use crate::model::idempotency::{Claim, Decision, StoredResponse, judge};
+use crate::model::ids::UserId;
+use crate::{Code, Error, adapters::aws};
 
 fn idempotency_key(user_id: &UserId, route: &str, key: &str) -> ItemKey {
     ItemKey::Idempotency {

@@ -3,10 +3,10 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{Stored, Table, item_key, number};
-use crate::ids::{MediaId, UserId};
 use crate::keys::{self, ItemKey};
-use crate::media::{Media, PENDING_TTL_SECONDS};
-use crate::{Error, aws};
+use crate::model::ids::{MediaId, UserId};
+use crate::model::media::{Media, PENDING_TTL_SECONDS};
+use crate::{Error, adapters::aws};
 
 /// A page of media, newest first.
 #[derive(Debug, Clone)]

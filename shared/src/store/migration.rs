@@ -10,8 +10,8 @@ use serde::Deserialize;
 use super::sync::{ATTEMPTS, Writer, backoff};
 use super::{Item, Table};
 use crate::Error;
-use crate::ids::{Partition, UserId};
 use crate::keys;
+use crate::model::ids::{Partition, UserId};
 use crate::sync::merge::RecordState;
 use crate::sync::{RECORDS_PER_CHUNK, RecordKey, plan_merge};
 

@@ -24,9 +24,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
 
 pub use media::Page;
 
-use crate::ids::UserId;
 use crate::keys::{self, ItemKey};
-use crate::{Error, aws};
+use crate::model::ids::UserId;
+use crate::{Error, adapters::aws};
 
 type Item = HashMap<String, AttributeValue>;
 

@@ -4,11 +4,11 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{Stored, Table, number};
-use crate::access::Session;
-use crate::ids::UserId;
 use crate::keys::ItemKey;
-use crate::profile::Profile;
-use crate::{Code, Error, aws};
+use crate::model::access::Session;
+use crate::model::ids::UserId;
+use crate::model::profile::Profile;
+use crate::{Code, Error, adapters::aws};
 
 impl Table {
     /// Writes the profile unless one exists: the first sign-in creates it,
@@ -85,7 +85,7 @@ impl Table {
             deleted_at: Some(at),
             ..profile.clone()
         };
-        let expires = at + crate::profile::DELETION_MARKER_SECONDS;
+        let expires = at + crate::model::profile::DELETION_MARKER_SECONDS;
         self.client
             .put_item()
             .table_name(&self.name)

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use super::store::SyncStore;
 use super::{FeedPage, Limits, Mutation, Rejected, Rejection, WireMutation, validate};
 use crate::Code;
-use crate::access::Grant;
-use crate::ids::{ClientId, UserId};
+use crate::model::access::Grant;
+use crate::model::ids::{ClientId, UserId};
 
 /// Every case, in turn; panics naming the first that fails.
 pub async fn run_all<S: SyncStore>(store: &S) {

@@ -59,7 +59,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::ids::{ClientId, UserId};
+    use crate::model::ids::{ClientId, UserId};
     use crate::sync::WireMutation;
     use crate::sync::memory::MemoryServer;
 

@@ -15,8 +15,8 @@ use super::{
     WireMutation, plan, rejections_within, unapplied, validate,
 };
 use crate::Error;
-use crate::access::Grant;
-use crate::ids::{ClientId, Partition, UserId};
+use crate::model::access::Grant;
+use crate::model::ids::{ClientId, Partition, UserId};
 
 #[derive(Debug, Default)]
 struct PartitionState {

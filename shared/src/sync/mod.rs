@@ -226,7 +226,7 @@ pub fn rejections_within(stored: &[Rejected], batch: &[Mutation]) -> Vec<Rejecte
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::ClientId;
+    use crate::model::ids::ClientId;
     use proptest::prelude::*;
     use serde_json::json;
 

@@ -5,8 +5,8 @@
 //! so a property shown with the memory server holds for the table too.
 
 use crate::Error;
-use crate::access::Grant;
-use crate::ids::ClientId;
+use crate::model::access::Grant;
+use crate::model::ids::ClientId;
 
 use super::{FeedPage, Mutation, PushOutcome};
 

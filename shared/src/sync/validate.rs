@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::hlc::Hlc;
 use super::merge::Op;
 use super::{Mutation, RecordKey, Rejection, WireMutation, size};
-use crate::ids::ClientId;
+use crate::model::ids::ClientId;
 use crate::{Code, Error};
 
 /// Bounds on what one push may carry.

@@ -75,7 +75,7 @@ async fn a_retried_transaction_token_applies_once() {
         .await
         .unwrap_err();
     assert_eq!(
-        shared::aws::error_code(&other),
+        shared::adapters::aws::error_code(&other),
         Some("IdempotentParameterMismatchException")
     );
 
@@ -88,7 +88,7 @@ async fn a_retried_transaction_token_applies_once() {
         .await
         .unwrap_err();
     assert_eq!(
-        shared::aws::error_code(&again),
+        shared::adapters::aws::error_code(&again),
         Some("TransactionCanceledException")
     );
     assert_eq!(counter(&client, &table, "T#1").await.as_deref(), Some("1"));
@@ -115,7 +115,7 @@ async fn a_failed_condition_writes_nothing_and_undoes_nobody() {
         .await
         .unwrap_err();
     assert_eq!(
-        shared::aws::error_code(&cancelled),
+        shared::adapters::aws::error_code(&cancelled),
         Some("TransactionCanceledException")
     );
     assert_eq!(counter(&client, &table, "T#2").await, None);

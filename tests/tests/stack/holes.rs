@@ -447,8 +447,8 @@ async fn the_local_s3_refuses_every_form_s3_would_refuse() {
 
     // An expired policy, genuinely signed.
     let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
-    let stale = shared::presign::presigned_post(
-        &shared::presign::PostUpload {
+    let stale = shared::media::presign::presigned_post(
+        &shared::media::presign::PostUpload {
             bucket: &api.stack.resources.bucket,
             key: anns["upload"]["fields"]["key"].as_str().unwrap(),
             content_type: "image/jpeg",
@@ -456,7 +456,7 @@ async fn the_local_s3_refuses_every_form_s3_would_refuse() {
             expires_in: Duration::from_secs(60),
             region: "us-east-1",
         },
-        &shared::presign::SigningCredentials {
+        &shared::media::presign::SigningCredentials {
             access_key_id: "testing",
             secret_access_key: "testing",
             session_token: None,

@@ -3,7 +3,7 @@
 
 use e2e::{TestStack, upload};
 use serde_json::Value;
-use shared::pipeline::testing::{has_app1, jpeg_with_exif};
+use shared::media::pipeline::testing::{has_app1, jpeg_with_exif};
 
 #[tokio::test]
 async fn a_rotated_photo_with_gps_becomes_upright_clean_variants() {
@@ -52,7 +52,7 @@ async fn a_rotated_photo_with_gps_becomes_upright_clean_variants() {
             .unwrap();
         assert!(response.status().is_success(), "{variant}");
         let bytes = response.bytes().await.unwrap();
-        let decoded = shared::pipeline::testing::decode_variant(&bytes);
+        let decoded = shared::media::pipeline::testing::decode_variant(&bytes);
         assert_eq!(
             (u64::from(decoded.width()), u64::from(decoded.height())),
             (
@@ -146,8 +146,8 @@ async fn resize_deps(api: &TestStack) -> resize::Deps {
     let sdk = api.sdk().await;
     resize::Deps {
         table: api.table().await,
-        objects: shared::objects::Objects::new(&sdk, &api.stack.resources.bucket),
-        options: shared::pipeline::Options::default(),
+        objects: shared::adapters::objects::Objects::new(&sdk, &api.stack.resources.bucket),
+        options: shared::media::pipeline::Options::default(),
     }
 }
 
@@ -202,7 +202,7 @@ async fn redelivered_s3_events_change_nothing() {
             .bytes()
             .await
             .unwrap();
-        shared::pipeline::testing::decode_variant(&bytes);
+        shared::media::pipeline::testing::decode_variant(&bytes);
     }
     api.stop().await;
 }

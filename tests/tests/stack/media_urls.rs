@@ -8,9 +8,9 @@ use std::time::SystemTime;
 
 use e2e::{TestStack, upload};
 use serde_json::Value;
-use shared::cdn::{UrlSigner, generate_key_pair};
 use shared::keys;
-use shared::pipeline::testing::jpeg_with_exif;
+use shared::media::cdn::{UrlSigner, generate_key_pair};
+use shared::media::pipeline::testing::jpeg_with_exif;
 
 fn urls(media: &Value) -> Vec<String> {
     media["variants"]
@@ -60,7 +60,7 @@ async fn variant_urls_repeat_and_only_signed_requests_are_served() {
         let response = reqwest::get(&url).await.unwrap();
         assert_eq!(response.status(), 200, "{url}");
         let bytes = response.bytes().await.unwrap();
-        shared::pipeline::testing::decode_variant(&bytes);
+        shared::media::pipeline::testing::decode_variant(&bytes);
     }
 
     let url = urls(&first.body)[0].clone();
@@ -113,7 +113,7 @@ async fn rotating_the_signing_key_keeps_handed_out_urls_until_the_old_key_leaves
         .insert("KNEWKEY", &public)
         .unwrap();
     let parameter = api.stack.resources.physical["MediaSigningKeyParameter"].clone();
-    shared::parameters::put_secure_string(&api.sdk().await, &parameter, &private)
+    shared::adapters::parameters::put_secure_string(&api.sdk().await, &parameter, &private)
         .await
         .unwrap();
     // A container started now reads the new key from SSM at init.
@@ -158,6 +158,6 @@ async fn rotating_the_signing_key_keeps_handed_out_urls_until_the_old_key_leaves
     api.stop().await;
 }
 
-fn media_id(id: &str) -> shared::ids::MediaId {
-    shared::ids::MediaId::parse(id).unwrap()
+fn media_id(id: &str) -> shared::model::ids::MediaId {
+    shared::model::ids::MediaId::parse(id).unwrap()
 }

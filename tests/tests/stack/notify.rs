@@ -245,7 +245,7 @@ async fn a_ready_photo_is_pushed_to_the_users_devices() {
     let ios = token();
     register(&api, &user, "tablet", "android", &android).await;
     register(&api, &user, "phone", "ios", &ios).await;
-    let photo = shared::pipeline::testing::jpeg_with_exif(640, 480, 1);
+    let photo = shared::media::pipeline::testing::jpeg_with_exif(640, 480, 1);
     let media_id = upload(&api, &user, "image/jpeg", &photo).await;
 
     messages_for(&api, &android, 1).await;
@@ -297,7 +297,7 @@ async fn a_rotated_token_gets_the_pushes_and_the_old_one_none() {
     assert_eq!(endpoint_for(&api, &new).await.unwrap()["arn"], arn);
     assert!(endpoint_for(&api, &old).await.is_none());
 
-    let photo = shared::pipeline::testing::jpeg_with_exif(320, 240, 1);
+    let photo = shared::media::pipeline::testing::jpeg_with_exif(320, 240, 1);
     let media_id = upload(&api, &user, "image/jpeg", &photo).await;
     messages_for(&api, &new, 1).await;
     let published = published_to(&api, &new).await;
@@ -319,7 +319,7 @@ async fn a_redelivered_ready_record_is_not_pushed_twice() {
     let user = api.user().await;
     let android = token();
     register(&api, &user, "tablet", "android", &android).await;
-    let photo = shared::pipeline::testing::jpeg_with_exif(320, 240, 1);
+    let photo = shared::media::pipeline::testing::jpeg_with_exif(320, 240, 1);
     let media_id = upload(&api, &user, "image/jpeg", &photo).await;
     assert_eq!(messages_for(&api, &android, 1).await.len(), 1);
 
@@ -327,7 +327,7 @@ async fn a_redelivered_ready_record_is_not_pushed_twice() {
     let sdk = api.sdk().await;
     let deps = notify::Deps {
         table: api.table().await,
-        push: shared::push::Push::new(&sdk, "", ""),
+        push: shared::adapters::push::Push::new(&sdk, "", ""),
     };
     let media = |status: &str| {
         json!({
@@ -416,7 +416,7 @@ async fn a_disabled_endpoint_forgets_its_device() {
         .send()
         .await
         .unwrap();
-    let photo = shared::pipeline::testing::jpeg_with_exif(64, 64, 1);
+    let photo = shared::media::pipeline::testing::jpeg_with_exif(64, 64, 1);
     upload(&api, &user, "image/jpeg", &photo).await;
     for _ in 0..150 {
         if endpoint_for(&api, &dead).await.is_none() {
@@ -462,7 +462,7 @@ async fn a_push_token_is_one_users_at_a_time() {
     assert_eq!(table.devices(&bob.user_id).await.unwrap().len(), 1);
 
     // Ann's photo is announced to nobody: the phone is Bob's.
-    let photo = shared::pipeline::testing::jpeg_with_exif(64, 48, 1);
+    let photo = shared::media::pipeline::testing::jpeg_with_exif(64, 48, 1);
     let ann_photo = upload(&api, &ann, "image/jpeg", &photo).await;
     api.wait_until_processed(&ann, &ann_photo).await;
     let bob_photo = upload(&api, &bob, "image/jpeg", &photo).await;

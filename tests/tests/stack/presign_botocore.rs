@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
-use shared::presign::{PostUpload, SigningCredentials, presigned_post, sign_policy};
+use shared::media::presign::{PostUpload, SigningCredentials, presigned_post, sign_policy};
 
 const BOTOCORE: &str = r#"
 import datetime, json

@@ -8,7 +8,7 @@ use e2e::tokens::{claims_of, mint};
 use e2e::{TestStack, User, hlc_now, upload};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use shared::pipeline::testing::jpeg_with_exif;
+use shared::media::pipeline::testing::jpeg_with_exif;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
@@ -189,10 +189,10 @@ async fn a_connection_that_answers_410_is_forgotten() {
     // A phone that dropped off without its $disconnect running.
     api.table()
         .await
-        .put_connection(&shared::connection::Connection {
+        .put_connection(&shared::model::connection::Connection {
             connection_id: "droppedXYZ123=".into(),
             user_id: user.user_id.clone(),
-            client_id: shared::ids::ClientId::parse("old-phone").unwrap(),
+            client_id: shared::model::ids::ClientId::parse("old-phone").unwrap(),
             connected_at: chrono::Utc::now(),
             poked_version: 0,
         })

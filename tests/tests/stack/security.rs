@@ -116,7 +116,7 @@ async fn another_users_ids_are_not_found_on_every_route_that_takes_one() {
     let api = TestStack::start().await;
     let owner = api.user().await;
     let intruder = api.user().await;
-    let photo = shared::pipeline::testing::jpeg_with_exif(64, 48, 1);
+    let photo = shared::media::pipeline::testing::jpeg_with_exif(64, 48, 1);
     let media_id = e2e::upload(&api, &owner, "image/jpeg", &photo).await;
     let registered = api
         .send(
@@ -160,7 +160,7 @@ async fn another_users_ids_are_not_found_on_every_route_that_takes_one() {
         table
             .device(
                 &owner.user_id,
-                &shared::ids::DeviceId::parse("owner-phone").unwrap(),
+                &shared::model::ids::DeviceId::parse("owner-phone").unwrap(),
             )
             .await
             .unwrap()

@@ -8,8 +8,8 @@ use aws_lambda_events::dynamodb::Event;
 use e2e::TestStack;
 use e2e::events::stream_record as record;
 use serde_json::{Value, json};
-use shared::device::Device;
-use shared::push::{Platform, Push};
+use shared::adapters::push::{Platform, Push};
+use shared::model::device::Device;
 
 fn sync_record(user: &str, origin: &str) -> Value {
     json!({
@@ -26,8 +26,8 @@ async fn one_failing_record_is_reported_precisely() {
     // Alice has a device; Bob has none.
     table
         .put_device(&Device {
-            device_id: shared::ids::DeviceId::parse("alice-phone").unwrap(),
-            user_id: shared::ids::UserId::parse("alice").unwrap(),
+            device_id: shared::model::ids::DeviceId::parse("alice-phone").unwrap(),
+            user_id: shared::model::ids::UserId::parse("alice").unwrap(),
             platform: Platform::Android,
             token: "t".into(),
             endpoint_arn: "arn:aws:sns:us-east-1:123456789012:endpoint/GCM/app/x".into(),
@@ -90,8 +90,8 @@ fn records_nobody_cares_about_ask_for_nothing() {
             None,
             None,
             Some(notify::Interest::MediaReady {
-                user_id: shared::ids::UserId::parse("u").unwrap(),
-                media_id: shared::ids::MediaId::parse("m").unwrap()
+                user_id: shared::model::ids::UserId::parse("u").unwrap(),
+                media_id: shared::model::ids::MediaId::parse("m").unwrap()
             }),
             None,
         ]

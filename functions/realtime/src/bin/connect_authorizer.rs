@@ -8,7 +8,7 @@ use shared::config::FromEnv;
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let config = Config::from_env()?;
-    let deps = Deps::new(&shared::aws::sdk_config().await, &config);
+    let deps = Deps::new(&shared::adapters::aws::sdk_config().await, &config);
     // The JWKS once per container, during init (retried on first use if
     // the pool did not answer).
     if let Err(err) = deps.load_keys().await {

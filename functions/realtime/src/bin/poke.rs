@@ -8,7 +8,7 @@ use shared::config::FromEnv;
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let config = Config::from_env()?;
-    let deps = Deps::new(&shared::aws::sdk_config().await, &config);
+    let deps = Deps::new(&shared::adapters::aws::sdk_config().await, &config);
     run(service_fn(|event: LambdaEvent<Event>| async {
         poke::handle_stream(&deps, event.payload)
             .await

@@ -12,7 +12,8 @@ fn main() -> Result<()> {
     };
     let bytes = std::fs::read(input).with_context(|| format!("reading {input}"))?;
     let started = Instant::now();
-    let processed = shared::pipeline::process(&bytes, &shared::pipeline::Options::default())?;
+    let processed =
+        shared::media::pipeline::process(&bytes, &shared::media::pipeline::Options::default())?;
     let elapsed = started.elapsed();
     std::fs::create_dir_all(outdir)?;
     println!(

@@ -16,9 +16,9 @@ async fn main() -> Result<()> {
         .and_then(|i| args.get(i + 1))
         .cloned()
         .context("--parameter NAME is required (the stack's MediaSigningKeyParameter)")?;
-    let (private_pem, public_pem) = shared::cdn::generate_key_pair();
-    let sdk = shared::aws::sdk_config().await;
-    shared::parameters::put_secure_string(&sdk, &parameter, &private_pem)
+    let (private_pem, public_pem) = shared::media::cdn::generate_key_pair();
+    let sdk = shared::adapters::aws::sdk_config().await;
+    shared::adapters::parameters::put_secure_string(&sdk, &parameter, &private_pem)
         .await
         .with_context(|| format!("storing the private key in {parameter}"))?;
     eprintln!("stored the private key in the SecureString {parameter}; its public key:");

@@ -19,7 +19,7 @@ async fn main() -> Result<()> {
     if from == to {
         bail!("--from and --to name the same table");
     }
-    let sdk = shared::aws::sdk_config().await;
+    let sdk = shared::adapters::aws::sdk_config().await;
     let migrated = operator_tools::migrate::run(&sdk, &from, &to).await?;
     println!(
         "read {} items from {from}; {} sync records merged into {to}; {} other items written",

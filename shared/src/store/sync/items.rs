@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::Snapshot;
 use crate::Error;
-use crate::ids::{ClientId, Partition, UserId};
 use crate::keys::{self, ItemKey};
+use crate::model::ids::{ClientId, Partition, UserId};
 use crate::store::{Item, number};
 use crate::sync::merge::RecordState;
 use crate::sync::{RecordKey, Rejected};

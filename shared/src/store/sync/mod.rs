@@ -19,16 +19,16 @@ use items::{RecordItem, decode_record, read_into, record_key, version_key, water
 use items::{counter_update, watermark_update};
 
 use super::{Item, Table, item_key, number};
-use crate::access::Grant;
-use crate::ids::{ClientId, Partition, UserId};
 use crate::keys;
+use crate::model::access::Grant;
+use crate::model::ids::{ClientId, Partition, UserId};
 use crate::sync::merge::RecordState;
 use crate::sync::store::SyncStore;
 use crate::sync::{
     Change, Chunk, FeedPage, Mutation, PushOutcome, RECORDS_PER_CHUNK, RecordKey, Rejected, plan,
     rejections_within, unapplied,
 };
-use crate::{Error, aws};
+use crate::{Error, adapters::aws};
 
 /// What the store read before planning a push.
 #[derive(Debug, Default)]

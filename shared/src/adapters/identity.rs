@@ -9,9 +9,9 @@ use aws_sdk_cognitoidentityprovider::types::{AttributeType, AuthFlowType};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::email::Email;
-use crate::ids::UserId;
-use crate::{Code, Error, aws};
+use crate::model::email::Email;
+use crate::model::ids::UserId;
+use crate::{Code, Error, adapters::aws};
 
 pub fn client(sdk: &aws_config::SdkConfig) -> Client {
     Client::new(sdk)

@@ -8,8 +8,8 @@
 //! shared spaces add grants whose writes check the membership in their own
 //! transaction.
 
-use crate::ids::{Partition, UserId};
-use crate::profile::Profile;
+use crate::model::ids::{Partition, UserId};
+use crate::model::profile::Profile;
 
 /// What a caller may do in a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -6,10 +6,10 @@ use aws_config::SdkConfig;
 use aws_sdk_sns::Client;
 use aws_sdk_sns::types::MessageAttributeValue;
 
-pub use crate::device::Platform;
+pub use crate::model::device::Platform;
 pub use crate::notification::Notification;
 use crate::notification::publication;
-use crate::{Error, aws};
+use crate::{Error, adapters::aws};
 
 /// Why a publish failed.
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ClientId, UserId};
+use crate::model::ids::{ClientId, UserId};
 
 /// API Gateway closes a WebSocket after two hours; an item outliving that
 /// by a margin is a connection whose `$disconnect` never ran.

@@ -2,7 +2,7 @@
 
 use aws_config::SdkConfig;
 
-use crate::{Error, aws};
+use crate::{Error, adapters::aws};
 
 /// The decrypted value of the SecureString parameter `name`.
 pub async fn secure_string(sdk: &SdkConfig, name: &str) -> Result<String, Error> {

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{MediaId, UserId};
 use crate::keys;
+use crate::model::ids::{MediaId, UserId};
 
 /// Content types a client may declare, and what S3 will be told to enforce.
 /// HEIC/HEIF are not listed: no decoder here reads them yet, and accepting

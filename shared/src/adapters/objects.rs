@@ -9,8 +9,8 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
-use crate::presign::{PostUpload, PresignedPost, SigningCredentials, presigned_post};
-use crate::{Error, aws};
+use crate::media::presign::{PostUpload, PresignedPost, SigningCredentials, presigned_post};
+use crate::{Error, adapters::aws};
 
 #[derive(Debug, Clone)]
 pub struct Objects {

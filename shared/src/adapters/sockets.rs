@@ -7,8 +7,8 @@ use aws_config::SdkConfig;
 use aws_sdk_apigatewaymanagement::Client;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 
-use crate::connection::ServerMessage;
-use crate::{Error, aws};
+use crate::model::connection::ServerMessage;
+use crate::{Error, adapters::aws};
 
 #[derive(Debug, Clone)]
 pub struct Sockets {
