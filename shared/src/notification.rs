@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::ids::MediaId;
+use crate::model::ids::{MediaId, UserId};
 use serde_json::{Value, json};
 
 use crate::model::device::Platform;
@@ -56,7 +56,7 @@ const BODY: &str = "Your photo is ready to view.";
 pub fn publication(
     platform: Platform,
     notification: &Notification,
-    user_id: &str,
+    user_id: &UserId,
     sandbox: bool,
 ) -> Publication {
     let ttl = notification.ttl_seconds();
@@ -134,7 +134,12 @@ mod tests {
         notification: &Notification,
         key: &str,
     ) -> (Value, BTreeMap<String, String>) {
-        let publication = publication(platform, notification, "u-1", false);
+        let publication = publication(
+            platform,
+            notification,
+            &UserId::parse("u-1").unwrap(),
+            false,
+        );
         let message: Value = serde_json::from_str(&publication.message).unwrap();
         assert!(message["default"].is_string());
         let payload = serde_json::from_str(message[key].as_str().unwrap()).unwrap();
@@ -180,7 +185,12 @@ mod tests {
 
     #[test]
     fn the_sandbox_expiry_is_named_for_the_sandbox() {
-        let publication = publication(Platform::Ios, &Notification::SyncPoke, "u", true);
+        let publication = publication(
+            Platform::Ios,
+            &Notification::SyncPoke,
+            &UserId::parse("u").unwrap(),
+            true,
+        );
         let message: Value = serde_json::from_str(&publication.message).unwrap();
         assert!(message["APNS_SANDBOX"].is_string());
         assert_eq!(

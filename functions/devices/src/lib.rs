@@ -100,12 +100,7 @@ async fn register(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     {
         let arn = deps
             .push
-            .register(
-                body.platform,
-                token,
-                user_id.as_str(),
-                Some(&device.endpoint_arn),
-            )
+            .register(body.platform, token, user_id, Some(&device.endpoint_arn))
             .await?;
         if arn == device.endpoint_arn {
             // Devices registered before tokens had owners get one now.
@@ -127,7 +122,7 @@ async fn register(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     };
     let endpoint_arn = deps
         .push
-        .register(body.platform, token, user_id.as_str(), reusable)
+        .register(body.platform, token, user_id, reusable)
         .await?;
     let device = Device {
         device_id: device_id.clone(),

@@ -202,12 +202,7 @@ async fn send_once(
     };
     match deps
         .push
-        .publish(
-            &device.endpoint_arn,
-            device.platform,
-            notification,
-            user_id.as_str(),
-        )
+        .publish(&device.endpoint_arn, device.platform, notification, user_id)
         .await
     {
         Ok(()) => Delivery::Sent,

@@ -7,6 +7,7 @@ use aws_sdk_sns::Client;
 use aws_sdk_sns::types::MessageAttributeValue;
 
 pub use crate::model::device::Platform;
+use crate::model::ids::UserId;
 pub use crate::notification::Notification;
 use crate::notification::publication;
 use crate::{Error, adapters::aws};
@@ -53,7 +54,7 @@ impl Push {
         &self,
         platform: Platform,
         token: &str,
-        user_id: &str,
+        user_id: &UserId,
         existing: Option<&str>,
     ) -> Result<String, Error> {
         if let Some(arn) = existing {
@@ -82,7 +83,7 @@ impl Push {
             .create_platform_endpoint()
             .platform_application_arn(self.application(platform))
             .token(token)
-            .custom_user_data(user_id)
+            .custom_user_data(user_id.as_str())
             .send()
             .await;
         match created {
@@ -137,7 +138,7 @@ impl Push {
         arn: &str,
         platform: Platform,
         notification: &Notification,
-        user_id: &str,
+        user_id: &UserId,
     ) -> Result<(), PublishError> {
         let publication = publication(platform, notification, user_id, self.sandbox);
         let mut request = self
