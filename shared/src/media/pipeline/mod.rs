@@ -72,19 +72,19 @@ impl Default for Options {
             long_edges: vec![1600, 800, 320],
             thumbnail: 160,
             max_pixels: 50_000_000,
-            // mozjpeg's trellis quantisation at q80, sequential: 17% below
-            // sharp's JPEG bytes at a higher mean score, for about 48 ms
-            // per photo. mozjpeg's progressive scan search would save 1.6%
-            // more for another 52 ms.
+            // mozjpeg's trellis quantisation at q80, sequential: fewer bytes
+            // than sharp's JPEG at a higher score, for the time WebP's
+            // method 2 saves; the progressive scan search is not worth its
+            // time. Why and the figures: docs/design/encoder-settings.md.
             jpeg: JpegSettings {
                 quality: 80,
                 trellis: true,
                 progressive: false,
             },
-            // Method 2 (no rate-distortion search) at q78: below sharp's
-            // WebP bytes (method 4, q80) at a higher mean score, and 84 ms
-            // per photo faster, which pays for the trellis above. Small
-            // variants at q81: at q79 a thumbnail scored 3.5 below sharp's.
+            // Method 2 (no rate-distortion search) at q78: fewer bytes than
+            // sharp's WebP (method 4, q80) at a higher score, and faster,
+            // which pays for the trellis above. Small variants at q81 keep
+            // thumbnails level with sharp's (docs/benchmarks.md).
             webp: WebpSettings {
                 quality: 78.0,
                 small_quality: 81.0,
