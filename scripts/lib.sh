@@ -22,6 +22,25 @@ ensure_venv() {
   cp "$requirements" "$stamp"
 }
 
+# ensure_kotlin: kotlinc (npm's kotlin-compiler, in .tools/) and JNA
+# (Debian's libjna-java) for compiling and running the Kotlin bindings;
+# installed when missing. Sets KOTLINC and JNA_JAR.
+ensure_kotlin() {
+  local tools="$ROOT/.tools"
+  KOTLINC="$tools/node_modules/kotlin-compiler/bin/kotlinc"
+  JNA_JAR=/usr/share/java/jna.jar
+  if ! command -v java >/dev/null || [ ! -f "$JNA_JAR" ]; then
+    say "installing a JDK and JNA (Debian: default-jdk-headless, libjna-java)"
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq default-jdk-headless libjna-java >/dev/null
+  fi
+  if [ ! -x "$KOTLINC" ]; then
+    say "installing kotlinc (npm: kotlin-compiler 2.4.20) into .tools/"
+    mkdir -p "$tools"
+    npm install --silent --prefix "$tools" kotlin-compiler@2.4.20 >/dev/null
+  fi
+}
+
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }

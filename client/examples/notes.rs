@@ -32,7 +32,7 @@ fn run(args: Vec<String>) -> Result<(), SyncError> {
     )?;
     let arg = |i: usize, what: &str| {
         args.get(i).cloned().ok_or_else(|| SyncError::InvalidInput {
-            message: format!("missing {what}"),
+            reason: format!("missing {what}"),
         })
     };
     let fields = |text: &str| serde_json::json!({"text": text}).to_string();
@@ -66,7 +66,7 @@ fn run(args: Vec<String>) -> Result<(), SyncError> {
         }
         _ => {
             return Err(SyncError::InvalidInput {
-                message: "commands: add TEXT | edit ID TEXT | done ID | rm ID | ls | sync".into(),
+                reason: "commands: add TEXT | edit ID TEXT | done ID | rm ID | ls | sync".into(),
             });
         }
     }

@@ -7,12 +7,12 @@
 pub enum SyncError {
     /// The app passed something the server would refuse (names, sizes,
     /// JSON that is not an object).
-    #[error("invalid input: {message}")]
-    InvalidInput { message: String },
+    #[error("invalid input: {reason}")]
+    InvalidInput { reason: String },
     /// The file exists but is not this library's database (another app's
     /// SQLite file, or not SQLite at all). It is left untouched.
-    #[error("{path} is not a mobile_sync database: {message}")]
-    ForeignDatabase { path: String, message: String },
+    #[error("{path} is not a mobile_sync database: {reason}")]
+    ForeignDatabase { path: String, reason: String },
     /// The database was written by a newer version of this library.
     #[error("{path} has schema version {found}; this library reads up to {supported}")]
     NewerSchema {
@@ -24,15 +24,15 @@ pub enum SyncError {
     /// that id, which the server would refuse from this one).
     #[error("the database belongs to client {stored}, not {given}")]
     ClientIdMismatch { stored: String, given: String },
-    #[error("database error: {message}")]
-    Database { message: String },
+    #[error("database error: {reason}")]
+    Database { reason: String },
     /// No access token, or the server refused it (expired or revoked):
     /// refresh it, `set_access_token`, and sync again.
     #[error("not signed in, or the access token expired")]
     Unauthorized,
     /// The request did not get an answer (offline, timeout, reset).
-    #[error("network error: {message}")]
-    Transport { message: String },
+    #[error("network error: {reason}")]
+    Transport { reason: String },
     /// The server answered with a problem document.
     #[error("the server answered {status} {code}: {detail}")]
     Server {
@@ -46,20 +46,20 @@ pub enum SyncError {
     #[error("the server expects mutations after {last_mutation_id}")]
     MutationGap { last_mutation_id: u64 },
     /// The server's answer is not what this library understands.
-    #[error("unexpected answer from the server: {message}")]
-    Protocol { message: String },
+    #[error("unexpected answer from the server: {reason}")]
+    Protocol { reason: String },
 }
 
 impl SyncError {
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::InvalidInput {
-            message: message.into(),
+            reason: message.into(),
         }
     }
 
     pub(crate) fn protocol(message: impl Into<String>) -> Self {
         Self::Protocol {
-            message: message.into(),
+            reason: message.into(),
         }
     }
 }
@@ -67,7 +67,7 @@ impl SyncError {
 impl From<rusqlite::Error> for SyncError {
     fn from(err: rusqlite::Error) -> Self {
         Self::Database {
-            message: err.to_string(),
+            reason: err.to_string(),
         }
     }
 }
@@ -75,7 +75,7 @@ impl From<rusqlite::Error> for SyncError {
 impl From<serde_json::Error> for SyncError {
     fn from(err: serde_json::Error) -> Self {
         Self::Database {
-            message: format!("a stored value is not valid JSON: {err}"),
+            reason: format!("a stored value is not valid JSON: {err}"),
         }
     }
 }

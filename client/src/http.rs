@@ -42,7 +42,7 @@ impl HttpTransport {
             .timeout(Duration::from_secs(60))
             .build()
             .map_err(|err| SyncError::Transport {
-                message: err.to_string(),
+                reason: err.to_string(),
             })?;
         Ok(Self {
             client,
@@ -77,7 +77,7 @@ impl HttpTransport {
 
 fn transport(err: reqwest::Error) -> SyncError {
     SyncError::Transport {
-        message: err.to_string(),
+        reason: err.to_string(),
     }
 }
 

@@ -78,7 +78,7 @@ impl Transport for Network {
     ) -> Result<PushAnswer, SyncError> {
         let fault = self.faults.lock().unwrap().pop_front();
         let offline = || SyncError::Transport {
-            message: "offline".into(),
+            reason: "offline".into(),
         };
         match fault {
             Some(Fault::Offline) => Err(offline()),
@@ -98,7 +98,7 @@ impl Transport for Network {
     ) -> Result<PullPage, SyncError> {
         if self.faults.lock().unwrap().front() == Some(&Fault::Offline) {
             return Err(SyncError::Transport {
-                message: "offline".into(),
+                reason: "offline".into(),
             });
         }
         let server = self.server.lock().unwrap();

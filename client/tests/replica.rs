@@ -46,7 +46,7 @@ impl Transport for Server {
         );
         if std::mem::take(&mut *self.lose_next_answer.lock().unwrap()) {
             return Err(SyncError::Transport {
-                message: "connection reset".into(),
+                reason: "connection reset".into(),
             });
         }
         answer
@@ -428,7 +428,7 @@ fn content_the_server_would_refuse_is_refused_before_it_is_queued() {
         .put_at("notes", "n1", fields(json!({ "v": deep })), NOW)
         .unwrap_err();
     assert!(
-        matches!(&err, SyncError::InvalidInput { message } if message.contains("value_too_deep")),
+        matches!(&err, SyncError::InvalidInput { reason } if reason.contains("value_too_deep")),
         "{err:?}"
     );
     assert_eq!(phone.pending_count().unwrap(), 0);

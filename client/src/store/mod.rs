@@ -56,9 +56,9 @@ impl Store {
                 "client id must be 1-64 of [A-Za-z0-9_.:-]",
             ));
         };
-        let foreign = |message: String| SyncError::ForeignDatabase {
+        let foreign = |reason: String| SyncError::ForeignDatabase {
             path: path.to_string(),
-            message,
+            reason,
         };
         let mut conn = Connection::open(path)?;
         // Reading the header is the first touch: a file that is not SQLite

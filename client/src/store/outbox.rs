@@ -186,14 +186,14 @@ pub(super) fn forget_batch(conn: &Connection) -> Result<(), SyncError> {
 /// A queued mutation as the merge engine applies it.
 pub(super) fn decode_op(mutation: &WireMutation) -> Result<(Op, Hlc), SyncError> {
     let hlc = Hlc::parse(&mutation.hlc).map_err(|err| SyncError::Database {
-        message: format!("a stored stamp is not an hlc: {err}"),
+        reason: format!("a stored stamp is not an hlc: {err}"),
     })?;
     let op = match (mutation.op.as_str(), &mutation.fields) {
         ("put", Some(fields)) => Op::Put(fields.clone().into_iter().collect()),
         ("delete", _) => Op::Delete,
         (op, _) => {
             return Err(SyncError::Database {
-                message: format!("a stored mutation has op {op:?} without its fields"),
+                reason: format!("a stored mutation has op {op:?} without its fields"),
             });
         }
     };
