@@ -3,6 +3,7 @@
 //! must not slow down as the stack ages. Run by scripts/bench against the
 //! emulator at AWS_ENDPOINT_URL. Prints figures; asserts nothing.
 
+use shared::sync::store::SyncStore;
 use std::time::Instant;
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
@@ -103,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
             .collect();
         let mutations = validate(&client_id, wires, &Limits::default(), now)?;
         let started = Instant::now();
-        let pushed = table.push_mutations(&grant, &client_id, mutations).await?;
+        let pushed = table.push(&grant, &client_id, mutations).await?;
         println!(
             "| {round} | {n} | {:.2} s (watermark {}) |",
             started.elapsed().as_secs_f64(),

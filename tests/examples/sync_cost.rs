@@ -3,6 +3,7 @@
 //! mutation changes a record), next to the lower bound. Run by scripts/bench
 //! against the emulator at AWS_ENDPOINT_URL.
 
+use shared::sync::store::SyncStore;
 use std::sync::atomic::Ordering;
 
 use shared::model::ids::{ClientId, UserId};
@@ -62,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
             })
             .collect();
         let mutations = validate(&client, wires, &Limits::default(), now)?;
-        store.push_mutations(&grant, &client, mutations).await?;
+        store.push(&grant, &client, mutations).await?;
         let pushed_calls = store.usage().calls.load(Ordering::Relaxed) - before;
         let calls = pushed_calls;
         let reported = store.usage().capacity_milli.load(Ordering::Relaxed) as f64 / 1000.0;

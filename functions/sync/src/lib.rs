@@ -10,6 +10,7 @@ use shared::metrics::Metrics;
 use shared::model::ids::ClientId;
 use shared::store::Table;
 use shared::sync::feed::{decode_cursor, encode_cursor};
+use shared::sync::store::SyncStore;
 use shared::sync::{Change, Limits, Rejected, WireMutation, validate};
 
 /// A push of 1000 mutations with a few small fields each fits well within.
@@ -98,10 +99,7 @@ async fn push(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
     let mutations = validate(&body.client_id, body.mutations, &deps.limits, now_ms)?;
     let count = mutations.len();
-    let pushed = deps
-        .table
-        .push_mutations(&grant, &body.client_id, mutations)
-        .await?;
+    let pushed = deps.table.push(&grant, &body.client_id, mutations).await?;
     tracing::info!(mutations = count, watermark = pushed.watermark, "sync push");
     Metrics::new("sync")
         .count("MutationsApplied", pushed.applied)

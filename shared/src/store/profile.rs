@@ -47,11 +47,7 @@ impl Table {
         issued_at: i64,
         token_id: Option<&str>,
     ) -> Result<Session, Error> {
-        match self.profile(user_id).await? {
-            Some(profile) if profile.deleted_at.is_some() => Err(deleted()),
-            Some(profile) if profile.revokes(issued_at, token_id) => Err(revoked()),
-            profile => Ok(Session::new(user_id.clone(), profile)),
-        }
+        self.session(user_id, issued_at, token_id, false).await
     }
 
     /// The session check of the deletion itself: a token that was valid
@@ -63,11 +59,25 @@ impl Table {
         issued_at: i64,
         token_id: Option<&str>,
     ) -> Result<Session, Error> {
+        self.session(user_id, issued_at, token_id, true).await
+    }
+
+    async fn session(
+        &self,
+        user_id: &UserId,
+        issued_at: i64,
+        token_id: Option<&str>,
+        finishing_deletion: bool,
+    ) -> Result<Session, Error> {
         match self.profile(user_id).await? {
-            Some(profile) if profile.deleted_at.is_some_and(|at| issued_at <= at) => {
-                Ok(Session::new(user_id.clone(), Some(profile)))
+            Some(profile) if profile.deleted_at.is_some() => {
+                let began_before = profile.deleted_at.is_some_and(|at| issued_at <= at);
+                if finishing_deletion && began_before {
+                    Ok(Session::new(user_id.clone(), Some(profile)))
+                } else {
+                    Err(deleted())
+                }
             }
-            Some(profile) if profile.deleted_at.is_some() => Err(deleted()),
             Some(profile) if profile.revokes(issued_at, token_id) => Err(revoked()),
             profile => Ok(Session::new(user_id.clone(), profile)),
         }

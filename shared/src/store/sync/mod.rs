@@ -74,48 +74,6 @@ impl Writer<'_> {
 }
 
 impl Table {
-    /// Applies a validated push exactly once.
-    pub async fn push_mutations(
-        &self,
-        grant: &Grant,
-        client_id: &ClientId,
-        mutations: Vec<Mutation>,
-    ) -> Result<PushOutcome, Error> {
-        let keys: BTreeSet<RecordKey> = mutations.iter().map(|m| m.key.clone()).collect();
-        let writer = Writer {
-            partition: grant.partition(),
-            client: Some((grant.holder(), client_id)),
-        };
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(backoff(attempt)).await;
-            }
-            let mut snapshot = self.snapshot(writer, &keys).await?;
-            let fresh = unapplied(mutations.clone(), snapshot.watermark)?;
-            snapshot.rejected = rejections_within(&snapshot.rejected, &mutations);
-            if fresh.is_empty() {
-                return Ok(PushOutcome {
-                    watermark: snapshot.watermark,
-                    rejected: snapshot.rejected,
-                    ..PushOutcome::default()
-                });
-            }
-            let chunks = plan(&snapshot.states(), &fresh, RECORDS_PER_CHUNK);
-            if self.commit_all(writer, &mut snapshot, &chunks).await? {
-                return Ok(PushOutcome {
-                    watermark: snapshot.watermark,
-                    applied: fresh.len(),
-                    superseded: chunks.iter().map(|c| c.superseded).sum(),
-                    rejected: snapshot.rejected,
-                });
-            }
-            tracing::info!(attempt, "sync push lost a race; retrying from a fresh read");
-        }
-        Err(Error::unavailable(std::io::Error::other(
-            "sync push kept conflicting with concurrent pushes",
-        )))
-    }
-
     /// Commits chunks in order; false if one lost a race.
     pub(super) async fn commit_all(
         &self,
@@ -305,8 +263,52 @@ impl Table {
         }
         Ok(true)
     }
+}
 
-    /// The user's changes after version `after`, oldest first, at most
+impl SyncStore for Table {
+    /// Applies a validated push exactly once.
+    async fn push(
+        &self,
+        grant: &Grant,
+        client_id: &ClientId,
+        mutations: Vec<Mutation>,
+    ) -> Result<PushOutcome, Error> {
+        let keys: BTreeSet<RecordKey> = mutations.iter().map(|m| m.key.clone()).collect();
+        let writer = Writer {
+            partition: grant.partition(),
+            client: Some((grant.holder(), client_id)),
+        };
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            let mut snapshot = self.snapshot(writer, &keys).await?;
+            let fresh = unapplied(mutations.clone(), snapshot.watermark)?;
+            snapshot.rejected = rejections_within(&snapshot.rejected, &mutations);
+            if fresh.is_empty() {
+                return Ok(PushOutcome {
+                    watermark: snapshot.watermark,
+                    rejected: snapshot.rejected,
+                    ..PushOutcome::default()
+                });
+            }
+            let chunks = plan(&snapshot.states(), &fresh, RECORDS_PER_CHUNK);
+            if self.commit_all(writer, &mut snapshot, &chunks).await? {
+                return Ok(PushOutcome {
+                    watermark: snapshot.watermark,
+                    applied: fresh.len(),
+                    superseded: chunks.iter().map(|c| c.superseded).sum(),
+                    rejected: snapshot.rejected,
+                });
+            }
+            tracing::info!(attempt, "sync push lost a race; retrying from a fresh read");
+        }
+        Err(Error::unavailable(std::io::Error::other(
+            "sync push kept conflicting with concurrent pushes",
+        )))
+    }
+
+    /// The partition's changes after version `after`, oldest first, at most
     /// `limit`, with the client's watermark.
     ///
     /// One consistent `BatchGetItem` reads the counter and the watermark,
@@ -315,7 +317,7 @@ impl Table {
     /// committed transaction (the counter moves in the same transaction as
     /// its records), so the page never holds a version whose predecessors
     /// could still appear: the cursor never passes a change.
-    pub async fn pull(
+    async fn pull(
         &self,
         grant: &Grant,
         client_id: &ClientId,
@@ -376,27 +378,6 @@ impl Table {
             watermark: head.watermark,
             version: head.version,
         })
-    }
-}
-
-impl SyncStore for Table {
-    async fn push(
-        &self,
-        grant: &Grant,
-        client_id: &ClientId,
-        mutations: Vec<Mutation>,
-    ) -> Result<PushOutcome, Error> {
-        self.push_mutations(grant, client_id, mutations).await
-    }
-
-    async fn pull(
-        &self,
-        grant: &Grant,
-        client_id: &ClientId,
-        after: u64,
-        limit: usize,
-    ) -> Result<FeedPage, Error> {
-        Table::pull(self, grant, client_id, after, limit).await
     }
 }
 
