@@ -47,7 +47,8 @@ impl Table {
         issued_at: i64,
         token_id: Option<&str>,
     ) -> Result<Session, Error> {
-        self.session(user_id, issued_at, token_id, false).await
+        let profile = self.profile(user_id).await?;
+        session(user_id, profile, issued_at, token_id, false)
     }
 
     /// The session check of the deletion itself: a token that was valid
@@ -59,28 +60,8 @@ impl Table {
         issued_at: i64,
         token_id: Option<&str>,
     ) -> Result<Session, Error> {
-        self.session(user_id, issued_at, token_id, true).await
-    }
-
-    async fn session(
-        &self,
-        user_id: &UserId,
-        issued_at: i64,
-        token_id: Option<&str>,
-        finishing_deletion: bool,
-    ) -> Result<Session, Error> {
-        match self.profile(user_id).await? {
-            Some(profile) if profile.deleted_at.is_some() => {
-                let began_before = profile.deleted_at.is_some_and(|at| issued_at <= at);
-                if finishing_deletion && began_before {
-                    Ok(Session::new(user_id.clone(), Some(profile)))
-                } else {
-                    Err(deleted())
-                }
-            }
-            Some(profile) if profile.revokes(issued_at, token_id) => Err(revoked()),
-            profile => Ok(Session::new(user_id.clone(), profile)),
-        }
+        let profile = self.profile(user_id).await?;
+        session(user_id, profile, issued_at, token_id, true)
     }
 
     /// Marks the account deleted at `at` (Unix seconds): from now on every
@@ -137,6 +118,28 @@ impl Table {
             true => Ok(()),
             false => Err(Error::not_found("profile")),
         }
+    }
+}
+
+/// The session a profile allows for a token issued at `issued_at`.
+fn session(
+    user_id: &UserId,
+    profile: Option<Profile>,
+    issued_at: i64,
+    token_id: Option<&str>,
+    finishing_deletion: bool,
+) -> Result<Session, Error> {
+    match profile {
+        Some(profile) if profile.deleted_at.is_some() => {
+            let began_before = profile.deleted_at.is_some_and(|at| issued_at <= at);
+            if finishing_deletion && began_before {
+                Ok(Session::new(user_id.clone(), Some(profile)))
+            } else {
+                Err(deleted())
+            }
+        }
+        Some(profile) if profile.revokes(issued_at, token_id) => Err(revoked()),
+        profile => Ok(Session::new(user_id.clone(), profile)),
     }
 }
 
