@@ -213,16 +213,18 @@ impl<T: serde::Serialize> Stored<T> {
 fn decode_each<T: serde::de::DeserializeOwned>(items: Vec<Item>, what: &str) -> Vec<T> {
     items
         .into_iter()
-        .filter_map(
-            |item| match serde_dynamo::from_item::<_, Stored<T>>(item.clone()) {
+        .filter_map(|item| {
+            // Only the key is kept for the log line, not a copy of the item.
+            let key = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+            let (pk, sk) = (key(keys::PK), key(keys::SK));
+            match serde_dynamo::from_item::<_, Stored<T>>(item) {
                 Ok(stored) => Some(stored.value),
                 Err(err) => {
-                    let key = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-                    tracing::error!(what, pk = ?key(keys::PK), sk = ?key(keys::SK), error = %err, "an item that does not decode was left out");
+                    tracing::error!(what, ?pk, ?sk, error = %err, "an item that does not decode was left out");
                     None
                 }
-            },
-        )
+            }
+        })
         .collect()
 }
 

@@ -87,7 +87,7 @@ pub(super) fn counter_update(
 /// not decode is left out, so one damaged field never fails a page, a
 /// push or a delete of the record (a write replaces it). None, logged, for
 /// an item without its identity.
-pub(super) fn decode_record(item: &Item) -> Option<(RecordKey, RecordState, u64)> {
+pub(super) fn decode_record(mut item: Item) -> Option<(RecordKey, RecordState, u64)> {
     let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
     let identity = text("collection").zip(text("recordId")).zip(
         item.get("ver")
@@ -97,12 +97,16 @@ pub(super) fn decode_record(item: &Item) -> Option<(RecordKey, RecordState, u64)
         tracing::error!(pk = ?text(keys::PK), sk = ?text(keys::SK), "a sync record without collection, recordId or ver was skipped");
         return None;
     };
-    let mut state = RecordState::default();
-    if let Some(Ok(fields)) = item.get("fields").map(AttributeValue::as_m) {
+    let deleted_at = text("deletedAt").and_then(|raw| crate::sync::hlc::Hlc::parse(&raw).ok());
+    let mut state = RecordState {
+        deleted_at,
+        ..RecordState::default()
+    };
+    if let Some(AttributeValue::M(fields)) = item.remove("fields") {
         for (name, value) in fields {
-            match serde_dynamo::from_attribute_value(value.clone()) {
+            match serde_dynamo::from_attribute_value(value) {
                 Ok(field) => {
-                    state.fields.insert(name.clone(), field);
+                    state.fields.insert(name, field);
                 }
                 Err(err) => {
                     tracing::error!(%collection, %record_id, field = %name, error = %err, "a stored field that does not decode was left out")
@@ -110,7 +114,6 @@ pub(super) fn decode_record(item: &Item) -> Option<(RecordKey, RecordState, u64)
             }
         }
     }
-    state.deleted_at = text("deletedAt").and_then(|raw| crate::sync::hlc::Hlc::parse(&raw).ok());
     let key = RecordKey {
         collection,
         record_id,
@@ -172,7 +175,7 @@ pub(super) fn read_into(snapshot: &mut Snapshot, item: Item) -> Result<(), Error
                 .unwrap_or_default();
         }
         Some(ItemKey::Record { .. }) => {
-            if let Some((key, state, version)) = decode_record(&item) {
+            if let Some((key, state, version)) = decode_record(item) {
                 snapshot.records.insert(key, (state, version));
             }
         }

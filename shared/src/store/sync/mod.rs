@@ -368,7 +368,7 @@ impl SyncStore for Table {
             .unwrap_or_default()
             .into_iter()
             .filter_map(|item| {
-                let (key, state, version) = decode_record(&item)?;
+                let (key, state, version) = decode_record(item)?;
                 Some(Change::new(key, &state, version))
             })
             .collect();
