@@ -189,7 +189,7 @@ impl SyncClient {
             |event| {
                 let behind = match event {
                     live::Event::Connected => true,
-                    live::Event::Poke(cursor) => self.replica.cursor()?.as_deref() != Some(cursor),
+                    live::Event::Poke(cursor) => behind(self.replica.cursor()?.as_deref(), cursor),
                 };
                 if behind {
                     // A failed pull is retried at the next poke or connect.
@@ -229,5 +229,15 @@ impl SyncClient {
         for listener in listeners {
             listener.on_change(collections.clone());
         }
+    }
+}
+
+/// Whether a poke naming `poked` (the own feed's version the change
+/// reached; empty for a space's change) leaves a replica at `held` behind.
+fn behind(held: Option<&str>, poked: &str) -> bool {
+    use shared::sync::feed::decode_cursor;
+    match (held.map(decode_cursor), decode_cursor(poked)) {
+        (Some(Ok(held)), Ok(poked)) => held.own < poked.own,
+        _ => true,
     }
 }

@@ -22,8 +22,11 @@ pub enum Code {
     TokenRevoked,
     NotConfirmed,
     NotFound,
+    InsufficientRole,
     MethodNotAllowed,
     UserExists,
+    SpaceIdTaken,
+    OwnerMustTransfer,
     MutationGap,
     ClockSkew,
     CursorExpired,
@@ -35,7 +38,7 @@ pub enum Code {
 }
 
 impl Code {
-    pub const ALL: [Code; 23] = [
+    pub const ALL: [Code; 26] = [
         Code::InvalidRequest,
         Code::MalformedJson,
         Code::UnsupportedMediaType,
@@ -49,8 +52,11 @@ impl Code {
         Code::TokenRevoked,
         Code::NotConfirmed,
         Code::NotFound,
+        Code::InsufficientRole,
         Code::MethodNotAllowed,
         Code::UserExists,
+        Code::SpaceIdTaken,
+        Code::OwnerMustTransfer,
         Code::MutationGap,
         Code::ClockSkew,
         Code::CursorExpired,
@@ -73,10 +79,14 @@ impl Code {
             | Code::BadCredentials
             | Code::InvalidRefreshToken
             | Code::TokenRevoked => 401,
-            Code::NotConfirmed => 403,
+            Code::NotConfirmed | Code::InsufficientRole => 403,
             Code::NotFound => 404,
             Code::MethodNotAllowed => 405,
-            Code::UserExists | Code::MutationGap | Code::IdempotencyKeyInUse => 409,
+            Code::UserExists
+            | Code::SpaceIdTaken
+            | Code::OwnerMustTransfer
+            | Code::MutationGap
+            | Code::IdempotencyKeyInUse => 409,
             Code::CursorExpired => 410,
             Code::IdempotencyKeyReused => 422,
             Code::PayloadTooLarge => 413,
@@ -102,8 +112,11 @@ impl Code {
             Code::TokenRevoked => "token_revoked",
             Code::NotConfirmed => "not_confirmed",
             Code::NotFound => "not_found",
+            Code::InsufficientRole => "insufficient_role",
             Code::MethodNotAllowed => "method_not_allowed",
             Code::UserExists => "user_exists",
+            Code::SpaceIdTaken => "space_id_taken",
+            Code::OwnerMustTransfer => "owner_must_transfer",
             Code::MutationGap => "mutation_gap",
             Code::ClockSkew => "clock_skew",
             Code::CursorExpired => "cursor_expired",
@@ -130,8 +143,11 @@ impl Code {
             Code::TokenRevoked => "The token was revoked",
             Code::NotConfirmed => "The account is not confirmed",
             Code::NotFound => "Not found",
+            Code::InsufficientRole => "Your role in this space does not allow this",
             Code::MethodNotAllowed => "Method not allowed",
             Code::UserExists => "An account with this email already exists",
+            Code::SpaceIdTaken => "Another space has this id",
+            Code::OwnerMustTransfer => "The owner must transfer ownership before leaving",
             Code::MutationGap => "Mutations are missing before this batch",
             Code::ClockSkew => "The client clock is too far ahead",
             Code::CursorExpired => "The cursor is from before an upgrade; pull from the start",

@@ -3,7 +3,7 @@
 //! strips a prefix. Every key a user can touch starts with that user's
 //! `sub`, so authorization is a prefix, never a filter.
 
-use crate::model::ids::{ClientId, DeviceId, MediaId, Partition, SpaceId, UserId};
+use crate::model::ids::{ClientId, DeviceId, InvitationId, MediaId, Partition, SpaceId, UserId};
 
 pub const PK: &str = "PK";
 pub const SK: &str = "SK";
@@ -27,6 +27,12 @@ const RECORD: &str = "REC#";
 const CONNECTION: &str = "CONN#";
 const PUSH_TOKEN: &str = "PUSHTOKEN#";
 const OWNER: &str = "OWNER";
+const SPACE_ITEM: &str = "SPACE";
+const MEMBER: &str = "MEMBER#";
+const MEMBERSHIP: &str = "SPACEOF#";
+const INVITATION: &str = "INVITE#";
+const INVITATION_CODE: &str = "INVITECODE#";
+const CODE: &str = "CODE";
 
 const UPLOADS: &str = "uploads/";
 const VARIANTS: &str = "media/";
@@ -36,8 +42,27 @@ const VARIANTS: &str = "media/";
 pub enum ItemKey {
     /// The user's profile (`USER#<sub>`, `PROFILE`).
     Profile { user: UserId },
-    /// A partition's sync version counter.
-    SyncVersion { partition: Partition },
+    /// The version counter of a user's own records. A space's counter is
+    /// on the space's own item.
+    SyncVersion { user: UserId },
+    /// A shared space: its name, owner, member count and (beside them, so
+    /// that one read answers both) the version counter of its records.
+    Space { space: SpaceId },
+    /// A member of a space, as the space lists them; the role a write into
+    /// the space is checked against, in the write's own transaction.
+    Member { space: SpaceId, user: UserId },
+    /// The same membership as the user lists it (`SPACEOF#<space>`), kept
+    /// a while after the user leaves so that each of their clients learns
+    /// of the removal; it holds each client's pull position in the space.
+    Membership { user: UserId, space: SpaceId },
+    /// An invitation into a space, as its owner lists it.
+    Invitation {
+        space: SpaceId,
+        invitation_id: InvitationId,
+    },
+    /// An invitation found by its code's hash (`INVITECODE#<sha256>`,
+    /// `CODE`): the code itself is never stored.
+    InvitationCode { code_hash: String },
     /// A media item (ids are UUIDv7: sort order is upload order).
     Media { user: UserId, media_id: MediaId },
     /// A registered phone.
@@ -83,11 +108,15 @@ impl ItemKey {
             | Self::Watermark { user, .. }
             | Self::Notified { user, .. }
             | Self::Idempotency { user, .. }
-            | Self::Connection { user, .. } => user_partition(user),
-            Self::SyncVersion { partition } | Self::Record { partition, .. } => {
-                partition_key(partition)
+            | Self::Connection { user, .. }
+            | Self::SyncVersion { user }
+            | Self::Membership { user, .. } => user_partition(user),
+            Self::Record { partition, .. } => partition_key(partition),
+            Self::Space { space } | Self::Member { space, .. } | Self::Invitation { space, .. } => {
+                space_partition(space)
             }
             Self::PushToken { token_hash } => format!("{PUSH_TOKEN}{token_hash}"),
+            Self::InvitationCode { code_hash } => format!("{INVITATION_CODE}{code_hash}"),
         }
     }
 
@@ -111,6 +140,11 @@ impl ItemKey {
             } => format!("{RECORD}{collection}#{record_id}"),
             Self::Connection { connection_id, .. } => format!("{CONNECTION}{connection_id}"),
             Self::PushToken { .. } => OWNER.into(),
+            Self::Space { .. } => SPACE_ITEM.into(),
+            Self::Member { user, .. } => format!("{MEMBER}{user}"),
+            Self::Membership { space, .. } => format!("{MEMBERSHIP}{space}"),
+            Self::Invitation { invitation_id, .. } => format!("{INVITATION}{invitation_id}"),
+            Self::InvitationCode { .. } => CODE.into(),
         }
     }
 
@@ -119,6 +153,11 @@ impl ItemKey {
         if let Some(token_hash) = pk.strip_prefix(PUSH_TOKEN) {
             return (sk == OWNER).then(|| Self::PushToken {
                 token_hash: token_hash.into(),
+            });
+        }
+        if let Some(code_hash) = pk.strip_prefix(INVITATION_CODE) {
+            return (sk == CODE).then(|| Self::InvitationCode {
+                code_hash: code_hash.into(),
             });
         }
         let partition = parse_partition(pk)?;
@@ -130,13 +169,18 @@ impl ItemKey {
                 record_id: record_id.into(),
             });
         }
-        if sk == SYNC_VERSION {
-            return Some(Self::SyncVersion { partition });
-        }
-        let Partition::User(user) = partition else {
-            return None;
+        let user = match partition {
+            Partition::User(user) => user,
+            Partition::Space(space) => return parse_space_item(space, sk),
         };
-        let key = if sk == PROFILE {
+        let key = if sk == SYNC_VERSION {
+            Self::SyncVersion { user }
+        } else if let Some(space) = sk.strip_prefix(MEMBERSHIP) {
+            Self::Membership {
+                user,
+                space: SpaceId::parse(space).ok()?,
+            }
+        } else if sk == PROFILE {
             Self::Profile { user }
         } else if let Some(media_id) = sk.strip_prefix(MEDIA) {
             Self::Media {
@@ -188,11 +232,32 @@ impl ItemKey {
             | Self::Watermark { user, .. }
             | Self::Notified { user, .. }
             | Self::Idempotency { user, .. }
-            | Self::Connection { user, .. } => Partition::User(user.clone()),
-            Self::SyncVersion { partition } | Self::Record { partition, .. } => partition.clone(),
-            Self::PushToken { .. } => return None,
+            | Self::Connection { user, .. }
+            | Self::SyncVersion { user }
+            | Self::Membership { user, .. } => Partition::User(user.clone()),
+            Self::Record { partition, .. } => partition.clone(),
+            Self::Space { space } | Self::Member { space, .. } | Self::Invitation { space, .. } => {
+                Partition::Space(space.clone())
+            }
+            Self::PushToken { .. } | Self::InvitationCode { .. } => return None,
         })
     }
+}
+
+/// An item of a space's partition other than a record.
+fn parse_space_item(space: SpaceId, sk: &str) -> Option<ItemKey> {
+    if sk == SPACE_ITEM {
+        return Some(ItemKey::Space { space });
+    }
+    if let Some(user) = sk.strip_prefix(MEMBER) {
+        let user = UserId::parse(user).ok()?;
+        return Some(ItemKey::Member { space, user });
+    }
+    let invitation_id = InvitationId::parse(sk.strip_prefix(INVITATION)?).ok()?;
+    Some(ItemKey::Invitation {
+        space,
+        invitation_id,
+    })
 }
 
 /// The partition of everything of one user.
@@ -204,8 +269,13 @@ pub fn user_partition(user: &UserId) -> String {
 pub fn partition_key(partition: &Partition) -> String {
     match partition {
         Partition::User(user) => user_partition(user),
-        Partition::Space(space) => format!("{SPACE}{space}"),
+        Partition::Space(space) => space_partition(space),
     }
+}
+
+/// The partition of everything of one space.
+pub fn space_partition(space: &SpaceId) -> String {
+    format!("{SPACE}{space}")
 }
 
 /// The partition a key names; None for any other key (including the
@@ -238,6 +308,18 @@ pub fn device_prefix() -> &'static str {
 
 pub fn connection_prefix() -> &'static str {
     CONNECTION
+}
+
+pub fn member_prefix() -> &'static str {
+    MEMBER
+}
+
+pub fn membership_prefix() -> &'static str {
+    MEMBERSHIP
+}
+
+pub fn invitation_prefix() -> &'static str {
+    INVITATION
 }
 
 // ---------------------------------------------------------------- objects
@@ -287,10 +369,14 @@ mod tests {
         id().prop_map(|id| UserId::parse(&id).unwrap())
     }
 
+    fn space() -> impl Strategy<Value = SpaceId> {
+        id().prop_map(|id| SpaceId::parse(&id).unwrap())
+    }
+
     fn partition() -> impl Strategy<Value = Partition> {
         prop_oneof![
             user().prop_map(Partition::User),
-            id().prop_map(|id| Partition::Space(SpaceId::parse(&id).unwrap())),
+            space().prop_map(Partition::Space)
         ]
     }
 
@@ -299,7 +385,15 @@ mod tests {
         let device = || id().prop_map(|id| DeviceId::parse(&id).unwrap());
         prop_oneof![
             user().prop_map(|user| ItemKey::Profile { user }),
-            partition().prop_map(|partition| ItemKey::SyncVersion { partition }),
+            user().prop_map(|user| ItemKey::SyncVersion { user }),
+            space().prop_map(|space| ItemKey::Space { space }),
+            (space(), user()).prop_map(|(space, user)| ItemKey::Member { space, user }),
+            (user(), space()).prop_map(|(user, space)| ItemKey::Membership { user, space }),
+            (space(), id()).prop_map(|(space, id)| ItemKey::Invitation {
+                space,
+                invitation_id: InvitationId::parse(&id).unwrap()
+            }),
+            "[0-9a-f]{64}".prop_map(|code_hash| ItemKey::InvitationCode { code_hash }),
             (user(), media()).prop_map(|(user, media_id)| ItemKey::Media { user, media_id }),
             (user(), device()).prop_map(|(user, device_id)| ItemKey::Device { user, device_id }),
             (user(), id()).prop_map(|(user, client)| ItemKey::Watermark {

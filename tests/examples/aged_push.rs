@@ -90,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
         let wires = (1..=n)
             .map(|id| WireMutation {
                 id,
+                space_id: None,
                 collection: "notes".into(),
                 record_id: format!("r{round}-{id}"),
                 op: "put".into(),
@@ -113,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let started = Instant::now();
     let aged1 = shared::model::ids::ClientId::parse("aged1")?;
-    let feed = table.pull(&grant, &aged1, 0, 100).await?;
+    let feed = table.pull(&grant, &aged1, Default::default(), 100).await?;
     println!(
         "pull page of {} changes: {:.1} ms",
         feed.changes.len(),

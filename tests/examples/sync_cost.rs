@@ -50,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
         let wires = (1..=n)
             .map(|id| WireMutation {
                 id,
+                space_id: None,
                 collection: "notes".into(),
                 record_id: format!("r{id}"),
                 op: "put".into(),
@@ -68,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
         let calls = pushed_calls;
         let reported = store.usage().capacity_milli.load(Ordering::Relaxed) as f64 / 1000.0;
         // One pull page of up to 100 changes, as GET /sync/pull reads it.
-        let feed = store.pull(&grant, &client, 0, 100).await?;
+        let feed = store.pull(&grant, &client, Default::default(), 100).await?;
         let page_calls = store.usage().calls.load(Ordering::Relaxed) - before - pushed_calls;
         let page_bytes: usize = feed
             .changes

@@ -136,6 +136,7 @@ impl Store {
         let id = next_mutation_id(&tx)?;
         let mutation = WireMutation {
             id,
+            space_id: None,
             collection: collection.to_string(),
             record_id: record_id.to_string(),
             op: if fields.is_some() { "put" } else { "delete" }.into(),
@@ -252,6 +253,11 @@ impl Store {
         let mut clock = clock(&tx, self.client_id.as_str())?;
         let mut changed = Vec::new();
         for change in &page.changes {
+            // This schema holds the user's own records only: a shared
+            // space's must never be mixed into them.
+            if change.space_id.is_some() {
+                continue;
+            }
             let incoming = change.state().ok_or_else(|| {
                 SyncError::protocol(format!(
                     "the change of {}/{} has a field without a valid stamp",

@@ -83,6 +83,7 @@ impl Store {
                     params![mutation.id as i64, refused.code],
                 )?;
                 done.rejected.push(RecordKey {
+                    space: None,
                     collection: mutation.collection.clone(),
                     record_id: mutation.record_id.clone(),
                 });
@@ -164,6 +165,7 @@ pub(super) fn queued(
         .map(|(id, collection, record_id, op, fields, hlc)| {
             Ok(WireMutation {
                 id: id as u64,
+                space_id: None,
                 collection,
                 record_id,
                 op,

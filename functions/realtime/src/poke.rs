@@ -16,7 +16,7 @@ use shared::model::connection::{Connection, ServerMessage};
 use shared::model::ids::{ClientId, MediaId, Partition, UserId};
 use shared::model::media::Status;
 use shared::store::{Table, TableChange};
-use shared::sync::feed::encode_cursor;
+use shared::sync::feed::{PullCursor, encode_cursor};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -210,7 +210,10 @@ async fn send(deps: &Deps, user_id: &UserId, work: &PokeWork) -> Result<Totals, 
 
     let connections = deps.table.connections(user_id).await?;
     let poke = ServerMessage::Poke {
-        cursor: encode_cursor(work.version),
+        cursor: encode_cursor(PullCursor {
+            own: work.version,
+            generation: 0,
+        }),
     };
     let media: Vec<ServerMessage> = work
         .media

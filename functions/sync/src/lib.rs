@@ -9,7 +9,8 @@ use shared::config::{self, Env, FromEnv, MissingVariable};
 use shared::metrics::Metrics;
 use shared::model::ids::ClientId;
 use shared::store::Table;
-use shared::sync::feed::{decode_cursor, encode_cursor};
+use shared::sync::feed::{PullCursor, decode_cursor, encode_cursor};
+use shared::sync::spaces::SpaceChange;
 use shared::sync::store::SyncStore;
 use shared::sync::{Change, Limits, Rejected, WireMutation, validate};
 
@@ -88,6 +89,8 @@ struct PushReply {
 #[serde(rename_all = "camelCase")]
 struct PullReply {
     changes: Vec<Change>,
+    /// Membership changes since the cursor, removals first.
+    spaces: Vec<SpaceChange>,
     cursor: String,
     has_more: bool,
     last_mutation_id: u64,
@@ -126,9 +129,9 @@ async fn pull(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
         .query("clientId")
         .and_then(|id| ClientId::parse(id).ok())
         .ok_or_else(|| Error::invalid("clientId is required: 1-64 of [A-Za-z0-9_.:-]"))?;
-    let after = match call.query("cursor").filter(|c| !c.is_empty()) {
+    let cursor = match call.query("cursor").filter(|c| !c.is_empty()) {
         Some(cursor) => decode_cursor(cursor)?,
-        None => 0,
+        None => PullCursor::default(),
     };
     let limit = match call.query("limit") {
         Some(raw) => raw
@@ -138,13 +141,13 @@ async fn pull(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
             .ok_or_else(|| Error::invalid(format!("limit must be 1 to {MAX_PULL_LIMIT}")))?,
         None => DEFAULT_PULL_LIMIT,
     };
-    let feed = deps.table.pull(&grant, &client_id, after, limit).await?;
-    let next = shared::sync::feed::next_cursor(after, &feed.changes);
+    let page = deps.table.pull(&grant, &client_id, cursor, limit).await?;
     Reply::ok(PullReply {
-        changes: feed.changes,
-        cursor: encode_cursor(next),
-        has_more: feed.has_more,
-        last_mutation_id: feed.watermark,
+        changes: page.changes,
+        spaces: page.spaces,
+        cursor: encode_cursor(page.cursor),
+        has_more: page.has_more,
+        last_mutation_id: page.watermark,
     })
 }
 

@@ -40,6 +40,7 @@ pub fn build(id: &str, sdk: &SdkConfig, env: &BTreeMap<String, String>) -> Optio
         "UploadFunction" => function!(Http, upload, handle),
         "SyncFunction" => function!(Http, sync, handle),
         "DevicesFunction" => function!(Http, devices, handle),
+        "SpacesFunction" => function!(Http, spaces, handle),
         "ResizeFunction" => function!(S3, resize, handle),
         "NotifyFunction" => function!(Stream, notify, handle_stream),
         "ConnectAuthorizerFunction" => function!(SocketAuthorizer, realtime::authorizer, handle),

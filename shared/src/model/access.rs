@@ -8,11 +8,14 @@
 //! shared spaces add grants whose writes check the membership in their own
 //! transaction.
 
-use crate::model::ids::{Partition, UserId};
+use crate::model::ids::{Partition, SpaceId, UserId};
 use crate::model::profile::Profile;
 
 /// What a caller may do in a partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Everything, including deleting the partition and managing members.
     Owner,
@@ -25,6 +28,15 @@ pub enum Role {
 impl Role {
     pub fn may_write(self) -> bool {
         matches!(self, Role::Owner | Role::Editor)
+    }
+
+    /// As the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Editor => "editor",
+            Role::Viewer => "viewer",
+        }
     }
 }
 
@@ -83,6 +95,25 @@ impl Grant {
 
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// A member's access to a space, with their role as the space's member
+    /// item holds it (the store's space check makes it).
+    #[cfg_attr(not(feature = "dynamodb"), allow(dead_code))]
+    pub(crate) fn space(holder: UserId, space: SpaceId, role: Role) -> Self {
+        Self {
+            holder,
+            partition: Partition::Space(space),
+            role,
+        }
+    }
+
+    /// The space this grant reaches, if it is one.
+    pub fn space_id(&self) -> Option<&SpaceId> {
+        match &self.partition {
+            Partition::Space(space) => Some(space),
+            Partition::User(_) => None,
+        }
     }
 
     /// A user's own partition reached without a request: the store's own

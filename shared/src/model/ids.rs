@@ -87,6 +87,12 @@ id!(
     128
 );
 id!(
+    /// An invitation into a space (not its code, which is a secret).
+    InvitationId,
+    "an invitation id",
+    64
+);
+id!(
     /// One install of the app: the sync client id, whose mutation ids are
     /// consecutive and whose stamps it signs.
     ClientId,

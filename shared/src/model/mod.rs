@@ -9,3 +9,4 @@ pub mod idempotency;
 pub mod ids;
 pub mod media;
 pub mod profile;
+pub mod space;

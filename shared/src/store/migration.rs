@@ -11,7 +11,7 @@ use super::sync::{ATTEMPTS, Writer, backoff};
 use super::{Item, Table};
 use crate::Error;
 use crate::keys;
-use crate::model::ids::{Partition, UserId};
+use crate::model::ids::UserId;
 use crate::sync::merge::RecordState;
 use crate::sync::{RECORDS_PER_CHUNK, RecordKey, plan_merge};
 
@@ -34,6 +34,7 @@ pub fn legacy_record(item: &Item) -> Option<(UserId, RecordKey, RecordState)> {
     let legacy: LegacyRecordItem = serde_dynamo::from_item(item.clone()).ok()?;
     let user = keys::parse_user_partition(&legacy.gsi1pk)?;
     let key = RecordKey {
+        space: None,
         collection: legacy.collection,
         record_id: legacy.record_id,
     };
@@ -51,9 +52,8 @@ impl Table {
         records: &[(RecordKey, RecordState)],
     ) -> Result<usize, Error> {
         let keys: BTreeSet<RecordKey> = records.iter().map(|(key, _)| key.clone()).collect();
-        let partition = Partition::User(user.clone());
         let writer = Writer {
-            partition: &partition,
+            holder: user,
             client: None,
         };
         for attempt in 0..ATTEMPTS {

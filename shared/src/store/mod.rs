@@ -10,6 +10,7 @@ mod idempotency;
 mod media;
 mod migration;
 mod profile;
+mod space;
 mod sync;
 
 pub use change::TableChange;
@@ -23,6 +24,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
 
 pub use media::Page;
+pub use space::{Accepted, NewInvitation, SpaceAccess, SpacePage};
 
 use crate::keys::{self, ItemKey};
 use crate::model::ids::UserId;

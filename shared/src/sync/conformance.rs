@@ -5,8 +5,9 @@
 
 use serde_json::{Value, json};
 
+use super::feed::PullCursor;
 use super::store::SyncStore;
-use super::{FeedPage, Limits, Mutation, Rejected, Rejection, WireMutation, validate};
+use super::{Limits, Mutation, PullPage, Rejected, Rejection, WireMutation, validate};
 use crate::Code;
 use crate::model::access::Grant;
 use crate::model::ids::{ClientId, UserId};
@@ -42,6 +43,7 @@ fn client(name: &str) -> ClientId {
 fn put(id: u64, record: &str, fields: Value, millis: u64, client: &str) -> WireMutation {
     WireMutation {
         id,
+        space_id: None,
         collection: "notes".into(),
         record_id: record.into(),
         op: "put".into(),
@@ -53,6 +55,7 @@ fn put(id: u64, record: &str, fields: Value, millis: u64, client: &str) -> WireM
 fn delete(id: u64, record: &str, millis: u64, client: &str) -> WireMutation {
     WireMutation {
         id,
+        space_id: None,
         collection: "notes".into(),
         record_id: record.into(),
         op: "delete".into(),
@@ -65,19 +68,22 @@ fn checked(client: &ClientId, wires: Vec<WireMutation>) -> Vec<Mutation> {
     validate(client, wires, &Limits::default(), NOW).expect("a valid push")
 }
 
-async fn pull_all<S: SyncStore>(store: &S, grant: &Grant, client: &ClientId) -> FeedPage {
-    let mut after = 0;
-    let mut all = FeedPage {
+async fn pull_all<S: SyncStore>(store: &S, grant: &Grant, client: &ClientId) -> PullPage {
+    let mut all = PullPage {
         changes: Vec::new(),
+        spaces: Vec::new(),
         has_more: false,
         watermark: 0,
-        version: 0,
+        cursor: PullCursor::default(),
     };
     loop {
-        let page = store.pull(grant, client, after, 100).await.expect("a pull");
-        after = super::feed::next_cursor(after, &page.changes);
+        let page = store
+            .pull(grant, client, all.cursor, 100)
+            .await
+            .expect("a pull");
+        all.cursor = page.cursor;
         all.watermark = page.watermark;
-        all.version = page.version;
+        all.spaces.extend(page.spaces);
         let more = page.has_more;
         all.changes.extend(page.changes);
         if !more {
@@ -271,7 +277,10 @@ async fn the_feed_pages_in_version_order<S: SyncStore>(store: &S) {
         .push(&grant, &phone, checked(&phone, wires))
         .await
         .expect("a push");
-    let page = store.pull(&grant, &phone, 0, 100).await.expect("a pull");
+    let page = store
+        .pull(&grant, &phone, PullCursor::default(), 100)
+        .await
+        .expect("a pull");
     assert_eq!(page.changes.len(), 100, "paging: a full page");
     assert!(page.has_more, "paging: more to come");
     let feed = pull_all(store, &grant, &phone).await;
@@ -281,7 +290,7 @@ async fn the_feed_pages_in_version_order<S: SyncStore>(store: &S) {
         versions.windows(2).all(|w| w[0] < w[1]),
         "paging: ascending versions"
     );
-    assert_eq!(feed.version, 250, "paging: the counter");
+    assert_eq!(feed.cursor.own, 250, "paging: the counter");
 }
 
 /// Two clients push interleaved edits of a few records in small batches;
@@ -368,4 +377,371 @@ mod tests {
     fn the_memory_server_conforms() {
         ready(super::run_all(&crate::sync::memory::MemoryServer::default()));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+        #[test]
+        fn spaces_converge_in_memory(seed in proptest::prelude::any::<u64>()) {
+            ready(super::run_spaces(&crate::sync::memory::MemoryServer::default(), &[seed]));
+        }
+    }
 }
+
+// ------------------------------------------------------------------ spaces
+
+/// Every spaces case, with the schedules `seeds` pick.
+pub async fn run_spaces<S: Memberships>(store: &S, seeds: &[u64]) {
+    for seed in seeds {
+        spaces_converge_and_admit_only_their_writers(store, *seed).await;
+    }
+}
+
+/// A device of the spaces schedule: its queued edits, its cursor, and
+/// what it holds, as an app library would.
+struct Device {
+    user: usize,
+    client: ClientId,
+    next_id: u64,
+    outbox: Vec<WireMutation>,
+    cursor: PullCursor,
+    held: BTreeMap<RecordKey, Change>,
+}
+
+/// The schedule's independent account of who may write where: the
+/// membership timeline as the suite made it, never read from the store.
+#[derive(Default)]
+struct Timeline {
+    roles: BTreeMap<(SpaceId, usize), Role>,
+    deleted: BTreeSet<SpaceId>,
+}
+
+impl Timeline {
+    fn role(&self, space: &SpaceId, user: usize) -> Option<Role> {
+        if self.deleted.contains(space) {
+            return None;
+        }
+        self.roles.get(&(space.clone(), user)).copied()
+    }
+
+    fn owner(&self, space: &SpaceId) -> Option<usize> {
+        self.roles
+            .iter()
+            .find(|((s, _), role)| s == space && **role == Role::Owner)
+            .map(|((_, user), _)| *user)
+            .filter(|_| !self.deleted.contains(space))
+    }
+
+    fn members(&self, space: &SpaceId) -> usize {
+        self.roles.keys().filter(|(s, _)| s == space).count()
+    }
+}
+
+/// A pseudo-random schedule of several users and devices: spaces made,
+/// joined, re-roled, left, removed, transferred and deleted, between
+/// offline edits, pushes answered twice and pulls whose answer is lost.
+/// Checks against an independent timeline that:
+/// - every mutation is acknowledged once, applied or rejected, and
+///   rejected exactly when its writer was not (`not_a_member`) or only a
+///   viewer (`read_only`) of its space at the push;
+/// - a device holds nothing of a space after the pull that follows its
+///   user's removal;
+/// - in the end every device holds exactly its partitions' server state,
+///   which is the merge of the admitted mutations alone.
+async fn spaces_converge_and_admit_only_their_writers<S: Memberships>(store: &S, seed: u64) {
+    use crate::sync::merge::RecordState;
+
+    let mut seed = seed | 1;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let users: Vec<Grant> = (0..3).map(|_| fresh_user()).collect();
+    let id_of = |user: usize| users[user].holder().clone();
+    let spaces: Vec<SpaceId> = (0..2)
+        .map(|n| SpaceId::parse(&format!("{}-s{n}", users[0].holder())).expect("a space id"))
+        .collect();
+    let mut devices: Vec<Device> = [(0, "a"), (0, "b"), (1, "c"), (2, "d")]
+        .into_iter()
+        .map(|(user, name)| Device {
+            user,
+            client: client(name),
+            next_id: 0,
+            outbox: Vec::new(),
+            cursor: PullCursor::default(),
+            held: BTreeMap::new(),
+        })
+        .collect();
+    let mut timeline = Timeline::default();
+    let mut created: BTreeSet<SpaceId> = BTreeSet::new();
+    // What the server must hold: the merge of the admitted mutations.
+    let mut expected: BTreeMap<(Option<usize>, RecordKey), RecordState> = BTreeMap::new();
+    let mut clock = NOW - 100_000;
+
+    for step in 0..60 {
+        let roll = next() % 10;
+        let device = (next() % devices.len() as u64) as usize;
+        let space = spaces[(next() % spaces.len() as u64) as usize].clone();
+        let user = (next() % users.len() as u64) as usize;
+        match roll {
+            // An edit, queued offline: into a space, or the user's own.
+            0..=3 => {
+                let d = &mut devices[device];
+                d.next_id += 1;
+                clock += 1 + next() % 5;
+                let record = format!("r{}", next() % 3);
+                let value = next() % 4;
+                let mut wire = if value == 0 {
+                    delete(d.next_id, &record, clock, d.client.as_str())
+                } else {
+                    put(
+                        d.next_id,
+                        &record,
+                        json!({ format!("f{}", value % 2): value }),
+                        clock,
+                        d.client.as_str(),
+                    )
+                };
+                if next() % 4 != 0 {
+                    wire.space_id = Some(space.clone());
+                }
+                d.outbox.push(wire);
+            }
+            // A push of everything queued, answered twice.
+            4 | 5 => {
+                let d = &mut devices[device];
+                if d.outbox.is_empty() {
+                    continue;
+                }
+                let grant = &users[d.user];
+                let mutations = checked(&d.client, d.outbox.clone());
+                let first = store
+                    .push(grant, &d.client, mutations.clone())
+                    .await
+                    .expect("a push");
+                let again = store
+                    .push(grant, &d.client, mutations.clone())
+                    .await
+                    .expect("a resend");
+                let last = mutations.last().map_or(0, |m| m.id);
+                assert_eq!(
+                    first.watermark, last,
+                    "spaces {step}: every id acknowledged"
+                );
+                assert_eq!(again.watermark, last, "spaces {step}: once");
+                assert_eq!(again.applied, 0, "spaces {step}: a resend applies nothing");
+                assert_eq!(
+                    again.rejected, first.rejected,
+                    "spaces {step}: the same answer"
+                );
+                let mut refused = Vec::new();
+                for m in &mutations {
+                    let code = match m.key.space.as_ref().map(|s| timeline.role(s, d.user)) {
+                        Some(None) => Some(Rejection::NotAMember),
+                        Some(Some(Role::Viewer)) => Some(Rejection::ReadOnly),
+                        _ => None,
+                    };
+                    match code {
+                        Some(code) => refused.push(Rejected { id: m.id, code }),
+                        None => {
+                            expected
+                                .entry(partition_of(d.user, &m.key))
+                                .or_default()
+                                .apply(&m.op, &m.hlc);
+                        }
+                    }
+                }
+                assert_eq!(
+                    first.rejected, refused,
+                    "spaces {step}: rejected exactly the non-writers"
+                );
+                d.outbox.clear();
+            }
+            // A pull to the end; sometimes its last answer is lost.
+            6 | 7 => {
+                let lose = next() % 3 == 0;
+                let d = &mut devices[device];
+                let grant = &users[d.user];
+                loop {
+                    let page = store
+                        .pull(grant, &d.client, d.cursor, 3)
+                        .await
+                        .expect("a pull");
+                    if lose && !page.has_more {
+                        break;
+                    }
+                    for change in &page.spaces {
+                        if change.removed {
+                            d.held
+                                .retain(|key, _| key.space.as_ref() != Some(&change.space_id));
+                        }
+                    }
+                    for change in page.changes {
+                        d.held.insert(change.key(), change);
+                    }
+                    d.cursor = page.cursor;
+                    if !page.has_more {
+                        break;
+                    }
+                }
+                if !lose {
+                    for key in d.held.keys() {
+                        if let Some(space) = &key.space {
+                            assert!(
+                                timeline.role(space, d.user).is_some(),
+                                "spaces {step}: a device holds {key:?} of a space its user left"
+                            );
+                        }
+                    }
+                }
+            }
+            // A membership change, as the routes take it.
+            _ => {
+                let owner = timeline.owner(&space);
+                let target = id_of(user);
+                if !created.contains(&space) {
+                    store
+                        .create_space(&id_of(user), &space, "shared")
+                        .await
+                        .expect("a space");
+                    created.insert(space.clone());
+                    timeline.roles.insert((space.clone(), user), Role::Owner);
+                    continue;
+                }
+                let Some(owner) = owner else { continue };
+                let role = timeline.role(&space, user);
+                match (next() % 6, role) {
+                    (0 | 1, None) => {
+                        let role = if next() % 2 == 0 {
+                            Role::Editor
+                        } else {
+                            Role::Viewer
+                        };
+                        store
+                            .add_member(&id_of(owner), &space, &target, role)
+                            .await
+                            .expect("a member added");
+                        timeline.roles.insert((space.clone(), user), role);
+                    }
+                    (2, Some(current)) if current != Role::Owner => {
+                        let role = [Role::Editor, Role::Viewer, Role::Owner][(next() % 3) as usize];
+                        store
+                            .set_role(&id_of(owner), &space, &target, role)
+                            .await
+                            .expect("a role set");
+                        if role == Role::Owner {
+                            timeline.roles.insert((space.clone(), owner), Role::Editor);
+                        }
+                        timeline.roles.insert((space.clone(), user), role);
+                    }
+                    (3, Some(current)) if current != Role::Owner => {
+                        store
+                            .remove_member(&id_of(owner), &space, &target)
+                            .await
+                            .expect("a member removed");
+                        timeline.roles.remove(&(space.clone(), user));
+                    }
+                    (4, Some(current))
+                        if current != Role::Owner || timeline.members(&space) == 1 =>
+                    {
+                        store
+                            .remove_member(&target, &space, &target)
+                            .await
+                            .expect("a member left");
+                        if current == Role::Owner {
+                            timeline.deleted.insert(space.clone());
+                        }
+                        timeline.roles.remove(&(space.clone(), user));
+                    }
+                    (5, _) if next() % 4 == 0 => {
+                        store
+                            .delete_space(&id_of(owner), &space)
+                            .await
+                            .expect("a space deleted");
+                        timeline.deleted.insert(space.clone());
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    // Everything pushed and pulled: each device holds exactly the server
+    // state of its partitions, the merge of what was admitted.
+    for d in &mut devices {
+        if !d.outbox.is_empty() {
+            let mutations = checked(&d.client, std::mem::take(&mut d.outbox));
+            for m in &mutations {
+                let admitted = match &m.key.space {
+                    None => true,
+                    Some(space) => timeline.role(space, d.user).is_some_and(Role::may_write),
+                };
+                if admitted {
+                    expected
+                        .entry(partition_of(d.user, &m.key))
+                        .or_default()
+                        .apply(&m.op, &m.hlc);
+                }
+            }
+            store
+                .push(&users[d.user], &d.client, mutations)
+                .await
+                .expect("a push");
+        }
+    }
+    for d in &mut devices {
+        loop {
+            let page = store
+                .pull(&users[d.user], &d.client, d.cursor, 3)
+                .await
+                .expect("a pull");
+            for change in &page.spaces {
+                if change.removed {
+                    d.held
+                        .retain(|key, _| key.space.as_ref() != Some(&change.space_id));
+                }
+            }
+            for change in page.changes {
+                d.held.insert(change.key(), change);
+            }
+            d.cursor = page.cursor;
+            if !page.has_more {
+                break;
+            }
+        }
+        let mine: BTreeMap<&RecordKey, &RecordState> = expected
+            .iter()
+            .filter(|((owner, key), _)| match &key.space {
+                None => *owner == Some(d.user),
+                Some(space) => timeline.role(space, d.user).is_some(),
+            })
+            .map(|((_, key), state)| (key, state))
+            .collect();
+        let held: Vec<&RecordKey> = d.held.keys().collect();
+        let wanted: Vec<&RecordKey> = mine.keys().copied().collect();
+        assert_eq!(
+            held, wanted,
+            "spaces: device {} holds its partitions",
+            d.client
+        );
+        for (key, state) in mine {
+            let change = &d.held[key];
+            assert_eq!(change.deleted, state.is_deleted(), "spaces: {key:?}");
+            assert_eq!(change.fields, state.values(), "spaces: {key:?}");
+        }
+    }
+}
+
+/// Where the schedule expects a record of `user`'s push: their own
+/// (keyed by user, since every user has an `r0`), or its space's.
+fn partition_of(user: usize, key: &RecordKey) -> (Option<usize>, RecordKey) {
+    (key.space.is_none().then_some(user), key.clone())
+}
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::RecordKey;
+use super::store::Memberships;
+use crate::model::access::Role;
+use crate::model::ids::SpaceId;

@@ -20,22 +20,38 @@ pub fn next_cursor(after: u64, page: &[Change]) -> u64 {
     page.last().map_or(after, |change| change.version)
 }
 
-/// Cursors are opaque to clients: a version today, something else tomorrow.
-/// `v2` counts versions of the feed in the user's partition; a `v1` cursor
-/// counted the feed before the migration (`migrate-sync-feed`), whose
-/// versions mean nothing now: the client is told to pull from the start.
-pub fn encode_cursor(version: u64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("v2:{version}"))
+/// Where a client stands: the version of its own feed, and the generation
+/// of the answer that named its positions in spaces (kept on the server,
+/// see `spaces`). Both fit a cursor whatever the number of spaces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PullCursor {
+    pub own: u64,
+    pub generation: u64,
 }
 
-pub fn decode_cursor(cursor: &str) -> Result<u64, Error> {
+/// Cursors are opaque to clients. `v3` is the own feed's version and the
+/// generation of the space positions; `v2` (before spaces) was the own
+/// version alone and reads as generation 0, so such a client is sent
+/// its spaces whole. A `v1` cursor counted the feed before the migration
+/// (`migrate-sync-feed`), whose versions mean nothing now: the client is
+/// told to pull from the start.
+pub fn encode_cursor(cursor: PullCursor) -> String {
+    URL_SAFE_NO_PAD.encode(format!("v3:{}:{}", cursor.own, cursor.generation))
+}
+
+pub fn decode_cursor(cursor: &str) -> Result<PullCursor, Error> {
     let text = URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .unwrap_or_default();
-    if let Some(version) = text.strip_prefix("v2:").and_then(|v| v.parse().ok()) {
-        return Ok(version);
+    if let Some((own, generation)) = text.strip_prefix("v3:").and_then(|v| v.split_once(':'))
+        && let (Ok(own), Ok(generation)) = (own.parse(), generation.parse())
+    {
+        return Ok(PullCursor { own, generation });
+    }
+    if let Some(own) = text.strip_prefix("v2:").and_then(|v| v.parse().ok()) {
+        return Ok(PullCursor { own, generation: 0 });
     }
     if text
         .strip_prefix("v1:")
@@ -89,6 +105,7 @@ mod tests {
                     self.next_id += 1;
                     WireMutation {
                         id: self.next_id,
+                        space_id: None,
                         collection: if record % 2 == 0 { "notes" } else { "todos" }.into(),
                         record_id: format!("r{record}"),
                         op: if *value == 0 { "delete" } else { "put" }.into(),
@@ -150,9 +167,18 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_garbage_is_refused() {
-        for version in [0, 1, 42, u64::MAX] {
-            assert_eq!(decode_cursor(&encode_cursor(version)).unwrap(), version);
+        for (own, generation) in [(0, 0), (1, 7), (42, 0), (u64::MAX, u64::MAX)] {
+            let cursor = PullCursor { own, generation };
+            assert_eq!(decode_cursor(&encode_cursor(cursor)).unwrap(), cursor);
         }
+        let before_spaces = URL_SAFE_NO_PAD.encode("v2:42");
+        assert_eq!(
+            decode_cursor(&before_spaces).unwrap(),
+            PullCursor {
+                own: 42,
+                generation: 0
+            }
+        );
         for bad in ["", "abc", "djI6eA", "!!"] {
             assert_eq!(
                 decode_cursor(bad).unwrap_err().code,

@@ -8,6 +8,7 @@ pub mod memory;
 pub mod merge;
 mod plan;
 pub mod size;
+pub mod spaces;
 pub mod store;
 mod validate;
 
@@ -22,13 +23,18 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::model::ids::{Partition, SpaceId, UserId};
 use crate::{Code, Error};
 use hlc::Hlc;
 use merge::{Op, RecordState};
 
-/// A transaction holds at most 100 items: the records of a chunk plus the
-/// user's version counter and the client watermark.
-pub const RECORDS_PER_CHUNK: usize = 98;
+/// A transaction holds at most 100 items: the records of a chunk, the
+/// client watermark, and for each partition it writes the version counter
+/// (and for a space, the check of the writer's membership).
+pub const ITEMS_PER_TRANSACTION: usize = 100;
+
+/// The records of a chunk that writes only the user's own partition.
+pub const RECORDS_PER_CHUNK: usize = ITEMS_PER_TRANSACTION - 2;
 
 /// A transaction carries at most 4 MB: the records of one chunk take at
 /// most this much (as DynamoDB counts them), the rest is keys and
@@ -51,6 +57,11 @@ pub enum Rejection {
     /// The record would outgrow what one DynamoDB item holds
     /// ([`size::MAX_RECORD_FIELDS_BYTES`]).
     RecordTooLarge,
+    /// The mutation names a space the pusher is not (or no longer) a
+    /// member of, or one that was deleted.
+    NotAMember,
+    /// The pusher is a viewer of the space.
+    ReadOnly,
 }
 
 impl Rejection {
@@ -60,6 +71,8 @@ impl Rejection {
             Rejection::ValueTooLarge => "value_too_large",
             Rejection::TooManyFields => "too_many_fields",
             Rejection::RecordTooLarge => "record_too_large",
+            Rejection::NotAMember => "not_a_member",
+            Rejection::ReadOnly => "read_only",
         }
     }
 }
@@ -71,17 +84,41 @@ pub struct Rejected {
     pub code: Rejection,
 }
 
-/// A record's identity within a user.
+/// A record's identity: in a shared space, or (None) in the user's own
+/// records.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RecordKey {
+    pub space: Option<SpaceId>,
     pub collection: String,
     pub record_id: String,
+}
+
+impl RecordKey {
+    /// One of the user's own records.
+    pub fn own(collection: impl Into<String>, record_id: impl Into<String>) -> Self {
+        Self {
+            space: None,
+            collection: collection.into(),
+            record_id: record_id.into(),
+        }
+    }
+
+    /// The partition the record lives in, for a record of `holder`.
+    pub fn partition(&self, holder: &UserId) -> Partition {
+        match &self.space {
+            Some(space) => Partition::Space(space.clone()),
+            None => Partition::User(holder.clone()),
+        }
+    }
 }
 
 /// A change as pull returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Change {
+    /// The space the record belongs to; absent for the user's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space_id: Option<SpaceId>,
     pub collection: String,
     pub record_id: String,
     pub deleted: bool,
@@ -99,6 +136,7 @@ pub struct Change {
 impl Change {
     pub fn new(key: RecordKey, state: &RecordState, version: u64) -> Self {
         Self {
+            space_id: key.space,
             collection: key.collection,
             record_id: key.record_id,
             deleted: state.is_deleted(),
@@ -134,6 +172,7 @@ impl Change {
 
     pub fn key(&self) -> RecordKey {
         RecordKey {
+            space: self.space_id.clone(),
             collection: self.collection.clone(),
             record_id: self.record_id.clone(),
         }
@@ -151,6 +190,20 @@ pub struct FeedPage {
     pub watermark: u64,
     /// The partition's version counter when the page was read.
     pub version: u64,
+}
+
+/// One answer of `GET /sync/pull`: the caller's own records and every
+/// space's, with the membership changes since the cursor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PullPage {
+    /// Own changes first (oldest first), then each space's.
+    pub changes: Vec<Change>,
+    /// Membership changes, removals first.
+    pub spaces: Vec<spaces::SpaceChange>,
+    pub has_more: bool,
+    /// The pulling client's last applied mutation id.
+    pub watermark: u64,
+    pub cursor: feed::PullCursor,
 }
 
 /// What a push did.
@@ -172,6 +225,9 @@ pub struct PushOutcome {
 #[serde(rename_all = "camelCase")]
 pub struct WireMutation {
     pub id: u64,
+    /// The space to write in; absent for the user's own records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space_id: Option<SpaceId>,
     pub collection: String,
     pub record_id: String,
     pub op: String,
@@ -209,6 +265,25 @@ pub fn unapplied(mutations: Vec<Mutation>, watermark: u64) -> Result<Vec<Mutatio
     }
 }
 
+/// Marks the mutations into spaces the pusher may not write: a space with
+/// no counter (gone or deleted) or no role is `not_a_member`, a viewer's
+/// is `read_only`.
+pub fn authorize(
+    mutations: &mut [Mutation],
+    role: impl Fn(&SpaceId) -> Option<crate::model::access::Role>,
+) {
+    for mutation in mutations {
+        let Some(space) = &mutation.key.space else {
+            continue;
+        };
+        match role(space) {
+            None => mutation.rejection = Some(Rejection::NotAMember),
+            Some(role) if !role.may_write() => mutation.rejection = Some(Rejection::ReadOnly),
+            Some(_) => {}
+        }
+    }
+}
+
 /// The rejections a client's watermark keeps while `batch` is pushed: the
 /// ones within the batch's ids (a resend gets them again); older ones are
 /// dropped, since the client has pushed past them.
@@ -239,6 +314,7 @@ mod tests {
     fn wire(id: u64, record: &str, op: &str, fields: Option<Value>, millis: u64) -> WireMutation {
         WireMutation {
             id,
+            space_id: None,
             collection: "notes".into(),
             record_id: record.into(),
             op: op.into(),

@@ -6,7 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::merge::{self, Op, RecordState};
-use super::{CHUNK_BYTES, Mutation, RecordKey, Rejected, Rejection, hlc, size};
+use super::{
+    CHUNK_BYTES, ITEMS_PER_TRANSACTION, Mutation, RecordKey, Rejected, Rejection, hlc, size,
+};
+use crate::model::ids::SpaceId;
 
 /// One transaction's worth of work: the records whose state changed and the
 /// watermark after its last mutation.
@@ -38,11 +41,20 @@ impl OpenChunk {
         self.touched.values().sum()
     }
 
-    /// Whether `key`, taking `bytes` after the next mutation, still fits.
+    /// Whether `key`, taking `bytes` after the next mutation, still fits:
+    /// at most `records_per_chunk` records and [`CHUNK_BYTES`], and at most
+    /// [`ITEMS_PER_TRANSACTION`] items with the watermark, each
+    /// partition's counter and each space's membership check.
     fn fits(&self, key: &RecordKey, bytes: usize, records_per_chunk: usize) -> bool {
         let counted = self.touched.get(key).copied();
         let records = self.touched.len() + usize::from(counted.is_none());
-        records <= records_per_chunk && self.bytes() - counted.unwrap_or(0) + bytes <= CHUNK_BYTES
+        let mut partitions: BTreeSet<Option<&SpaceId>> =
+            self.touched.keys().map(|k| k.space.as_ref()).collect();
+        partitions.insert(key.space.as_ref());
+        let checks = partitions.iter().filter(|space| space.is_some()).count();
+        records <= records_per_chunk
+            && records + 1 + partitions.len() + checks <= ITEMS_PER_TRANSACTION
+            && self.bytes() - counted.unwrap_or(0) + bytes <= CHUNK_BYTES
     }
 
     fn close(&mut self, states: &BTreeMap<RecordKey, RecordState>) -> Chunk {

@@ -117,6 +117,7 @@ pub fn validate(
         out.push(Mutation {
             id: wire.id,
             key: RecordKey {
+                space: wire.space_id,
                 collection: wire.collection,
                 record_id: wire.record_id,
             },

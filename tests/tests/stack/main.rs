@@ -20,6 +20,7 @@ mod notify;
 mod presign_botocore;
 mod realtime;
 mod security;
+mod spaces;
 mod stream_batches;
 mod sync;
 mod upload;

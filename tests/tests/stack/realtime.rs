@@ -260,7 +260,13 @@ async fn a_redelivered_batch_pokes_once() {
         .await
         .unwrap();
     assert_eq!(poke["type"], "poke");
-    assert_eq!(poke["cursor"], shared::sync::feed::encode_cursor(42));
+    assert_eq!(
+        poke["cursor"],
+        shared::sync::feed::encode_cursor(shared::sync::feed::PullCursor {
+            own: 42,
+            generation: 0
+        })
+    );
     assert_eq!(
         next_message(&mut tablet, Duration::from_millis(1000)).await,
         None

@@ -1,15 +1,17 @@
 //! The items sync writes and reads, and their attribute names: records,
 //! the partition's version counter, client watermarks.
 
-use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 
 use super::Snapshot;
 use crate::Error;
 use crate::keys::{self, ItemKey};
-use crate::model::ids::{ClientId, Partition, UserId};
+use crate::model::access::Role;
+use crate::model::ids::{ClientId, Partition, SpaceId, UserId};
 use crate::store::{Item, number};
 use crate::sync::merge::RecordState;
+use crate::sync::spaces::SpaceHead;
 use crate::sync::{RecordKey, Rejected};
 
 /// A sync record as stored.
@@ -36,9 +38,16 @@ pub(super) struct RecordItem {
     pub updated_at: i64,
 }
 
-pub(super) fn version_key(partition: &Partition) -> ItemKey {
-    ItemKey::SyncVersion {
-        partition: partition.clone(),
+/// The item holding a partition's version counter: the user's own
+/// counter, or the space's own item.
+pub(super) fn version_key(holder: &UserId, space: Option<&SpaceId>) -> ItemKey {
+    match space {
+        None => ItemKey::SyncVersion {
+            user: holder.clone(),
+        },
+        Some(space) => ItemKey::Space {
+            space: space.clone(),
+        },
     }
 }
 
@@ -49,9 +58,9 @@ pub(super) fn watermark_key(user: &UserId, client_id: &ClientId) -> ItemKey {
     }
 }
 
-pub(super) fn record_key(partition: &Partition, record: &RecordKey) -> ItemKey {
+pub(super) fn record_key(holder: &UserId, record: &RecordKey) -> ItemKey {
     ItemKey::Record {
-        partition: partition.clone(),
+        partition: record.partition(holder),
         collection: record.collection.clone(),
         record_id: record.record_id.clone(),
     }
@@ -83,12 +92,75 @@ pub(super) fn counter_update(
     Ok(TransactWriteItem::builder().update(update).build())
 }
 
+/// Moves a space's counter from `from` to `to`, only if it still holds
+/// `from` and the space exists and was not deleted: a push racing the
+/// deletion loses, and its retry rejects what it carried.
+pub(super) fn space_counter_update(
+    table: &str,
+    key: Item,
+    from: u64,
+    to: u64,
+) -> Result<TransactWriteItem, Error> {
+    let update = Update::builder()
+        .table_name(table)
+        .set_key(Some(key))
+        .update_expression("SET ver = :to")
+        .condition_expression(
+            "attribute_exists(PK) AND attribute_not_exists(deletedAt) AND (attribute_not_exists(ver) OR ver = :from)",
+        )
+        .expression_attribute_values(":from", number(from))
+        .expression_attribute_values(":to", number(to))
+        .build()
+        .map_err(Error::internal)?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
+
+/// Holds the transaction to the writer still being an owner or editor of
+/// the space: a removal or a demotion committed first cancels it.
+pub(super) fn member_may_write(table: &str, key: Item) -> Result<TransactWriteItem, Error> {
+    let check = ConditionCheck::builder()
+        .table_name(table)
+        .set_key(Some(key))
+        .condition_expression("#role IN (:owner, :editor)")
+        .expression_attribute_names("#role", "role")
+        .expression_attribute_values(":owner", AttributeValue::S(Role::Owner.as_str().into()))
+        .expression_attribute_values(":editor", AttributeValue::S(Role::Editor.as_str().into()))
+        .build()
+        .map_err(Error::internal)?;
+    Ok(TransactWriteItem::builder().condition_check(check).build())
+}
+
+/// A space's item as a pull reads it: name, counter, deletion.
+pub(super) fn decode_space_head(item: &Item) -> Option<(SpaceId, SpaceHead)> {
+    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
+    let Some(ItemKey::Space { space }) = ItemKey::parse(text(keys::PK)?, text(keys::SK)?) else {
+        return None;
+    };
+    let number_of = |name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let head = SpaceHead {
+        name: text("name").cloned().unwrap_or_default(),
+        name_version: number_of("nameVersion"),
+        version: number_of("ver"),
+        deleted: item.contains_key("deletedAt"),
+    };
+    Some((space, head))
+}
+
 /// A stored record, read field by field: a field (or tombstone) that does
 /// not decode is left out, so one damaged field never fails a page, a
 /// push or a delete of the record (a write replaces it). None, logged, for
 /// an item without its identity.
 pub(super) fn decode_record(mut item: Item) -> Option<(RecordKey, RecordState, u64)> {
     let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+    let space = match text(keys::PK).as_deref().and_then(keys::parse_partition) {
+        Some(Partition::Space(space)) => Some(space),
+        _ => None,
+    };
     let identity = text("collection").zip(text("recordId")).zip(
         item.get("ver")
             .and_then(|v| v.as_n().ok()?.parse::<u64>().ok()),
@@ -115,6 +187,7 @@ pub(super) fn decode_record(mut item: Item) -> Option<(RecordKey, RecordState, u
         }
     }
     let key = RecordKey {
+        space,
         collection,
         record_id,
     };
@@ -164,7 +237,22 @@ pub(super) fn read_into(snapshot: &mut Snapshot, item: Item) -> Result<(), Error
             .unwrap_or(0)
     };
     match ItemKey::parse(text(keys::PK).unwrap_or(""), text(keys::SK).unwrap_or("")) {
-        Some(ItemKey::SyncVersion { .. }) => snapshot.version = number_of("ver"),
+        Some(ItemKey::SyncVersion { .. }) => {
+            snapshot.versions.insert(None, number_of("ver"));
+        }
+        Some(ItemKey::Space { space }) => {
+            // A deleted space takes no writes: it has no counter to move.
+            if !item.contains_key("deletedAt") {
+                snapshot.versions.insert(Some(space), number_of("ver"));
+            }
+        }
+        Some(ItemKey::Member { space, .. }) => {
+            if let Some(role) = text("role").and_then(|r| {
+                serde_json::from_value::<Role>(serde_json::Value::String(r.into())).ok()
+            }) {
+                snapshot.roles.insert(space, role);
+            }
+        }
         Some(ItemKey::Watermark { .. }) => {
             snapshot.watermark = number_of("lastMutationId");
             // Written by this module only; an unreadable list is dropped

@@ -16,17 +16,22 @@ use aws_sdk_dynamodb::types::{
 mod items;
 
 use items::{RecordItem, decode_record, read_into, record_key, version_key, watermark_key};
-use items::{counter_update, watermark_update};
+use items::{counter_update, member_may_write, space_counter_update, watermark_update};
 
 use super::{Item, Table, item_key, number};
 use crate::keys;
+use crate::keys::ItemKey;
 use crate::model::access::Grant;
+use crate::model::access::Role;
+use crate::model::ids::SpaceId;
 use crate::model::ids::{ClientId, Partition, UserId};
+use crate::sync::feed::PullCursor;
 use crate::sync::merge::RecordState;
+use crate::sync::spaces::{SpaceHead, assemble, plan_space};
 use crate::sync::store::SyncStore;
 use crate::sync::{
-    Change, Chunk, FeedPage, Mutation, PushOutcome, RECORDS_PER_CHUNK, RecordKey, Rejected, plan,
-    rejections_within, unapplied,
+    Change, Chunk, FeedPage, Mutation, PullPage, PushOutcome, RECORDS_PER_CHUNK, RecordKey,
+    Rejected, authorize, plan, rejections_within, unapplied,
 };
 use crate::{Error, adapters::aws};
 
@@ -36,7 +41,11 @@ pub(super) struct Snapshot {
     watermark: u64,
     /// The rejections kept beside the watermark.
     rejected: Vec<Rejected>,
-    version: u64,
+    /// Each partition's version counter (None: the user's own); a space
+    /// that is gone or deleted has none.
+    versions: BTreeMap<Option<SpaceId>, u64>,
+    /// The writer's role in each space read.
+    roles: BTreeMap<SpaceId, Role>,
     records: BTreeMap<RecordKey, (RecordState, u64)>,
 }
 
@@ -55,21 +64,20 @@ pub(super) fn backoff(attempt: u32) -> std::time::Duration {
     std::time::Duration::from_millis(noise % cap)
 }
 
-/// Who writes a partition's records: a client's push moves the client's
-/// watermark (in the pusher's own partition) with each chunk; a tool an
-/// operator runs moves none.
+/// Who writes records: a client's push moves the client's watermark (in
+/// the pusher's own partition) with each chunk; a tool an operator runs
+/// moves none. Records without a space are the holder's own.
 #[derive(Clone, Copy)]
 pub(super) struct Writer<'a> {
-    pub partition: &'a Partition,
-    pub client: Option<(&'a UserId, &'a ClientId)>,
+    pub holder: &'a UserId,
+    pub client: Option<&'a ClientId>,
 }
 
 impl Writer<'_> {
     /// What the stream consumers read as the change's origin: the pushing
     /// app is not poked for its own change.
     fn origin(&self) -> &str {
-        self.client
-            .map_or("operator", |(_, client)| client.as_str())
+        self.client.map_or("operator", ClientId::as_str)
     }
 }
 
@@ -89,20 +97,33 @@ impl Table {
         Ok(true)
     }
 
-    /// Reads the watermark, the version counter and the current records.
+    /// Reads the watermark, the version counter of each partition the
+    /// records are in, the writer's membership of each space among them,
+    /// and the current records.
     pub(super) async fn snapshot(
         &self,
         writer: Writer<'_>,
         records: &BTreeSet<RecordKey>,
     ) -> Result<Snapshot, Error> {
-        let mut wanted: Vec<Item> = vec![item_key(&version_key(writer.partition))];
-        if let Some((user, client_id)) = writer.client {
-            wanted.push(item_key(&watermark_key(user, client_id)));
+        let partitions: BTreeSet<Option<&SpaceId>> =
+            records.iter().map(|r| r.space.as_ref()).collect();
+        let mut wanted: Vec<Item> = Vec::new();
+        for space in &partitions {
+            wanted.push(item_key(&version_key(writer.holder, *space)));
+            if let Some(space) = space {
+                wanted.push(item_key(&ItemKey::Member {
+                    space: (*space).clone(),
+                    user: writer.holder.clone(),
+                }));
+            }
+        }
+        if let Some(client_id) = writer.client {
+            wanted.push(item_key(&watermark_key(writer.holder, client_id)));
         }
         wanted.extend(
             records
                 .iter()
-                .map(|r| item_key(&record_key(writer.partition, r))),
+                .map(|r| item_key(&record_key(writer.holder, r))),
         );
         let mut snapshot = Snapshot::default();
         for item in self.get_consistent(wanted).await? {
@@ -113,7 +134,7 @@ impl Table {
 
     /// Items by key, with consistent `BatchGetItem`s of at most 100 keys,
     /// until none is left unprocessed.
-    async fn get_consistent(&self, keys: Vec<Item>) -> Result<Vec<Item>, Error> {
+    pub(super) async fn get_consistent(&self, keys: Vec<Item>) -> Result<Vec<Item>, Error> {
         let mut found = Vec::with_capacity(keys.len());
         for batch in keys.chunks(100) {
             let mut pending = batch.to_vec();
@@ -169,20 +190,21 @@ impl Table {
         chunk: &Chunk,
     ) -> Result<bool, Error> {
         let now = chrono::Utc::now().timestamp_millis();
-        let mut items = Vec::with_capacity(chunk.changed.len() + 2);
-        let mut version = snapshot.version;
+        let mut items = Vec::with_capacity(chunk.changed.len() + 4);
+        let mut versions = snapshot.versions.clone();
         let mut written = Vec::with_capacity(chunk.changed.len());
         for (record, state) in &chunk.changed {
-            version += 1;
-            let key = record_key(writer.partition, record);
+            let version = versions.entry(record.space.clone()).or_default();
+            *version += 1;
+            let key = record_key(writer.holder, record);
             let item = RecordItem {
                 pk: key.pk(),
                 sk: key.sk(),
                 collection: record.collection.clone(),
                 record_id: record.record_id.clone(),
                 state: state.clone(),
-                ver: version,
-                feed_version: version,
+                ver: *version,
+                feed_version: *version,
                 origin: writer.origin().to_string(),
                 updated_at: now,
             };
@@ -200,23 +222,34 @@ impl Table {
                     .put(put.build().map_err(Error::internal)?)
                     .build(),
             );
-            written.push((record.clone(), state.clone(), version));
+            written.push((record.clone(), state.clone(), *version));
         }
-        if version != snapshot.version {
-            items.push(counter_update(
-                &self.name,
-                item_key(&version_key(writer.partition)),
-                "ver",
-                snapshot.version,
-                version,
-            )?);
+        for (space, version) in &versions {
+            let stored = snapshot.versions.get(space).copied().unwrap_or(0);
+            if *version == stored {
+                continue;
+            }
+            let key = item_key(&version_key(writer.holder, space.as_ref()));
+            match space {
+                None => items.push(counter_update(&self.name, key, "ver", stored, *version)?),
+                Some(space) => {
+                    items.push(space_counter_update(&self.name, key, stored, *version)?);
+                    items.push(member_may_write(
+                        &self.name,
+                        item_key(&ItemKey::Member {
+                            space: space.clone(),
+                            user: writer.holder.clone(),
+                        }),
+                    )?);
+                }
+            }
         }
         let mut rejected = snapshot.rejected.clone();
         rejected.extend(chunk.rejected.iter().cloned());
-        if let Some((user, client_id)) = writer.client {
+        if let Some(client_id) = writer.client {
             items.push(watermark_update(
                 &self.name,
-                item_key(&watermark_key(user, client_id)),
+                item_key(&watermark_key(writer.holder, client_id)),
                 snapshot.watermark,
                 chunk.last_mutation_id,
                 &rejected,
@@ -253,7 +286,7 @@ impl Table {
             }
             Err(err) => return Err(aws::classify(err)),
         }
-        snapshot.version = version;
+        snapshot.versions = versions;
         if writer.client.is_some() {
             snapshot.watermark = chunk.last_mutation_id;
             snapshot.rejected = rejected;
@@ -266,24 +299,28 @@ impl Table {
 }
 
 impl SyncStore for Table {
-    /// Applies a validated push exactly once.
+    /// Applies a validated push exactly once. A mutation into a space the
+    /// pusher may not write is rejected here, from the membership read
+    /// with the records; the write of one they may is conditioned on that
+    /// membership in its own transaction, so a removal racing the push
+    /// either comes first (and the retry rejects it) or after.
     async fn push(
         &self,
-        grant: &Grant,
+        own: &Grant,
         client_id: &ClientId,
         mutations: Vec<Mutation>,
     ) -> Result<PushOutcome, Error> {
         let keys: BTreeSet<RecordKey> = mutations.iter().map(|m| m.key.clone()).collect();
         let writer = Writer {
-            partition: grant.partition(),
-            client: Some((grant.holder(), client_id)),
+            holder: own.holder(),
+            client: Some(client_id),
         };
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(backoff(attempt)).await;
             }
             let mut snapshot = self.snapshot(writer, &keys).await?;
-            let fresh = unapplied(mutations.clone(), snapshot.watermark)?;
+            let mut fresh = unapplied(mutations.clone(), snapshot.watermark)?;
             snapshot.rejected = rejections_within(&snapshot.rejected, &mutations);
             if fresh.is_empty() {
                 return Ok(PushOutcome {
@@ -292,6 +329,13 @@ impl SyncStore for Table {
                     ..PushOutcome::default()
                 });
             }
+            authorize(&mut fresh, |space| {
+                snapshot
+                    .versions
+                    .contains_key(&Some(space.clone()))
+                    .then(|| snapshot.roles.get(space).copied())
+                    .flatten()
+            });
             let chunks = plan(&snapshot.states(), &fresh, RECORDS_PER_CHUNK);
             if self.commit_all(writer, &mut snapshot, &chunks).await? {
                 return Ok(PushOutcome {
@@ -308,37 +352,119 @@ impl SyncStore for Table {
         )))
     }
 
-    /// The partition's changes after version `after`, oldest first, at most
-    /// `limit`, with the client's watermark.
+    /// The caller's own changes after the cursor, then each space's, with
+    /// the membership changes since the cursor.
     ///
-    /// One consistent `BatchGetItem` reads the counter and the watermark,
-    /// then one consistent query of the `Feed` index reads the versions in
-    /// `(after, counter]`. Every version up to the counter belongs to a
-    /// committed transaction (the counter moves in the same transaction as
-    /// its records), so the page never holds a version whose predecessors
-    /// could still appear: the cursor never passes a change.
+    /// One consistent query reads the caller's memberships (with this
+    /// client's positions), consistent `BatchGetItem`s read the own
+    /// counter, the watermark and each space's item (its counter), then
+    /// one consistent query of the `Feed` index per partition with news
+    /// reads its versions up to its counter. Every version up to a
+    /// counter belongs to a committed transaction (the counter moves in
+    /// the same transaction as its records), so a page never holds a
+    /// version whose predecessors could still appear: no position passes
+    /// a change. The positions this answer moves are written before it is
+    /// sent.
     async fn pull(
         &self,
-        grant: &Grant,
+        own: &Grant,
         client_id: &ClientId,
-        after: u64,
+        cursor: PullCursor,
         limit: usize,
-    ) -> Result<FeedPage, Error> {
-        let mut head = Snapshot::default();
-        let keys = vec![
-            item_key(&version_key(grant.partition())),
-            item_key(&watermark_key(grant.holder(), client_id)),
+    ) -> Result<PullPage, Error> {
+        let user = own.holder();
+        let memberships = self.memberships(user).await?;
+        let mut wanted = vec![
+            item_key(&version_key(user, None)),
+            item_key(&watermark_key(user, client_id)),
         ];
-        for item in self.get_consistent(keys).await? {
-            read_into(&mut head, item)?;
+        wanted.extend(
+            memberships
+                .iter()
+                .filter(|m| m.is_current())
+                .map(|m| item_key(&version_key(user, Some(&m.space_id)))),
+        );
+        let mut head = Snapshot::default();
+        let mut spaces: BTreeMap<SpaceId, SpaceHead> = BTreeMap::new();
+        for item in self.get_consistent(wanted).await? {
+            if let Some((space, space_head)) = items::decode_space_head(&item) {
+                spaces.insert(space, space_head);
+            } else {
+                read_into(&mut head, item)?;
+            }
         }
-        if head.version <= after {
-            return Ok(FeedPage {
-                changes: Vec::new(),
-                has_more: false,
-                watermark: head.watermark,
-                version: head.version,
-            });
+        let own_version = head.versions.get(&None).copied().unwrap_or(0);
+        let own_page = self
+            .feed_page(
+                &Partition::User(user.clone()),
+                cursor.own,
+                own_version,
+                limit,
+            )
+            .await?;
+        let mut budget = limit.saturating_sub(own_page.len());
+        let mut read = Vec::with_capacity(memberships.len());
+        for membership in &memberships {
+            let positions = membership
+                .positions
+                .get(client_id.as_str())
+                .map_or(&[][..], Vec::as_slice);
+            let pull = plan_space(
+                cursor.generation,
+                membership,
+                positions,
+                spaces.get(&membership.space_id),
+            );
+            let page = match pull.read_after {
+                Some(after) if after < pull.until && budget > 0 => {
+                    let partition = Partition::Space(membership.space_id.clone());
+                    let changes = self
+                        .feed_page(&partition, after, pull.until, budget)
+                        .await?;
+                    budget -= changes.len();
+                    let has_more = changes.last().is_some_and(|c| c.version < pull.until);
+                    Some(FeedPage {
+                        changes,
+                        has_more,
+                        watermark: 0,
+                        version: pull.until,
+                    })
+                }
+                Some(after) if after >= pull.until => Some(FeedPage {
+                    changes: Vec::new(),
+                    has_more: false,
+                    watermark: 0,
+                    version: pull.until,
+                }),
+                _ => None,
+            };
+            read.push((pull, page));
+        }
+        let own_page = FeedPage {
+            has_more: own_page.last().is_some_and(|c| c.version < own_version),
+            changes: own_page,
+            watermark: head.watermark,
+            version: own_version,
+        };
+        let assembled = assemble(cursor, own_page, read);
+        self.write_positions(user, client_id, &assembled.writes)
+            .await?;
+        Ok(assembled.page)
+    }
+}
+
+impl Table {
+    /// The versions of `partition`'s feed in `(after, until]`, oldest
+    /// first, at most `limit`.
+    async fn feed_page(
+        &self,
+        partition: &Partition,
+        after: u64,
+        until: u64,
+        limit: usize,
+    ) -> Result<Vec<Change>, Error> {
+        if until <= after || limit == 0 {
+            return Ok(Vec::new());
         }
         let output = self
             .client
@@ -349,10 +475,10 @@ impl SyncStore for Table {
             .expression_attribute_names("#v", keys::FEED_VERSION)
             .expression_attribute_values(
                 ":partition",
-                AttributeValue::S(keys::partition_key(grant.partition())),
+                AttributeValue::S(keys::partition_key(partition)),
             )
             .expression_attribute_values(":first", number(after + 1))
-            .expression_attribute_values(":last", number(head.version))
+            .expression_attribute_values(":last", number(until))
             .consistent_read(true)
             .scan_index_forward(true)
             .limit(i32::try_from(limit).unwrap_or(i32::MAX))
@@ -362,8 +488,7 @@ impl SyncStore for Table {
             .map_err(aws::classify)?;
         self.usage
             .add(output.consumed_capacity().and_then(|c| c.capacity_units()));
-        let has_more = output.last_evaluated_key().is_some_and(|k| !k.is_empty());
-        let changes = output
+        Ok(output
             .items
             .unwrap_or_default()
             .into_iter()
@@ -371,13 +496,7 @@ impl SyncStore for Table {
                 let (key, state, version) = decode_record(item)?;
                 Some(Change::new(key, &state, version))
             })
-            .collect();
-        Ok(FeedPage {
-            changes,
-            has_more,
-            watermark: head.watermark,
-            version: head.version,
-        })
+            .collect())
     }
 }
 
