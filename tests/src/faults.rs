@@ -4,6 +4,7 @@
 //! (to catch half-written state). Every request it forwards carries
 //! `Connection: close`, so each one is judged under the current mode.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,11 +24,17 @@ pub enum Fault {
     /// Answer 500 to requests whose head contains this text (an
     /// `X-Amz-Target` such as `TransactWriteItems`); forward the rest.
     FailOnly(&'static str),
+    /// Hold the first request whose head contains this text this long
+    /// before forwarding it (a write that reads, then commits late, so
+    /// that another change lands in between); forward the rest.
+    HoldFirst(&'static str, std::time::Duration),
 }
 
 pub struct FaultyProxy {
     pub url: String,
     fault: Arc<Mutex<Fault>>,
+    /// Whether `HoldFirst` held its request yet.
+    held: Arc<AtomicBool>,
     connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
     acceptor: JoinHandle<()>,
 }
@@ -42,12 +49,13 @@ impl FaultyProxy {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let fault = Arc::new(Mutex::new(Fault::None));
         let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let held = Arc::new(AtomicBool::new(false));
         let acceptor = tokio::spawn({
-            let (fault, connections) = (fault.clone(), connections.clone());
+            let (fault, connections, held) = (fault.clone(), connections.clone(), held.clone());
             async move {
                 while let Ok((client, _)) = listener.accept().await {
                     let fault = fault.lock().unwrap().clone();
-                    let task = tokio::spawn(serve(client, upstream.clone(), fault));
+                    let task = tokio::spawn(serve(client, upstream.clone(), fault, held.clone()));
                     let mut live = connections.lock().unwrap();
                     live.retain(|t| !t.is_finished());
                     live.push(task);
@@ -57,6 +65,7 @@ impl FaultyProxy {
         Self {
             url,
             fault,
+            held,
             connections,
             acceptor,
         }
@@ -64,6 +73,7 @@ impl FaultyProxy {
 
     /// Switches the fault; connections already open are cut.
     pub fn set(&self, fault: Fault) {
+        self.held.store(false, Ordering::SeqCst);
         *self.fault.lock().unwrap() = fault;
         for task in self.connections.lock().unwrap().drain(..) {
             task.abort();
@@ -84,7 +94,7 @@ const SERVER_ERROR: &[u8] = b"HTTP/1.1 500 Internal Server Error\r\n\
 content-type: application/x-amz-json-1.0\r\nconnection: close\r\ncontent-length: 81\r\n\r\n\
 {\"__type\":\"com.amazonaws.dynamodb.v20120810#InternalServerError\",\"message\":\"x\"}";
 
-async fn serve(mut client: TcpStream, upstream: String, fault: Fault) {
+async fn serve(mut client: TcpStream, upstream: String, fault: Fault, held: Arc<AtomicBool>) {
     match fault {
         Fault::Down => return,
         Fault::BlackHole => {
@@ -116,6 +126,12 @@ async fn serve(mut client: TcpStream, upstream: String, fault: Fault) {
         let _ = client.write_all(SERVER_ERROR).await;
         let _ = client.shutdown().await;
         return;
+    }
+    if let Fault::HoldFirst(target, delay) = &fault
+        && text.contains(target)
+        && !held.swap(true, Ordering::SeqCst)
+    {
+        tokio::time::sleep(*delay).await;
     }
     let Ok(mut server) = TcpStream::connect(&upstream).await else {
         return;

@@ -497,3 +497,50 @@ async fn a_member_removed_and_re_added_between_pulls_is_told_both_in_order() {
     );
     api.stop().await;
 }
+
+/// The race the in-transaction check exists for: a push reads the
+/// member's role, the owner removes them, and only then does the push
+/// commit. The commit is cancelled and its retry rejects the mutation, so
+/// no write gets in after the removal.
+#[tokio::test]
+async fn a_removal_racing_a_push_lets_no_write_in_after_it() {
+    use e2e::faults::{Fault, FaultyProxy};
+
+    let proxy = FaultyProxy::start(&e2e::emulator_url()).await;
+    let api = TestStack::start_against(proxy.url.clone()).await;
+    let (owner, member) = (api.user().await, api.user().await);
+    let space = create_space(&api, &owner, "Race").await;
+    let code = invite(&api, &owner, &space, "editor").await;
+    assert_eq!(join(&api, &member, &code).await.status, 200);
+
+    // The push's commit (the first transaction from now on) waits 1.5 s
+    // after its read; the removal, 300 ms in, commits at once.
+    proxy.set(Fault::HoldFirst(
+        "TransactWriteItems",
+        std::time::Duration::from_millis(1500),
+    ));
+    let push = api.push(
+        &member,
+        "phone",
+        vec![put_in(&space, 1, "phone", "late", json!({"v": 1}))],
+    );
+    let remove = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        api.delete(
+            &format!("/spaces/{space}/members/{}", member.user_id),
+            Some(&owner.access_token),
+        )
+        .await
+    };
+    let (pushed, removed) = tokio::join!(push, remove);
+    assert_eq!(removed.status, 204, "{removed:?}");
+    assert_eq!(pushed.status, 200, "{pushed:?}");
+    assert_eq!(
+        pushed.body["rejected"],
+        json!([{"id": 1, "code": "not_a_member"}]),
+        "the write read a membership that was gone when it committed"
+    );
+    let seen = pull(&api, &owner, "owner-phone", None).await;
+    assert_eq!(seen.body["changes"], json!([]), "{seen:?}");
+    api.stop().await;
+}
