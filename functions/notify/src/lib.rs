@@ -13,7 +13,7 @@ use shared::aws_config::SdkConfig;
 use shared::config::{self, Env, FromEnv, MissingVariable, PushApplications};
 use shared::metrics::Metrics;
 use shared::model::device::Device;
-use shared::model::ids::{ClientId, MediaId, Partition, UserId};
+use shared::model::ids::{ClientId, MediaId, Partition, SpaceId, UserId};
 use shared::store::{Table, TableChange};
 use tokio::sync::Semaphore;
 
@@ -61,6 +61,13 @@ pub enum Interest {
         user_id: UserId,
         origin: Option<ClientId>,
     },
+    /// A record of a space changed: the same poke to every member's
+    /// devices but the pushing one (a user and client id).
+    SpaceChange {
+        space: SpaceId,
+        origin_user: Option<UserId>,
+        origin: Option<ClientId>,
+    },
 }
 
 /// What a record asks for; most records (profiles, devices, watermarks,
@@ -83,6 +90,16 @@ pub fn interest(record: &EventRecord) -> Option<Interest> {
             origin,
             ..
         } => Some(Interest::SyncChange { user_id, origin }),
+        TableChange::Record {
+            partition: Partition::Space(space),
+            origin,
+            origin_user,
+            ..
+        } => Some(Interest::SpaceChange {
+            space,
+            origin_user,
+            origin,
+        }),
         _ => None,
     }
 }
@@ -98,29 +115,72 @@ struct PushWork {
     sync_origins: BTreeSet<Option<ClientId>>,
 }
 
+fn work_of<'a>(
+    work: &'a mut BTreeMap<UserId, PushWork>,
+    user: UserId,
+    sequence: &str,
+) -> &'a mut PushWork {
+    work.entry(user).or_insert_with(|| PushWork {
+        first_sequence: sequence.to_string(),
+        ..PushWork::default()
+    })
+}
+
 /// Consumes one batch. Transient failures are reported per record (the
 /// first record of the affected user) so only those are retried; dead
 /// endpoints are deleted along with their device.
 pub async fn handle_stream(deps: &Deps, event: Event) -> Result<DynamoDbEventResponse, Error> {
     let mut work: BTreeMap<UserId, PushWork> = BTreeMap::new();
+    // Per space: its first record, and who pushed its changes.
+    type SpaceOrigins = (String, BTreeSet<(Option<UserId>, Option<ClientId>)>);
+    let mut spaces: BTreeMap<SpaceId, SpaceOrigins> = BTreeMap::new();
+    let mut failures = Vec::new();
     for record in &event.records {
         let Some(interest) = interest(record) else {
             continue;
         };
         let sequence = record.change.sequence_number.clone().unwrap_or_default();
-        let user_id = match &interest {
-            Interest::MediaReady { user_id, .. } | Interest::SyncChange { user_id, .. } => {
-                user_id.clone()
-            }
-        };
-        let entry = work.entry(user_id).or_insert_with(|| PushWork {
-            first_sequence: sequence,
-            ..PushWork::default()
-        });
         match interest {
-            Interest::MediaReady { media_id, .. } => entry.ready.push(media_id),
-            Interest::SyncChange { origin, .. } => {
-                entry.sync_origins.insert(origin);
+            Interest::MediaReady { user_id, media_id } => {
+                work_of(&mut work, user_id, &sequence).ready.push(media_id);
+            }
+            Interest::SyncChange { user_id, origin } => {
+                work_of(&mut work, user_id, &sequence)
+                    .sync_origins
+                    .insert(origin);
+            }
+            Interest::SpaceChange {
+                space,
+                origin_user,
+                origin,
+            } => {
+                let (_, origins) = spaces
+                    .entry(space)
+                    .or_insert_with(|| (sequence, BTreeSet::new()));
+                origins.insert((origin_user, origin));
+            }
+        }
+    }
+    // Every current member of a changed space: their own devices but the
+    // pushing one, the others' devices all.
+    for (space, (sequence, origins)) in spaces {
+        match deps.table.members(&space).await {
+            Ok(members) => {
+                for member in members {
+                    let entry = work_of(&mut work, member.user_id.clone(), &sequence);
+                    for (user, client) in &origins {
+                        let own = user.as_ref() == Some(&member.user_id);
+                        entry
+                            .sync_origins
+                            .insert(if own { client.clone() } else { None });
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, %space, "the members of a space could not be read");
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = Some(sequence);
+                failures.push(failure);
             }
         }
     }
@@ -135,7 +195,6 @@ pub async fn handle_stream(deps: &Deps, event: Event) -> Result<DynamoDbEventRes
             (user_work.first_sequence, outcomes)
         });
     }
-    let mut failures = Vec::new();
     let mut all = Vec::new();
     while let Some(joined) = users.join_next().await {
         let (sequence, outcomes) = joined.map_err(Error::internal)?;

@@ -13,7 +13,7 @@ use shared::aws_config::SdkConfig;
 use shared::config::{self, Env, FromEnv, MissingVariable};
 use shared::metrics::Metrics;
 use shared::model::connection::{Connection, ServerMessage};
-use shared::model::ids::{ClientId, MediaId, Partition, UserId};
+use shared::model::ids::{ClientId, MediaId, Partition, SpaceId, UserId};
 use shared::model::media::Status;
 use shared::store::{Table, TableChange};
 use shared::sync::feed::{PullCursor, encode_cursor};
@@ -49,70 +49,167 @@ impl Deps {
     }
 }
 
+/// Changes of one partition a user is poked for.
+#[derive(Debug, Default, Clone)]
+struct Changed {
+    /// The highest feed version among the batch's changes.
+    version: u64,
+    /// Which of the user's apps pushed them (None: another user, or an
+    /// operator).
+    origins: BTreeSet<Option<ClientId>>,
+}
+
+impl Changed {
+    /// Whether `connection`, last poked at `poked` for this partition, is
+    /// poked now: not the app that pushed all of it (it has it), and not
+    /// again for a version it was already poked for (a redelivered batch).
+    fn wants_poke(&self, connection: &Connection, poked: u64) -> bool {
+        let only_its_own =
+            self.origins.len() == 1 && self.origins.contains(&Some(connection.client_id.clone()));
+        self.version > 0 && !only_its_own && poked < self.version
+    }
+}
+
 /// What one user is sent for a batch, and the first record that asked
 /// (reported if sending fails).
 #[derive(Debug, Default)]
 struct PokeWork {
     first_sequence: String,
-    /// The highest feed version among the batch's sync changes.
-    version: u64,
-    /// The apps whose pushes those changes are (None: an operator's).
-    origins: BTreeSet<Option<ClientId>>,
+    /// Their own records.
+    own: Changed,
+    /// Records of spaces they are in.
+    spaces: BTreeMap<SpaceId, Changed>,
+    /// Spaces whose membership of theirs began, changed or ended.
+    memberships: BTreeSet<SpaceId>,
     /// Photos that finished: their ids and new status.
     media: Vec<(MediaId, Status)>,
 }
 
-fn note(work: &mut BTreeMap<UserId, PokeWork>, record: &EventRecord) {
-    let change = TableChange::decode(
+/// Changes of one space in a batch, before they are known per member.
+#[derive(Debug, Default)]
+struct SpaceWork {
+    first_sequence: String,
+    version: u64,
+    /// Who pushed them: a user's app (or None, an operator).
+    origins: BTreeSet<(Option<UserId>, Option<ClientId>)>,
+}
+
+/// The batch sorted by whom it concerns: users directly, spaces (whose
+/// members are looked up once per space).
+#[derive(Debug, Default)]
+struct Batch {
+    users: BTreeMap<UserId, PokeWork>,
+    spaces: BTreeMap<SpaceId, SpaceWork>,
+}
+
+impl Batch {
+    fn user(&mut self, user: UserId, sequence: &str) -> &mut PokeWork {
+        self.users.entry(user).or_insert_with(|| PokeWork {
+            first_sequence: sequence.to_string(),
+            ..PokeWork::default()
+        })
+    }
+}
+
+fn note(batch: &mut Batch, record: &EventRecord) {
+    let Some(change) = TableChange::decode(
         &record.event_name,
         &record.change.new_image,
         &record.change.old_image,
-    );
-    let (user, media) = match &change {
-        Some(TableChange::Record {
-            partition: Partition::User(user),
-            ..
-        }) => (user.clone(), None),
-        Some(change) => match change.finished_media() {
-            Some((user, media_id, status)) => (user.clone(), Some((media_id.clone(), status))),
-            None => return,
-        },
-        None => return,
+    ) else {
+        return;
     };
-    let user_work = work.entry(user).or_insert_with(|| PokeWork {
-        first_sequence: record.change.sequence_number.clone().unwrap_or_default(),
-        ..PokeWork::default()
-    });
-    match (media, change) {
-        (Some(finished), _) => user_work.media.push(finished),
-        (
-            None,
-            Some(TableChange::Record {
-                version, origin, ..
-            }),
-        ) => {
-            user_work.version = user_work.version.max(version);
-            user_work.origins.insert(origin);
-        }
-        _ => {}
+    let sequence = record.change.sequence_number.clone().unwrap_or_default();
+    if let Some((user, media_id, status)) = change.finished_media() {
+        batch
+            .user(user.clone(), &sequence)
+            .media
+            .push((media_id.clone(), status));
+        return;
     }
+    match change {
+        TableChange::Record {
+            partition: Partition::User(user),
+            version,
+            origin,
+            ..
+        } => {
+            let own = &mut batch.user(user, &sequence).own;
+            own.version = own.version.max(version);
+            own.origins.insert(origin);
+        }
+        TableChange::Record {
+            partition: Partition::Space(space),
+            version,
+            origin,
+            origin_user,
+        } => {
+            let work = batch.spaces.entry(space).or_insert_with(|| SpaceWork {
+                first_sequence: sequence,
+                ..SpaceWork::default()
+            });
+            work.version = work.version.max(version);
+            work.origins.insert((origin_user, origin));
+        }
+        TableChange::Membership { user, space } => {
+            batch.user(user, &sequence).memberships.insert(space);
+        }
+        TableChange::Media { .. } => {}
+    }
+}
+
+/// Adds each space's changes to the work of each of its members (as they
+/// are now: a removed member is not poked). A space whose members cannot
+/// be read is its first record's failure.
+async fn expand_spaces(deps: &Deps, batch: &mut Batch) -> Vec<String> {
+    let mut failed = Vec::new();
+    let spaces = std::mem::take(&mut batch.spaces);
+    for (space, work) in spaces {
+        let members = match deps.table.members(&space).await {
+            Ok(members) => members,
+            Err(err) => {
+                tracing::warn!(error = %err, %space, "live channel: the members of a space could not be read");
+                failed.push(work.first_sequence);
+                continue;
+            }
+        };
+        for member in members {
+            let changed = Changed {
+                version: work.version,
+                origins: work
+                    .origins
+                    .iter()
+                    .map(|(user, client)| {
+                        (user.as_ref() == Some(&member.user_id))
+                            .then(|| client.clone())
+                            .flatten()
+                    })
+                    .collect(),
+            };
+            batch
+                .user(member.user_id, &work.first_sequence)
+                .spaces
+                .insert(space.clone(), changed);
+        }
+    }
+    failed
 }
 
 /// Consumes one batch of the table stream.
 pub async fn handle_stream(deps: &Deps, event: Event) -> Result<DynamoDbEventResponse, Error> {
-    let mut work: BTreeMap<UserId, PokeWork> = BTreeMap::new();
+    let mut batch = Batch::default();
     for record in &event.records {
-        note(&mut work, record);
+        note(&mut batch, record);
     }
+    let mut failed = expand_spaces(deps, &mut batch).await;
     let mut users = tokio::task::JoinSet::new();
-    for (user_id, user_work) in work {
+    for (user_id, user_work) in batch.users {
         let deps = deps.clone();
         users.spawn(async move {
             let outcome = send(&deps, &user_id, &user_work).await;
             (user_work.first_sequence, outcome)
         });
     }
-    let mut failures = Vec::new();
     let mut totals = Totals::default();
     while let Some(joined) = users.join_next().await {
         let (sequence, outcome) = joined.map_err(Error::internal)?;
@@ -120,13 +217,12 @@ pub async fn handle_stream(deps: &Deps, event: Event) -> Result<DynamoDbEventRes
             Ok(sent) => totals.add(&sent),
             Err(err) => {
                 tracing::warn!(error = %err, "live channel: sending failed; the record is retried");
-                let mut failure = DynamoDbBatchItemFailure::default();
-                failure.item_identifier = Some(sequence);
-                failures.push(failure);
+                failed.push(sequence);
             }
         }
     }
-    failures.sort_by(|a, b| a.item_identifier.cmp(&b.item_identifier));
+    failed.sort();
+    failed.dedup();
     if totals.pokes + totals.media + totals.gone > 0 {
         Metrics::new("realtime")
             .count("PokesSent", totals.pokes)
@@ -135,7 +231,14 @@ pub async fn handle_stream(deps: &Deps, event: Event) -> Result<DynamoDbEventRes
             .emit();
     }
     let mut response = DynamoDbEventResponse::default();
-    response.batch_item_failures = failures;
+    response.batch_item_failures = failed
+        .into_iter()
+        .map(|sequence| {
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = Some(sequence);
+            failure
+        })
+        .collect();
     Ok(response)
 }
 
@@ -154,23 +257,14 @@ impl Totals {
     }
 }
 
-/// Whether `connection` is poked for changes pushed by `origins`: not the
-/// app that pushed them all (it has them), and not again for a version it
-/// was already poked for (a redelivered batch).
-fn wants_poke(connection: &Connection, work: &PokeWork) -> bool {
-    let only_its_own =
-        work.origins.len() == 1 && work.origins.contains(&Some(connection.client_id.clone()));
-    work.version > 0 && !only_its_own && connection.poked_version < work.version
-}
-
 /// Posts in flight at once, per user.
 const POST_CONCURRENCY: usize = 32;
 
 /// What became of one connection's messages.
 enum Delivered {
-    /// Sent; `poked` if a poke was among them.
+    /// Sent: this many pokes and media messages.
     Sent {
-        poked: bool,
+        pokes: usize,
         media: usize,
     },
     Gone,
@@ -181,10 +275,7 @@ async fn deliver(
     connection: &Connection,
     messages: &[ServerMessage],
 ) -> Result<Delivered, Error> {
-    let mut delivered = Delivered::Sent {
-        poked: false,
-        media: 0,
-    };
+    let mut delivered = Delivered::Sent { pokes: 0, media: 0 };
     for message in messages {
         match deps
             .sockets
@@ -193,9 +284,9 @@ async fn deliver(
         {
             Posted::Gone => return Ok(Delivered::Gone),
             Posted::Sent => {
-                if let Delivered::Sent { poked, media } = &mut delivered {
+                if let Delivered::Sent { pokes, media } = &mut delivered {
                     match message {
-                        ServerMessage::Poke { .. } => *poked = true,
+                        ServerMessage::Poke { .. } => *pokes += 1,
                         _ => *media += 1,
                     }
                 }
@@ -205,55 +296,75 @@ async fn deliver(
     Ok(delivered)
 }
 
+/// The messages for one connection, and the connection as it is once they
+/// are sent (what it was poked for).
+fn messages_for(connection: &Connection, work: &PokeWork) -> (Vec<ServerMessage>, Connection) {
+    let mut messages = Vec::new();
+    let mut marked = connection.clone();
+    if work.own.wants_poke(connection, connection.poked_version) {
+        messages.push(ServerMessage::Poke {
+            cursor: Some(encode_cursor(PullCursor {
+                own: work.own.version,
+                generation: 0,
+            })),
+            space_id: None,
+        });
+        marked.poked_version = work.own.version;
+    }
+    let mut spaces: BTreeSet<&SpaceId> = work.memberships.iter().collect();
+    for (space, changed) in &work.spaces {
+        let poked = connection.poked_spaces.get(space).copied().unwrap_or(0);
+        if changed.wants_poke(connection, poked) {
+            spaces.insert(space);
+            marked.poked_spaces.insert(space.clone(), changed.version);
+        }
+    }
+    // A space's poke has no cursor: the positions of spaces live on the
+    // server, per client, and a pull reads them.
+    messages.extend(spaces.into_iter().map(|space| ServerMessage::Poke {
+        cursor: None,
+        space_id: Some(space.clone()),
+    }));
+    messages.extend(
+        work.media
+            .iter()
+            .map(|(media_id, status)| ServerMessage::Media {
+                media_id: media_id.to_string(),
+                status: status.as_str().into(),
+            }),
+    );
+    (messages, marked)
+}
+
 async fn send(deps: &Deps, user_id: &UserId, work: &PokeWork) -> Result<Totals, Error> {
     use futures_util::stream::{self, StreamExt};
 
     let connections = deps.table.connections(user_id).await?;
-    let poke = ServerMessage::Poke {
-        cursor: encode_cursor(PullCursor {
-            own: work.version,
-            generation: 0,
-        }),
-    };
-    let media: Vec<ServerMessage> = work
-        .media
-        .iter()
-        .map(|(media_id, status)| ServerMessage::Media {
-            media_id: media_id.to_string(),
-            status: status.as_str().into(),
-        })
-        .collect();
     // Owned per connection: the futures run concurrently, within a task.
-    let outcomes: Vec<(Connection, Result<Delivered, Error>)> = stream::iter(connections)
-        .map(|connection| {
-            let mut messages = Vec::new();
-            if wants_poke(&connection, work) {
-                messages.push(poke.clone());
-            }
-            messages.extend(media.iter().cloned());
-            let deps = deps.clone();
-            async move {
-                let outcome = deliver(&deps, &connection, &messages).await;
-                (connection, outcome)
-            }
-        })
-        .buffer_unordered(POST_CONCURRENCY)
-        .collect()
-        .await;
+    let outcomes: Vec<(Connection, Connection, Result<Delivered, Error>)> =
+        stream::iter(connections)
+            .map(|connection| {
+                let (messages, marked) = messages_for(&connection, work);
+                let deps = deps.clone();
+                async move {
+                    let outcome = deliver(&deps, &connection, &messages).await;
+                    (connection, marked, outcome)
+                }
+            })
+            .buffer_unordered(POST_CONCURRENCY)
+            .collect()
+            .await;
 
     let mut totals = Totals::default();
     let mut poked = Vec::new();
     let mut failed = None;
-    for (connection, outcome) in outcomes {
+    for (connection, marked, outcome) in outcomes {
         match outcome {
-            Ok(Delivered::Sent {
-                poked: was_poked,
-                media,
-            }) => {
+            Ok(Delivered::Sent { pokes, media }) => {
                 totals.media += media;
-                if was_poked {
-                    totals.pokes += 1;
-                    poked.push(connection);
+                totals.pokes += pokes;
+                if marked != connection {
+                    poked.push(marked);
                 }
             }
             Ok(Delivered::Gone) => {
@@ -266,7 +377,7 @@ async fn send(deps: &Deps, user_id: &UserId, work: &PokeWork) -> Result<Totals, 
             Err(err) => failed = Some(err),
         }
     }
-    deps.table.mark_poked(&poked, work.version).await?;
+    deps.table.save_pokes(&poked).await?;
     match failed {
         Some(err) => Err(err),
         None => Ok(totals),
@@ -318,12 +429,13 @@ mod tests {
             client_id: ClientId::parse(client_id).unwrap(),
             connected_at: chrono::Utc::now(),
             poked_version,
+            poked_spaces: BTreeMap::new(),
         }
     }
 
     #[test]
     fn a_batch_becomes_one_poke_per_user_at_its_highest_version() {
-        let mut work = BTreeMap::new();
+        let mut batch = Batch::default();
         for r in [
             sync_record("1", "alice", 7, "phone"),
             sync_record("2", "alice", 9, "phone"),
@@ -331,59 +443,97 @@ mod tests {
             media_record("4", "alice", "pending", "ready"),
             media_record("5", "bob", "ready", "ready"),
             media_record("6", "bob", "pending", "failed"),
+            record(
+                "7",
+                "MODIFY",
+                json!({"PK": {"S": "SPACE#s1"}, "SK": {"S": "REC#items#i1"}, "feedVer": {"N": "4"},
+                       "origin": {"S": "phone"}, "originUser": {"S": "alice"}}),
+                json!({}),
+            ),
         ] {
-            note(&mut work, &r);
+            note(&mut batch, &r);
         }
         let user = |name: &str| UserId::parse(name).unwrap();
         let m1 = MediaId::parse("m1").unwrap();
-        let alice = &work[&user("alice")];
-        assert_eq!((alice.version, alice.first_sequence.as_str()), (9, "1"));
+        let alice = &batch.users[&user("alice")];
+        assert_eq!((alice.own.version, alice.first_sequence.as_str()), (9, "1"));
         assert_eq!(
-            alice.origins,
+            alice.own.origins,
             BTreeSet::from([ClientId::parse("phone").ok()])
         );
         assert_eq!(alice.media, vec![(m1.clone(), Status::Ready)]);
-        let bob = &work[&user("bob")];
-        assert_eq!(bob.version, 3);
+        let bob = &batch.users[&user("bob")];
+        assert_eq!(bob.own.version, 3);
         assert_eq!(bob.media, vec![(m1, Status::Failed)]);
+        // A space's records wait for its members to be known.
+        let space = &batch.spaces[&SpaceId::parse("s1").unwrap()];
+        assert_eq!((space.version, space.first_sequence.as_str()), (4, "7"));
+        assert_eq!(
+            space.origins,
+            BTreeSet::from([(Some(user("alice")), ClientId::parse("phone").ok())])
+        );
     }
 
     #[test]
     fn profiles_devices_and_removals_ask_for_nothing() {
-        let mut work = BTreeMap::new();
+        let mut batch = Batch::default();
         let profile = json!({"PK": {"S": "USER#u"}, "SK": {"S": "PROFILE"}});
         note(
-            &mut work,
+            &mut batch,
             &record("1", "MODIFY", profile.clone(), json!({})),
         );
-        note(&mut work, &record("2", "REMOVE", json!({}), profile));
-        assert!(work.is_empty());
+        note(&mut batch, &record("2", "REMOVE", json!({}), profile));
+        assert!(batch.users.is_empty() && batch.spaces.is_empty());
     }
 
     #[test]
     fn the_pusher_is_not_poked_and_nobody_is_poked_twice() {
-        let work = PokeWork {
+        let own = Changed {
             version: 9,
             origins: BTreeSet::from([ClientId::parse("phone").ok()]),
-            ..PokeWork::default()
         };
-        assert!(!wants_poke(&connection("phone", 0), &work));
-        assert!(wants_poke(&connection("tablet", 0), &work));
-        assert!(wants_poke(&connection("tablet", 8), &work));
+        assert!(!own.wants_poke(&connection("phone", 0), 0));
+        assert!(own.wants_poke(&connection("tablet", 0), 0));
+        assert!(own.wants_poke(&connection("tablet", 8), 8));
         assert!(
-            !wants_poke(&connection("tablet", 9), &work),
+            !own.wants_poke(&connection("tablet", 9), 9),
             "a redelivered batch"
         );
-        let two_pushers = PokeWork {
+        let two_pushers = Changed {
             version: 9,
             origins: BTreeSet::from([
                 ClientId::parse("phone").ok(),
                 ClientId::parse("tablet").ok(),
             ]),
+        };
+        assert!(two_pushers.wants_poke(&connection("phone", 0), 0));
+        assert!(!Changed::default().wants_poke(&connection("tablet", 0), 0));
+    }
+
+    #[test]
+    fn a_space_poke_names_the_space_and_is_remembered_per_space() {
+        let space = SpaceId::parse("s1").unwrap();
+        let work = PokeWork {
+            spaces: BTreeMap::from([(
+                space.clone(),
+                Changed {
+                    version: 4,
+                    // Another member pushed: every app of this user is poked.
+                    origins: BTreeSet::from([None]),
+                },
+            )]),
             ..PokeWork::default()
         };
-        assert!(wants_poke(&connection("phone", 0), &two_pushers));
-        let media_only = PokeWork::default();
-        assert!(!wants_poke(&connection("tablet", 0), &media_only));
+        let (messages, marked) = messages_for(&connection("phone", 0), &work);
+        assert_eq!(
+            messages,
+            vec![ServerMessage::Poke {
+                cursor: None,
+                space_id: Some(space.clone())
+            }]
+        );
+        assert_eq!(marked.poked_spaces[&space], 4);
+        let (again, _) = messages_for(&marked, &work);
+        assert!(again.is_empty(), "a redelivered batch");
     }
 }

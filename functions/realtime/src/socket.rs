@@ -98,6 +98,7 @@ async fn route(
                     client_id: context(event, "clientId")?,
                     connected_at,
                     poked_version: 0,
+                    poked_spaces: Default::default(),
                 })
                 .await?;
             Ok(reply(200, None))

@@ -18,7 +18,12 @@ fn every_message_matches_its_documented_schema() {
     assert_eq!(doc["asyncapi"], "3.0.0");
     let sent = [
         ServerMessage::Poke {
-            cursor: "djI6NDI".into(),
+            cursor: Some("djI6NDI".into()),
+            space_id: None,
+        },
+        ServerMessage::Poke {
+            cursor: None,
+            space_id: shared::model::ids::SpaceId::parse("s1").ok(),
         },
         ServerMessage::Media {
             media_id: "0190a0b0-0000-7000-8000-000000000001".into(),

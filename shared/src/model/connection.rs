@@ -3,7 +3,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::ids::{ClientId, UserId};
+use std::collections::BTreeMap;
+
+use crate::model::ids::{ClientId, SpaceId, UserId};
 
 /// API Gateway closes a WebSocket after two hours; an item outliving that
 /// by a margin is a connection whose `$disconnect` never ran.
@@ -24,15 +26,26 @@ pub struct Connection {
     /// does not poke again.
     #[serde(default)]
     pub poked_version: u64,
+    /// The same per space: the version of each space's last poke.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub poked_spaces: BTreeMap<SpaceId, u64>,
 }
 
 /// What the server sends on the channel (`infra/asyncapi.yaml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum ServerMessage {
-    /// New changes: pull (`cursor` is what `GET /sync/pull` would return
-    /// after reading them all; a client already there can skip the pull).
-    Poke { cursor: String },
+    /// New changes: pull. For the user's own records `cursor` is what
+    /// `GET /sync/pull` would return after reading them all (a client
+    /// already there can skip the pull); a space's poke names the space
+    /// and has no cursor.
+    #[serde(rename_all = "camelCase")]
+    Poke {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cursor: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        space_id: Option<SpaceId>,
+    },
     /// A photo finished processing.
     #[serde(rename_all = "camelCase")]
     Media { media_id: String, status: String },
@@ -57,11 +70,20 @@ mod tests {
     #[test]
     fn messages_have_the_documented_shapes() {
         let poke = ServerMessage::Poke {
-            cursor: "djI6NDI".into(),
+            cursor: Some("djI6NDI".into()),
+            space_id: None,
         };
         assert_eq!(
             serde_json::to_string(&poke).unwrap(),
             r#"{"type":"poke","cursor":"djI6NDI"}"#
+        );
+        let space = ServerMessage::Poke {
+            cursor: None,
+            space_id: SpaceId::parse("s1").ok(),
+        };
+        assert_eq!(
+            serde_json::to_string(&space).unwrap(),
+            r#"{"type":"poke","spaceId":"s1"}"#
         );
         let media = ServerMessage::Media {
             media_id: "m1".into(),

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use crate::keys::ItemKey;
-use crate::model::ids::{ClientId, MediaId, Partition, UserId};
+use crate::model::ids::{ClientId, MediaId, Partition, SpaceId, UserId};
 use crate::model::media::Status;
 
 /// A change some consumer acts on.
@@ -18,7 +18,15 @@ pub enum TableChange {
         /// The client whose push wrote it (None for an operator's write):
         /// that app is not poked for its own change.
         origin: Option<ClientId>,
+        /// The user whose client that is (a space's records are written by
+        /// many users; None in records from before spaces, which are the
+        /// partition's own user's).
+        origin_user: Option<UserId>,
     },
+    /// A user's membership of a space began, changed role, or ended: the
+    /// user is poked (a pull tells what changed). Writes of the pull
+    /// positions alone are not this.
+    Membership { user: UserId, space: SpaceId },
     /// A media item's status was written.
     Media {
         user: UserId,
@@ -38,6 +46,12 @@ struct Image {
     sk: String,
     status: Option<Status>,
     origin: Option<String>,
+    #[serde(rename = "originUser")]
+    origin_user: Option<String>,
+    role: Option<String>,
+    epoch: Option<String>,
+    #[serde(rename = "removedAt")]
+    removed_at: Option<String>,
     #[serde(rename = "feedVer")]
     feed_version: Option<u64>,
 }
@@ -67,7 +81,16 @@ impl TableChange {
                 partition,
                 version: new.feed_version?,
                 origin: new.origin.and_then(|origin| ClientId::parse(&origin).ok()),
+                origin_user: new.origin_user.and_then(|user| UserId::parse(&user).ok()),
             }),
+            ItemKey::Membership { user, space } => {
+                let old = image(old);
+                let same = old.is_some_and(|old| {
+                    (&old.role, &old.epoch, &old.removed_at)
+                        == (&new.role, &new.epoch, &new.removed_at)
+                });
+                (!same).then_some(TableChange::Membership { user, space })
+            }
             ItemKey::Media { user, media_id } => Some(TableChange::Media {
                 user,
                 media_id,
@@ -128,6 +151,26 @@ mod tests {
                 partition: Partition::User(UserId::parse("u").unwrap()),
                 version: 7,
                 origin: ClientId::parse("phone").ok(),
+                origin_user: None,
+            })
+        );
+        // A membership's role, epoch or end is a change; its positions
+        // (written by every pull) are not.
+        let membership = |role: &str, pos: u64| {
+            item(
+                json!({"PK": {"S": "USER#u"}, "SK": {"S": "SPACEOF#s"}, "role": {"S": role},
+                        "epoch": {"S": "e1"}, "pos": {"M": {"phone": {"N": pos.to_string()}}}}),
+            )
+        };
+        assert_eq!(
+            TableChange::decode("MODIFY", &membership("editor", 2), &membership("editor", 1)),
+            None
+        );
+        assert_eq!(
+            TableChange::decode("MODIFY", &membership("viewer", 2), &membership("editor", 1)),
+            Some(TableChange::Membership {
+                user: UserId::parse("u").unwrap(),
+                space: SpaceId::parse("s").unwrap()
             })
         );
         let media = |status: &str| {

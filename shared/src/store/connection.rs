@@ -75,20 +75,16 @@ impl Table {
         Ok(super::decode_each(items, "connection"))
     }
 
-    /// Notes that these connections were poked up to `version`, 25 to a
+    /// Stores what these connections were poked for, 25 to a
     /// `BatchWriteItem` (a fan-out to many devices costs a few calls, not
     /// one per device). Items are rewritten whole, as the query read them.
-    pub async fn mark_poked(&self, connections: &[Connection], version: u64) -> Result<(), Error> {
+    pub async fn save_pokes(&self, connections: &[Connection]) -> Result<(), Error> {
         for chunk in connections.chunks(25) {
             let requests = chunk
                 .iter()
                 .map(|connection| {
-                    let marked = Connection {
-                        poked_version: connection.poked_version.max(version),
-                        ..connection.clone()
-                    };
                     let put = PutRequest::builder()
-                        .set_item(Some(connection_item(&marked)?))
+                        .set_item(Some(connection_item(connection)?))
                         .build()
                         .map_err(Error::internal)?;
                     Ok(WriteRequest::builder().put_request(put).build())

@@ -495,3 +495,63 @@ async fn a_push_token_is_one_users_at_a_time() {
     );
     api.stop().await;
 }
+
+#[tokio::test]
+async fn a_change_in_a_space_pokes_its_members_devices_silently() {
+    let api = TestStack::start().await;
+    let (owner, member, stranger) = (api.user().await, api.user().await, api.user().await);
+    let (owner_phone, member_phone, theirs) = (token(), token(), token());
+    register(&api, &owner, "owner-phone", "ios", &owner_phone).await;
+    register(&api, &member, "member-phone", "android", &member_phone).await;
+    register(&api, &stranger, "phone", "android", &theirs).await;
+    let created = api
+        .post(
+            "/spaces",
+            json!({"name": "Family"}),
+            Some(&owner.access_token),
+        )
+        .await;
+    let space = created.body["spaceId"].as_str().unwrap().to_string();
+    let invited = api
+        .post(
+            &format!("/spaces/{space}/invitations"),
+            json!({"role": "editor"}),
+            Some(&owner.access_token),
+        )
+        .await;
+    let code = invited.body["code"].as_str().unwrap();
+    let joined = api
+        .post(
+            "/invitations/accept",
+            json!({"code": code}),
+            Some(&member.access_token),
+        )
+        .await;
+    assert_eq!(joined.status, 200, "{joined:?}");
+
+    let pushed = api
+        .push(
+            &owner,
+            "owner-phone",
+            vec![
+                json!({"id": 1, "spaceId": space, "collection": "lists", "recordId": "l1",
+                        "op": "put", "fields": {"t": "milk"}, "hlc": e2e::hlc_now("owner-phone")}),
+            ],
+        )
+        .await;
+    assert_eq!(pushed.body["rejected"], json!([]), "{pushed:?}");
+    messages_for(&api, &member_phone, 1).await;
+    let published = published_to(&api, &member_phone).await;
+    let fcm = &payload(&published[0], "GCM")["fcmV1Message"]["message"];
+    assert_eq!(fcm["data"]["type"], "sync");
+    assert!(fcm.get("notification").is_none(), "silent");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for (token, who) in [
+        (&owner_phone, "the pushing device"),
+        (&theirs, "a stranger"),
+    ] {
+        let endpoint = endpoint_for(&api, token).await.unwrap();
+        assert_eq!(endpoint["messages"], json!({}), "{who} is not poked");
+    }
+    api.stop().await;
+}

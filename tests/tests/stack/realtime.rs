@@ -195,6 +195,7 @@ async fn a_connection_that_answers_410_is_forgotten() {
             client_id: shared::model::ids::ClientId::parse("old-phone").unwrap(),
             connected_at: chrono::Utc::now(),
             poked_version: 0,
+            poked_spaces: Default::default(),
         })
         .await
         .unwrap();
@@ -314,5 +315,116 @@ async fn idle_and_old_connections_are_closed_as_api_gateway_does() {
         "closed after {lived:?}"
     );
     wait_for_connections(&api, &user, 0).await;
+    api.stop().await;
+}
+
+/// Drains what arrives within `wait`.
+async fn drain(socket: &mut Socket, wait: Duration) -> Vec<Value> {
+    let mut seen = Vec::new();
+    while let Some(message) = next_message(socket, wait).await {
+        seen.push(message);
+    }
+    seen
+}
+
+#[tokio::test]
+async fn a_change_in_a_space_pokes_every_member_but_the_pusher_until_they_are_removed() {
+    let api = TestStack::start().await;
+    let (owner, member, stranger) = (api.user().await, api.user().await, api.user().await);
+    let created = api
+        .post(
+            "/spaces",
+            json!({"name": "Board"}),
+            Some(&owner.access_token),
+        )
+        .await;
+    let space = created.body["spaceId"].as_str().unwrap().to_string();
+    let mut owner_phone = open(&api, Some(&owner.access_token), "owner-phone")
+        .await
+        .unwrap();
+    let mut owner_tablet = open(&api, Some(&owner.access_token), "owner-tablet")
+        .await
+        .unwrap();
+    let mut member_phone = open(&api, Some(&member.access_token), "member-phone")
+        .await
+        .unwrap();
+    let mut theirs = open(&api, Some(&stranger.access_token), "phone")
+        .await
+        .unwrap();
+    wait_for_connections(&api, &owner, 2).await;
+    wait_for_connections(&api, &member, 1).await;
+
+    // Joining pokes the new member (their membership began).
+    let invited = api
+        .post(
+            &format!("/spaces/{space}/invitations"),
+            json!({"role": "editor"}),
+            Some(&owner.access_token),
+        )
+        .await;
+    let code = invited.body["code"].as_str().unwrap();
+    let joined = api
+        .post(
+            "/invitations/accept",
+            json!({"code": code}),
+            Some(&member.access_token),
+        )
+        .await;
+    assert_eq!(joined.status, 200, "{joined:?}");
+    let poke = next_message(&mut member_phone, Duration::from_secs(10)).await;
+    assert_eq!(poke, Some(json!({"type": "poke", "spaceId": space})));
+    // The owner's sockets may still get the poke of the space's creation
+    // (their membership began), whose stream record can trail the opening.
+    drain(&mut owner_phone, Duration::from_millis(1000)).await;
+    drain(&mut owner_tablet, Duration::from_millis(200)).await;
+
+    let mutation = |id: u64, record: &str| {
+        json!({"id": id, "spaceId": space, "collection": "cards", "recordId": record,
+               "op": "put", "fields": {"t": record}, "hlc": hlc_now("owner-phone")})
+    };
+    let pushed = api
+        .push(&owner, "owner-phone", vec![mutation(1, "c1")])
+        .await;
+    assert_eq!(pushed.body["rejected"], json!([]), "{pushed:?}");
+    let expected = Some(json!({"type": "poke", "spaceId": space}));
+    assert_eq!(
+        next_message(&mut member_phone, Duration::from_secs(10)).await,
+        expected
+    );
+    assert_eq!(
+        next_message(&mut owner_tablet, Duration::from_secs(10)).await,
+        expected
+    );
+    assert_eq!(
+        next_message(&mut owner_phone, Duration::from_millis(1500)).await,
+        None
+    );
+    assert_eq!(
+        next_message(&mut theirs, Duration::from_millis(200)).await,
+        None
+    );
+
+    // Removed: one poke for the removal, then nothing more of the space.
+    let removed = api
+        .delete(
+            &format!("/spaces/{space}/members/{}", member.user_id),
+            Some(&owner.access_token),
+        )
+        .await;
+    assert_eq!(removed.status, 204, "{removed:?}");
+    assert_eq!(
+        next_message(&mut member_phone, Duration::from_secs(10)).await,
+        expected
+    );
+    api.push(&owner, "owner-phone", vec![mutation(2, "c2")])
+        .await;
+    assert_eq!(
+        next_message(&mut owner_tablet, Duration::from_secs(10)).await,
+        expected
+    );
+    assert_eq!(
+        drain(&mut member_phone, Duration::from_millis(1500)).await,
+        Vec::<Value>::new()
+    );
     api.stop().await;
 }

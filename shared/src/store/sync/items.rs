@@ -34,6 +34,10 @@ pub(super) struct RecordItem {
     /// The client whose push wrote this version: the stream consumer pokes
     /// the user's other devices, not this one.
     pub origin: String,
+    /// The user of that client: in a space, every member but that device
+    /// is poked.
+    #[serde(rename = "originUser")]
+    pub origin_user: UserId,
     #[serde(rename = "updatedAt")]
     pub updated_at: i64,
 }

@@ -206,6 +206,7 @@ impl Table {
                 ver: *version,
                 feed_version: *version,
                 origin: writer.origin().to_string(),
+                origin_user: writer.holder.clone(),
                 updated_at: now,
             };
             let mut put = Put::builder()
