@@ -396,9 +396,17 @@ async fn delete_me(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
         .objects
         .delete(&[], &keys::user_object_prefixes(user_id))
         .await?;
+    // Before the user's items go: their memberships name the spaces.
+    let spaces = deps.table.leave_every_space(user_id).await?;
     let items = deps.table.delete_user_items(user_id).await?;
     deps.identity.delete_user(user_id).await?;
-    tracing::info!(items, objects, devices = devices.len(), "account deleted");
+    tracing::info!(
+        items,
+        objects,
+        spaces,
+        devices = devices.len(),
+        "account deleted"
+    );
     Ok(Reply::empty(204))
 }
 

@@ -455,20 +455,8 @@ impl Table {
     /// every read checks the mark. Its records, photos and invitations are
     /// removed by the background deletion.
     pub async fn delete_space(&self, access: &SpaceAccess) -> Result<(), Error> {
-        let space = &access.space.space_id;
-        let update = Update::builder()
-            .table_name(&self.name)
-            .set_key(Some(item_key(&space_key(space))))
-            .update_expression("SET deletedAt = :now")
-            .condition_expression("ownerId = :me AND attribute_not_exists(deletedAt)")
-            .expression_attribute_values(":now", text(&Utc::now().to_rfc3339()))
-            .expression_attribute_values(":me", text(access.grant.holder().as_str()))
-            .build()
-            .map_err(Error::internal)?;
-        if !self
-            .transact(vec![TransactWriteItem::builder().update(update).build()])
-            .await?
-        {
+        let item = mark_deleted(&self.name, &access.space.space_id, access.grant.holder())?;
+        if !self.transact(vec![item]).await? {
             return Err(Error::not_found("space"));
         }
         Ok(())
@@ -848,4 +836,83 @@ impl crate::sync::store::Memberships for Table {
         access.require(&[Role::Owner])?;
         Table::delete_space(self, &access).await
     }
+}
+
+impl Table {
+    /// The account's deletion leaves every space: a space the user owns
+    /// passes to its longest-standing other member, or is deleted when
+    /// nobody else is in it. The records they wrote stay: they are the
+    /// space's. Safe to run again (what is done is skipped). Returns the
+    /// spaces left.
+    pub async fn leave_every_space(&self, user: &UserId) -> Result<usize, Error> {
+        let mut left = 0;
+        for membership in self.memberships(user).await? {
+            if !membership.is_current() {
+                continue;
+            }
+            let space = &membership.space_id;
+            let Some(found) = self.spaces(std::iter::once(space)).await?.pop() else {
+                continue;
+            };
+            if found.is_deleted() {
+                continue;
+            }
+            let leave = Delete::builder()
+                .table_name(&self.name)
+                .set_key(Some(item_key(&member_key(space, user))))
+                .condition_expression("attribute_exists(PK)")
+                .build()
+                .map_err(Error::internal)?;
+            let mut items = vec![TransactWriteItem::builder().delete(leave).build()];
+            if found.owner_id == *user {
+                let heir = self
+                    .members(space)
+                    .await?
+                    .into_iter()
+                    .filter(|m| &m.user_id != user)
+                    .min_by_key(|m| m.joined_at);
+                match heir {
+                    None => {
+                        items.push(mark_deleted(&self.name, space, user)?);
+                    }
+                    Some(heir) => {
+                        let update = Update::builder()
+                            .table_name(&self.name)
+                            .set_key(Some(item_key(&space_key(space))))
+                            .update_expression("SET ownerId = :heir ADD members :minus")
+                            .condition_expression(
+                                "ownerId = :me AND attribute_not_exists(deletedAt)",
+                            )
+                            .expression_attribute_values(":heir", text(heir.user_id.as_str()))
+                            .expression_attribute_values(":me", text(user.as_str()))
+                            .expression_attribute_values(":minus", number(-1))
+                            .build()
+                            .map_err(Error::internal)?;
+                        items.push(TransactWriteItem::builder().update(update).build());
+                        items.extend(set_role(&self.name, space, &heir.user_id, Role::Owner)?);
+                    }
+                }
+            } else {
+                items.push(count_members(&self.name, space, -1, None)?);
+            }
+            if self.transact(items).await? {
+                left += 1;
+            }
+        }
+        Ok(left)
+    }
+}
+
+/// Marks the space deleted, only by its owner and once.
+fn mark_deleted(table: &str, space: &SpaceId, owner: &UserId) -> Result<TransactWriteItem, Error> {
+    let update = Update::builder()
+        .table_name(table)
+        .set_key(Some(item_key(&space_key(space))))
+        .update_expression("SET deletedAt = :now")
+        .condition_expression("ownerId = :me AND attribute_not_exists(deletedAt)")
+        .expression_attribute_values(":now", text(&Utc::now().to_rfc3339()))
+        .expression_attribute_values(":me", text(owner.as_str()))
+        .build()
+        .map_err(Error::internal)?;
+    Ok(TransactWriteItem::builder().update(update).build())
 }

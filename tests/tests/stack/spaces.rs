@@ -1,6 +1,7 @@
 //! Shared spaces through the local stack: the routes, their refusals, and
 //! sync into and out of a space as membership changes.
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use e2e::{Reply, TestStack, User};
 use serde_json::{Value, json};
 
@@ -542,5 +543,63 @@ async fn a_removal_racing_a_push_lets_no_write_in_after_it() {
     );
     let seen = pull(&api, &owner, "owner-phone", None).await;
     assert_eq!(seen.body["changes"], json!([]), "{seen:?}");
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_deleted_account_leaves_its_spaces_and_its_records_in_them_stay() {
+    let api = TestStack::start().await;
+    let (owner, first, second) = (api.user().await, api.user().await, api.user().await);
+    let shared = create_space(&api, &owner, "Family").await;
+    let alone = create_space(&api, &owner, "Mine alone").await;
+    for user in [&first, &second] {
+        let code = invite(&api, &owner, &shared, "viewer").await;
+        assert_eq!(join(&api, user, &code).await.status, 200);
+    }
+    let pushed = api
+        .push(
+            &owner,
+            "phone",
+            vec![put_in(&shared, 1, "phone", "recipe", json!({"t": "soup"}))],
+        )
+        .await;
+    assert_eq!(pushed.body["rejected"], json!([]), "{pushed:?}");
+
+    let deleted = api.delete("/me", Some(&owner.access_token)).await;
+    assert!(deleted.status.is_success(), "{deleted:?}");
+
+    // The longest-standing member owns the shared space now; the records
+    // the owner wrote are the space's and stay.
+    let detail = api
+        .get(&format!("/spaces/{shared}"), Some(&first.access_token))
+        .await;
+    assert_eq!(detail.body["role"], "owner", "{detail:?}");
+    let members: Vec<&str> = detail.body["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["userId"].as_str().unwrap())
+        .collect();
+    assert_eq!(members, [first.user_id.as_str(), second.user_id.as_str()]);
+    let pulled = pull(&api, &second, "phone", None).await;
+    assert_eq!(
+        pulled.body["changes"][0]["recordId"], "recipe",
+        "{pulled:?}"
+    );
+    // The space nobody else was in went with the account.
+    let table = api.table().await;
+    let memberships = table.memberships(&owner.user_id).await.unwrap();
+    assert!(memberships.is_empty(), "{memberships:?}");
+    let item = aws_sdk_dynamodb::Client::new(&api.sdk().await)
+        .get_item()
+        .table_name(&api.stack.resources.table_name)
+        .key("PK", AttributeValue::S(format!("SPACE#{alone}")))
+        .key("SK", AttributeValue::S("SPACE".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert!(item.contains_key("deletedAt"), "{item:?}");
     api.stop().await;
 }
