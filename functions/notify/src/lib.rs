@@ -305,7 +305,13 @@ async fn notify_user(
     work: &PushWork,
     limit: &Arc<Semaphore>,
 ) -> Vec<Delivery> {
-    let devices = match deps.table.devices(user_id).await {
+    // The read shares the publishes' bound: a space of a thousand members
+    // is a thousand reads, not a thousand at once.
+    let read = {
+        let _permit = limit.acquire().await;
+        deps.table.devices(user_id).await
+    };
+    let devices = match read {
         Ok(devices) => devices,
         Err(err) => {
             tracing::warn!(error = %err, "reading devices failed");

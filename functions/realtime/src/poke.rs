@@ -202,10 +202,12 @@ pub async fn handle_stream(deps: &Deps, event: Event) -> Result<DynamoDbEventRes
         note(&mut batch, record);
     }
     let mut failed = expand_spaces(deps, &mut batch).await;
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(USER_CONCURRENCY));
     let mut users = tokio::task::JoinSet::new();
     for (user_id, user_work) in batch.users {
-        let deps = deps.clone();
+        let (deps, limit) = (deps.clone(), limit.clone());
         users.spawn(async move {
+            let _permit = limit.acquire_owned().await;
             let outcome = send(&deps, &user_id, &user_work).await;
             (user_work.first_sequence, outcome)
         });
@@ -259,6 +261,10 @@ impl Totals {
 
 /// Posts in flight at once, per user.
 const POST_CONCURRENCY: usize = 32;
+
+/// Users served at once (each a query of their connections, then posts):
+/// a space of a thousand members is a thousand queries, not at once.
+const USER_CONCURRENCY: usize = 16;
 
 /// What became of one connection's messages.
 enum Delivered {

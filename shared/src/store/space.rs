@@ -354,14 +354,16 @@ impl Table {
             .expression_attribute_values(":pk", text(pk))
             .expression_attribute_values(":prefix", text(prefix))
             .consistent_read(true)
+            .return_consumed_capacity(aws_sdk_dynamodb::types::ReturnConsumedCapacity::Total)
             .into_paginator()
-            .items()
             .send();
         let mut items = Vec::new();
-        while let Some(item) = pages.next().await {
-            items.push(item.map_err(aws::classify)?);
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(aws::classify)?;
+            self.usage
+                .add(page.consumed_capacity().and_then(|c| c.capacity_units()));
+            items.extend(page.items.unwrap_or_default());
         }
-        self.usage.add(None);
         Ok(items)
     }
 
