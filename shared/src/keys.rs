@@ -27,6 +27,7 @@ const RECORD: &str = "REC#";
 const CONNECTION: &str = "CONN#";
 const PUSH_TOKEN: &str = "PUSHTOKEN#";
 const OWNER: &str = "OWNER";
+const MEDIA_LOCATION: &str = "MEDIAAT#";
 const SPACE_ITEM: &str = "SPACE";
 const MEMBER: &str = "MEMBER#";
 const MEMBERSHIP: &str = "SPACEOF#";
@@ -63,8 +64,15 @@ pub enum ItemKey {
     /// An invitation found by its code's hash (`INVITECODE#<sha256>`,
     /// `CODE`): the code itself is never stored.
     InvitationCode { code_hash: String },
-    /// A media item (ids are UUIDv7: sort order is upload order).
-    Media { user: UserId, media_id: MediaId },
+    /// A media item (ids are UUIDv7: sort order is upload order), in the
+    /// uploader's partition or its space's.
+    Media {
+        partition: Partition,
+        media_id: MediaId,
+    },
+    /// Where a space's photo lives (`MEDIAAT#<mediaId>`, `SPACE`): found
+    /// by its id alone, as `GET /media/{mediaId}` is.
+    MediaLocation { media_id: MediaId },
     /// A registered phone.
     Device { user: UserId, device_id: DeviceId },
     /// A sync client's watermark: the last mutation id applied. In the
@@ -103,7 +111,6 @@ impl ItemKey {
     pub fn pk(&self) -> String {
         match self {
             Self::Profile { user }
-            | Self::Media { user, .. }
             | Self::Device { user, .. }
             | Self::Watermark { user, .. }
             | Self::Notified { user, .. }
@@ -111,7 +118,10 @@ impl ItemKey {
             | Self::Connection { user, .. }
             | Self::SyncVersion { user }
             | Self::Membership { user, .. } => user_partition(user),
-            Self::Record { partition, .. } => partition_key(partition),
+            Self::Record { partition, .. } | Self::Media { partition, .. } => {
+                partition_key(partition)
+            }
+            Self::MediaLocation { media_id } => format!("{MEDIA_LOCATION}{media_id}"),
             Self::Space { space } | Self::Member { space, .. } | Self::Invitation { space, .. } => {
                 space_partition(space)
             }
@@ -145,6 +155,7 @@ impl ItemKey {
             Self::Membership { space, .. } => format!("{MEMBERSHIP}{space}"),
             Self::Invitation { invitation_id, .. } => format!("{INVITATION}{invitation_id}"),
             Self::InvitationCode { .. } => CODE.into(),
+            Self::MediaLocation { .. } => SPACE_ITEM.into(),
         }
     }
 
@@ -154,6 +165,10 @@ impl ItemKey {
             return (sk == OWNER).then(|| Self::PushToken {
                 token_hash: token_hash.into(),
             });
+        }
+        if let Some(media_id) = pk.strip_prefix(MEDIA_LOCATION) {
+            let media_id = MediaId::parse(media_id).ok()?;
+            return (sk == SPACE_ITEM).then_some(Self::MediaLocation { media_id });
         }
         if let Some(code_hash) = pk.strip_prefix(INVITATION_CODE) {
             return (sk == CODE).then(|| Self::InvitationCode {
@@ -169,6 +184,12 @@ impl ItemKey {
                 record_id: record_id.into(),
             });
         }
+        if let Some(media_id) = sk.strip_prefix(MEDIA) {
+            return Some(Self::Media {
+                partition,
+                media_id: MediaId::parse(media_id).ok()?,
+            });
+        }
         let user = match partition {
             Partition::User(user) => user,
             Partition::Space(space) => return parse_space_item(space, sk),
@@ -182,11 +203,6 @@ impl ItemKey {
             }
         } else if sk == PROFILE {
             Self::Profile { user }
-        } else if let Some(media_id) = sk.strip_prefix(MEDIA) {
-            Self::Media {
-                user,
-                media_id: MediaId::parse(media_id).ok()?,
-            }
         } else if let Some(device_id) = sk.strip_prefix(DEVICE) {
             Self::Device {
                 user,
@@ -227,7 +243,6 @@ impl ItemKey {
     pub fn partition(&self) -> Option<Partition> {
         Some(match self {
             Self::Profile { user }
-            | Self::Media { user, .. }
             | Self::Device { user, .. }
             | Self::Watermark { user, .. }
             | Self::Notified { user, .. }
@@ -235,11 +250,13 @@ impl ItemKey {
             | Self::Connection { user, .. }
             | Self::SyncVersion { user }
             | Self::Membership { user, .. } => Partition::User(user.clone()),
-            Self::Record { partition, .. } => partition.clone(),
+            Self::Record { partition, .. } | Self::Media { partition, .. } => partition.clone(),
             Self::Space { space } | Self::Member { space, .. } | Self::Invitation { space, .. } => {
                 Partition::Space(space.clone())
             }
-            Self::PushToken { .. } | Self::InvitationCode { .. } => return None,
+            Self::PushToken { .. } | Self::InvitationCode { .. } | Self::MediaLocation { .. } => {
+                return None;
+            }
         })
     }
 }
@@ -324,16 +341,38 @@ pub fn invitation_prefix() -> &'static str {
 
 // ---------------------------------------------------------------- objects
 
-/// Where a client uploads an original: `uploads/<sub>/<mediaId>`.
-pub fn upload_object(user: &UserId, media_id: &MediaId) -> String {
-    format!("{UPLOADS}{user}/{media_id}")
+/// The folder of a space's objects under `uploads/` and `media/`. No
+/// user's folder can be it: user ids are Cognito `sub`s (UUIDs), and a
+/// space's keys have one segment more.
+const SPACES: &str = "spaces";
+
+/// The folder of a partition's objects under `uploads/` and `media/`.
+fn object_folder(partition: &Partition) -> String {
+    match partition {
+        Partition::User(user) => user.to_string(),
+        Partition::Space(space) => format!("{SPACES}/{space}"),
+    }
 }
 
-/// `uploads/<sub>/<mediaId>` back to (sub, mediaId); None for any other key.
-pub fn parse_upload_object(key: &str) -> Option<(UserId, MediaId)> {
+/// Where a client uploads an original: `uploads/<sub>/<mediaId>`, or
+/// `uploads/spaces/<space>/<mediaId>` for a space's photo.
+pub fn upload_object(partition: &Partition, media_id: &MediaId) -> String {
+    format!("{UPLOADS}{}/{media_id}", object_folder(partition))
+}
+
+/// An upload's key back to its partition and media id; None for any other
+/// key.
+pub fn parse_upload_object(key: &str) -> Option<(Partition, MediaId)> {
     let rest = key.strip_prefix(UPLOADS)?;
-    let (user, media_id) = rest.split_once('/')?;
-    Some((UserId::parse(user).ok()?, MediaId::parse(media_id).ok()?))
+    let (folder, media_id) = rest.rsplit_once('/')?;
+    let media_id = MediaId::parse(media_id).ok()?;
+    let partition = match folder.split_once('/') {
+        Some((SPACES, space)) => Partition::Space(SpaceId::parse(space).ok()?),
+        Some(_) => return None,
+        None if folder == SPACES => return None,
+        None => Partition::User(UserId::parse(folder).ok()?),
+    };
+    Some((partition, media_id))
 }
 
 /// The prefix under which S3 notifies the resize function.
@@ -341,9 +380,10 @@ pub fn uploads_prefix() -> &'static str {
     UPLOADS
 }
 
-/// The prefix of every variant of a media item.
-pub fn variants_prefix(user: &UserId, media_id: &MediaId) -> String {
-    format!("{VARIANTS}{user}/{media_id}/")
+/// The prefix of every variant of a media item: what its signed URLs
+/// cover.
+pub fn variants_prefix(partition: &Partition, media_id: &MediaId) -> String {
+    format!("{VARIANTS}{}/{media_id}/", object_folder(partition))
 }
 
 /// Where every variant lives (what the distribution may read).
@@ -351,9 +391,19 @@ pub fn variants_root() -> &'static str {
     VARIANTS
 }
 
-/// Every prefix that holds a user's objects (originals and variants).
+/// Every prefix that holds a partition's objects (originals and
+/// variants): a user's own, never their spaces'.
+pub fn object_prefixes(partition: &Partition) -> [String; 2] {
+    let folder = object_folder(partition);
+    [
+        format!("{UPLOADS}{folder}/"),
+        format!("{VARIANTS}{folder}/"),
+    ]
+}
+
+/// Every prefix that holds a user's own objects.
 pub fn user_object_prefixes(user: &UserId) -> [String; 2] {
-    [format!("{UPLOADS}{user}/"), format!("{VARIANTS}{user}/")]
+    object_prefixes(&Partition::User(user.clone()))
 }
 
 #[cfg(test)]
@@ -394,7 +444,11 @@ mod tests {
                 invitation_id: InvitationId::parse(&id).unwrap()
             }),
             "[0-9a-f]{64}".prop_map(|code_hash| ItemKey::InvitationCode { code_hash }),
-            (user(), media()).prop_map(|(user, media_id)| ItemKey::Media { user, media_id }),
+            (partition(), media()).prop_map(|(partition, media_id)| ItemKey::Media {
+                partition,
+                media_id
+            }),
+            media().prop_map(|media_id| ItemKey::MediaLocation { media_id }),
             (user(), device()).prop_map(|(user, device_id)| ItemKey::Device { user, device_id }),
             (user(), id()).prop_map(|(user, client)| ItemKey::Watermark {
                 user,
@@ -434,10 +488,11 @@ mod tests {
         }
 
         #[test]
-        fn upload_objects_parse_back(user in user(), media in id()) {
+        fn upload_objects_parse_back(partition in partition(), media in id()) {
             let media = MediaId::parse(&media).unwrap();
-            let key = upload_object(&user, &media);
-            prop_assert_eq!(parse_upload_object(&key), Some((user, media)));
+            let key = upload_object(&partition, &media);
+            prop_assert_eq!(parse_upload_object(&key), Some((partition.clone(), media.clone())));
+            prop_assert!(variants_prefix(&partition, &media).starts_with(&object_prefixes(&partition)[1]));
         }
     }
 
@@ -454,6 +509,8 @@ mod tests {
             "uploads/u",
             "uploads//m",
             "uploads/u/m/x",
+            "uploads/spaces/m",
+            "uploads/other/s/m",
             "uploads/u#x/m",
         ] {
             assert_eq!(parse_upload_object(key), None, "{key}");

@@ -241,6 +241,16 @@ const FUNCTIONS: &[Function] = &[
         },
     },
     Function {
+        binary: "spaces",
+        logical_id: "SpacesFunction",
+        sdks: "DynamoDB",
+        work: Work::Http {
+            route: "GET /spaces",
+            body: None,
+            authorized: true,
+        },
+    },
+    Function {
         binary: "devices",
         logical_id: "DevicesFunction",
         sdks: "DynamoDB, SNS",

@@ -270,12 +270,23 @@ pub fn hlc_now(client: &str) -> String {
 
 /// Asks for an upload and posts `bytes` to the returned form.
 pub async fn upload(api: &TestStack, user: &User, content_type: &str, bytes: &[u8]) -> String {
+    upload_to(api, user, None, content_type, bytes).await
+}
+
+/// The same into `space` (None: the user's own).
+pub async fn upload_to(
+    api: &TestStack,
+    user: &User,
+    space: Option<&str>,
+    content_type: &str,
+    bytes: &[u8],
+) -> String {
+    let mut request = serde_json::json!({"contentType": content_type, "bytes": bytes.len()});
+    if let Some(space) = space {
+        request["spaceId"] = space.into();
+    }
     let created = api
-        .post(
-            "/uploads",
-            serde_json::json!({"contentType": content_type, "bytes": bytes.len()}),
-            Some(&user.access_token),
-        )
+        .post("/uploads", request, Some(&user.access_token))
         .await;
     assert_eq!(created.status, 201, "{created:?}");
     let media_id = created.body["mediaId"].as_str().unwrap().to_string();

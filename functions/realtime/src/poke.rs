@@ -92,6 +92,8 @@ struct SpaceWork {
     version: u64,
     /// Who pushed them: a user's app (or None, an operator).
     origins: BTreeSet<(Option<UserId>, Option<ClientId>)>,
+    /// The space's photos that finished.
+    media: Vec<(MediaId, Status)>,
 }
 
 /// The batch sorted by whom it concerns: users directly, spaces (whose
@@ -109,6 +111,13 @@ impl Batch {
             ..PokeWork::default()
         })
     }
+
+    fn space(&mut self, space: SpaceId, sequence: &str) -> &mut SpaceWork {
+        self.spaces.entry(space).or_insert_with(|| SpaceWork {
+            first_sequence: sequence.to_string(),
+            ..SpaceWork::default()
+        })
+    }
 }
 
 fn note(batch: &mut Batch, record: &EventRecord) {
@@ -120,11 +129,12 @@ fn note(batch: &mut Batch, record: &EventRecord) {
         return;
     };
     let sequence = record.change.sequence_number.clone().unwrap_or_default();
-    if let Some((user, media_id, status)) = change.finished_media() {
-        batch
-            .user(user.clone(), &sequence)
-            .media
-            .push((media_id.clone(), status));
+    if let Some((partition, media_id, status)) = change.finished_media() {
+        let finished = (media_id.clone(), status);
+        match partition {
+            Partition::User(user) => batch.user(user.clone(), &sequence).media.push(finished),
+            Partition::Space(space) => batch.space(space.clone(), &sequence).media.push(finished),
+        }
         return;
     }
     match change {
@@ -144,10 +154,7 @@ fn note(batch: &mut Batch, record: &EventRecord) {
             origin,
             origin_user,
         } => {
-            let work = batch.spaces.entry(space).or_insert_with(|| SpaceWork {
-                first_sequence: sequence,
-                ..SpaceWork::default()
-            });
+            let work = batch.space(space, &sequence);
             work.version = work.version.max(version);
             work.origins.insert((origin_user, origin));
         }
@@ -174,6 +181,11 @@ async fn expand_spaces(deps: &Deps, batch: &mut Batch) -> Vec<String> {
             }
         };
         for member in members {
+            let member_work = batch.user(member.user_id.clone(), &work.first_sequence);
+            member_work.media.extend(work.media.iter().cloned());
+            if work.version == 0 {
+                continue;
+            }
             let changed = Changed {
                 version: work.version,
                 origins: work

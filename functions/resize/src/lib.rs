@@ -114,10 +114,10 @@ pub async fn handle_record(deps: &Deps, record: &S3EventRecord) -> Result<Outcom
         return Ok(Outcome::Skipped("not an upload"));
     };
     let key = decode_key(raw_key);
-    let Some((user_id, media_id)) = keys::parse_upload_object(&key) else {
+    let Some((partition, media_id)) = keys::parse_upload_object(&key) else {
         return Ok(Outcome::Skipped("not an upload"));
     };
-    let Some(media) = deps.table.media(&user_id, &media_id).await? else {
+    let Some(media) = deps.table.media(&partition, &media_id).await? else {
         // No item: deleted meanwhile, or never asked for. Keep nothing.
         deps.objects.delete(std::slice::from_ref(&key), &[]).await?;
         return Ok(Outcome::Skipped("no media item"));
@@ -153,7 +153,7 @@ pub async fn handle_record(deps: &Deps, record: &S3EventRecord) -> Result<Outcom
         "pipeline finished"
     );
 
-    let prefix = keys::variants_prefix(&user_id, &media_id);
+    let prefix = keys::variants_prefix(&partition, &media_id);
     let mut variants = Vec::with_capacity(processed.variants.len());
     let mut total = 0;
     for encoded in processed.variants {
@@ -188,7 +188,7 @@ pub async fn handle_record(deps: &Deps, record: &S3EventRecord) -> Result<Outcom
     let count = ready.variants.len();
     if !deps.table.mark_media_ready(&ready).await? {
         // Deleted (or processed by a concurrent delivery) while we worked.
-        if deps.table.media(&user_id, &media_id).await?.is_none() {
+        if deps.table.media(&partition, &media_id).await?.is_none() {
             deps.objects.delete(&[], &[prefix]).await?;
         }
         return Ok(Outcome::Skipped("no longer pending"));
@@ -200,7 +200,7 @@ pub async fn handle_record(deps: &Deps, record: &S3EventRecord) -> Result<Outcom
 
 async fn fail(deps: &Deps, media: &Media, key: &str, reason: String) -> Result<Outcome, Error> {
     deps.table
-        .mark_media_failed(&media.user_id, &media.media_id, &reason)
+        .mark_media_failed(&media.partition(), &media.media_id, &reason)
         .await?;
     deps.objects.delete(&[key.to_string()], &[]).await?;
     Ok(Outcome::Failed { reason })

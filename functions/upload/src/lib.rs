@@ -15,9 +15,10 @@ use shared::aws_config::SdkConfig;
 use shared::config::{self, Env, FromEnv, MissingVariable};
 use shared::media::cdn::UrlSigner;
 use shared::metrics::Metrics;
-use shared::model::ids::MediaId;
+use shared::model::access::{Role, Session};
+use shared::model::ids::{MediaId, Partition, SpaceId};
 use shared::model::media::{ALLOWED_TYPES, Media, Status};
-use shared::store::Table;
+use shared::store::{SpaceAccess, Table};
 use shared::{Code, Error, keys};
 use tokio::sync::OnceCell;
 
@@ -160,6 +161,9 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
 struct UploadRequest {
     content_type: String,
     bytes: u64,
+    /// A space to upload into (its owner or an editor).
+    #[serde(default)]
+    space_id: Option<SpaceId>,
 }
 
 #[derive(Serialize)]
@@ -191,6 +195,9 @@ struct VariantView {
 #[serde(rename_all = "camelCase")]
 struct MediaView {
     media_id: MediaId,
+    /// The space it belongs to; absent for the caller's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    space_id: Option<SpaceId>,
     status: Status,
     content_type: String,
     bytes: u64,
@@ -230,12 +237,23 @@ async fn create_upload(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
             format!("uploads are limited to {} bytes", deps.max_upload_bytes),
         ));
     }
-    let media = Media::pending(
-        new_media_id(),
-        caller.user().clone(),
-        &content_type,
-        body.bytes,
-    );
+    let space_id = match body.space_id {
+        Some(space) => {
+            let access = deps.table.space_access(caller, &space).await?;
+            access.require(&[Role::Owner, Role::Editor])?;
+            Some(space)
+        }
+        None => None,
+    };
+    let media = Media {
+        space_id,
+        ..Media::pending(
+            new_media_id(),
+            caller.user().clone(),
+            &content_type,
+            body.bytes,
+        )
+    };
     deps.table.put_pending_media(&media).await?;
     Metrics::new("upload")
         .count("UploadsRequested", 1)
@@ -284,10 +302,7 @@ async fn view(deps: &Deps, media: Media) -> Result<MediaView, Error> {
     let mut variants = Vec::with_capacity(media.variants.len());
     if !media.variants.is_empty() {
         let signer = deps.media_urls.signer().await?;
-        let grant = signer.grant(
-            &keys::variants_prefix(&media.user_id, &media.media_id),
-            (deps.now)(),
-        );
+        let grant = signer.grant(&media.variants_prefix(), (deps.now)());
         for variant in media.variants {
             variants.push(VariantView {
                 url: signer.url(&variant.key, &grant),
@@ -300,6 +315,7 @@ async fn view(deps: &Deps, media: Media) -> Result<MediaView, Error> {
     }
     Ok(MediaView {
         media_id: media.media_id,
+        space_id: media.space_id,
         status: media.status,
         content_type: media.content_type,
         bytes: media.bytes,
@@ -314,13 +330,38 @@ async fn view(deps: &Deps, media: Media) -> Result<MediaView, Error> {
     })
 }
 
-async fn get(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
-    let caller = call.session()?;
-    let media = deps
+/// The caller's photo, or one of a space they are in (with their access
+/// to it); 404 for any other.
+async fn locate(
+    deps: &Deps,
+    session: &Session,
+    id: &MediaId,
+) -> Result<(Media, Option<SpaceAccess>), Error> {
+    let own = Partition::User(session.user().clone());
+    if let Some(media) = deps.table.media(&own, id).await? {
+        return Ok((media, None));
+    }
+    let space = deps
         .table
-        .media(caller.user(), &media_id(call.path("mediaId")?)?)
+        .media_space(id)
         .await?
         .ok_or_else(|| Error::not_found("media"))?;
+    let access = deps
+        .table
+        .space_access(session, &space)
+        .await
+        .map_err(|_| Error::not_found("media"))?;
+    let media = deps
+        .table
+        .media(&Partition::Space(space), id)
+        .await?
+        .ok_or_else(|| Error::not_found("media"))?;
+    Ok((media, Some(access)))
+}
+
+async fn get(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
+    let caller = call.session()?;
+    let (media, _) = locate(deps, caller, &media_id(call.path("mediaId")?)?).await?;
     Reply::ok(view(deps, media).await?)
 }
 
@@ -338,9 +379,18 @@ async fn list(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
         Some(cursor) => Some(decode_cursor(cursor)?),
         None => None,
     };
+    // `?spaceId=`: a space's photos, for its members.
+    let partition = match call.query("spaceId").filter(|s| !s.is_empty()) {
+        Some(space) => {
+            let space = SpaceId::parse(space).map_err(|_| Error::not_found("space"))?;
+            deps.table.space_access(caller, &space).await?;
+            Partition::Space(space)
+        }
+        None => Partition::User(caller.user().clone()),
+    };
     let page = deps
         .table
-        .list_media(caller.user(), limit, after.as_ref())
+        .list_media(&partition, limit, after.as_ref())
         .await?;
     let mut items = Vec::with_capacity(page.items.len());
     for media in page.items {
@@ -363,19 +413,24 @@ fn decode_cursor(cursor: &str) -> Result<MediaId, Error> {
 
 /// Removes the original and every variant, then the item. Objects go first:
 /// a failure leaves an item the user can delete again, never orphans.
+/// A space's photo may be deleted by its uploader or the space's owner.
 async fn delete(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     let caller = call.session()?;
     let id = media_id(call.path("mediaId")?)?;
-    if deps.table.media(caller.user(), &id).await?.is_none() {
-        return Err(Error::not_found("media"));
+    let (media, access) = locate(deps, caller, &id).await?;
+    if let Some(access) = &access
+        && &media.user_id != caller.user()
+    {
+        access.require(&[Role::Owner])?;
     }
+    let partition = media.partition();
     deps.objects
         .delete(
-            &[keys::upload_object(caller.user(), &id)],
-            &[keys::variants_prefix(caller.user(), &id)],
+            &[keys::upload_object(&partition, &id)],
+            &[keys::variants_prefix(&partition, &id)],
         )
         .await?;
-    deps.table.delete_media(caller.user(), &id).await?;
+    deps.table.delete_media(&partition, &id).await?;
     Ok(Reply::empty(204))
 }
 
@@ -432,10 +487,7 @@ mod tests {
                 height: 600,
                 content_type: "image/jpeg".into(),
                 bytes: 1,
-                key: format!(
-                    "{}{name}",
-                    keys::variants_prefix(&media.user_id, &media.media_id)
-                ),
+                key: format!("{}{name}", media.variants_prefix()),
             })
             .collect();
         media

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::keys;
-use crate::model::ids::{MediaId, UserId};
+use crate::model::ids::{MediaId, Partition, SpaceId, UserId};
 
 /// Content types a client may declare, and what S3 will be told to enforce.
 /// HEIC/HEIF are not listed: no decoder here reads them yet, and accepting
@@ -49,7 +49,11 @@ pub struct Variant {
 #[serde(rename_all = "camelCase")]
 pub struct Media {
     pub media_id: MediaId,
+    /// Who uploaded it.
     pub user_id: UserId,
+    /// The space it belongs to; None for the uploader's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space_id: Option<SpaceId>,
     pub status: Status,
     pub content_type: String,
     /// The size of the original: declared at upload time, and checked
@@ -80,6 +84,7 @@ impl Media {
         Self {
             media_id,
             user_id,
+            space_id: None,
             status: Status::Pending,
             content_type: content_type.into(),
             bytes,
@@ -92,8 +97,21 @@ impl Media {
         }
     }
 
+    /// The partition it lives in: its space's, or the uploader's.
+    pub fn partition(&self) -> Partition {
+        match &self.space_id {
+            Some(space) => Partition::Space(space.clone()),
+            None => Partition::User(self.user_id.clone()),
+        }
+    }
+
     /// Where the client uploads the original.
     pub fn upload_key(&self) -> String {
-        keys::upload_object(&self.user_id, &self.media_id)
+        keys::upload_object(&self.partition(), &self.media_id)
+    }
+
+    /// The folder of its variants (what a signed URL for it covers).
+    pub fn variants_prefix(&self) -> String {
+        keys::variants_prefix(&self.partition(), &self.media_id)
     }
 }

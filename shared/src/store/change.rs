@@ -29,7 +29,10 @@ pub enum TableChange {
     Membership { user: UserId, space: SpaceId },
     /// A media item's status was written.
     Media {
-        user: UserId,
+        partition: Partition,
+        /// Who uploaded it (None in items written before spaces: the
+        /// partition's own user).
+        uploader: Option<UserId>,
         media_id: MediaId,
         status: Status,
         /// The status before (None for a new item).
@@ -52,6 +55,8 @@ struct Image {
     epoch: Option<String>,
     #[serde(rename = "removedAt")]
     removed_at: Option<String>,
+    #[serde(rename = "userId")]
+    user_id: Option<String>,
     #[serde(rename = "feedVer")]
     feed_version: Option<u64>,
 }
@@ -91,8 +96,12 @@ impl TableChange {
                 });
                 (!same).then_some(TableChange::Membership { user, space })
             }
-            ItemKey::Media { user, media_id } => Some(TableChange::Media {
-                user,
+            ItemKey::Media {
+                partition,
+                media_id,
+            } => Some(TableChange::Media {
+                uploader: new.user_id.and_then(|user| UserId::parse(&user).ok()),
+                partition,
                 media_id,
                 status: new.status?,
                 previous: image(old).and_then(|old| old.status),
@@ -103,28 +112,39 @@ impl TableChange {
 }
 
 impl TableChange {
-    /// A photo that reached `ready` or `failed` with this write.
-    pub fn finished_media(&self) -> Option<(&UserId, &MediaId, Status)> {
+    /// A photo that reached `ready` or `failed` with this write, in its
+    /// partition.
+    pub fn finished_media(&self) -> Option<(&Partition, &MediaId, Status)> {
         match self {
             TableChange::Media {
-                user,
+                partition,
                 media_id,
                 status: status @ (Status::Ready | Status::Failed),
                 previous,
-            } if previous.as_ref() != Some(status) => Some((user, media_id, *status)),
+                ..
+            } if previous.as_ref() != Some(status) => Some((partition, media_id, *status)),
             _ => None,
         }
     }
 
-    /// A photo that became `ready` from `pending` (or new) with this write.
+    /// A photo that became `ready` from `pending` (or new) with this write,
+    /// and who uploaded it (whose devices are told).
     pub fn newly_ready_media(&self) -> Option<(&UserId, &MediaId)> {
         match self {
             TableChange::Media {
-                user,
+                partition,
+                uploader,
                 media_id,
                 status: Status::Ready,
                 previous: None | Some(Status::Pending),
-            } => Some((user, media_id)),
+            } => {
+                let uploader = match (uploader, partition) {
+                    (Some(uploader), _) => uploader,
+                    (None, Partition::User(user)) => user,
+                    (None, Partition::Space(_)) => return None,
+                };
+                Some((uploader, media_id))
+            }
             _ => None,
         }
     }

@@ -4,7 +4,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{Stored, Table, item_key, number};
 use crate::keys::{self, ItemKey};
-use crate::model::ids::{MediaId, UserId};
+use crate::model::ids::{MediaId, Partition, SpaceId};
 use crate::model::media::{Media, PENDING_TTL_SECONDS};
 use crate::{Error, adapters::aws};
 
@@ -16,17 +16,41 @@ pub struct Page {
     pub next: Option<MediaId>,
 }
 
-fn media_key(user_id: &UserId, media_id: &MediaId) -> ItemKey {
+fn media_key(partition: &Partition, media_id: &MediaId) -> ItemKey {
     ItemKey::Media {
-        user: user_id.clone(),
+        partition: partition.clone(),
         media_id: media_id.clone(),
     }
 }
 
+/// Where a space's photo is found by its id alone.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Location {
+    space_id: SpaceId,
+}
+
 impl Table {
+    /// A new pending item (and, for a space's photo, where to find it by
+    /// its id), expiring with the upload window unless it gets processed.
     pub async fn put_pending_media(&self, media: &Media) -> Result<(), Error> {
-        let key = media_key(&media.user_id, &media.media_id);
+        let key = media_key(&media.partition(), &media.media_id);
         let expires_at = media.created_at.timestamp() + PENDING_TTL_SECONDS;
+        if let Some(space) = &media.space_id {
+            let location = Location {
+                space_id: space.clone(),
+            };
+            let at = ItemKey::MediaLocation {
+                media_id: media.media_id.clone(),
+            };
+            self.client
+                .put_item()
+                .table_name(&self.name)
+                .set_item(Some(Stored::item(&at, location, None)?))
+                .send()
+                .await
+                .map_err(aws::classify)?;
+        }
         self.client
             .put_item()
             .table_name(&self.name)
@@ -40,17 +64,27 @@ impl Table {
 
     pub async fn media(
         &self,
-        user_id: &UserId,
+        partition: &Partition,
         media_id: &MediaId,
     ) -> Result<Option<Media>, Error> {
-        let item: Option<Stored<Media>> = self.get(&media_key(user_id, media_id)).await?;
+        let item: Option<Stored<Media>> = self.get(&media_key(partition, media_id)).await?;
         Ok(item.map(|stored| stored.value))
     }
 
-    /// The user's media, newest first (media ids are time-ordered UUIDv7).
+    /// The space a photo id belongs to, if it is a space's.
+    pub async fn media_space(&self, media_id: &MediaId) -> Result<Option<SpaceId>, Error> {
+        let at = ItemKey::MediaLocation {
+            media_id: media_id.clone(),
+        };
+        let item: Option<Stored<Location>> = self.get(&at).await?;
+        Ok(item.map(|stored| stored.value.space_id))
+    }
+
+    /// A partition's media, newest first (media ids are time-ordered
+    /// UUIDv7).
     pub async fn list_media(
         &self,
-        user_id: &UserId,
+        partition: &Partition,
         limit: i32,
         after: Option<&MediaId>,
     ) -> Result<Page, Error> {
@@ -59,12 +93,12 @@ impl Table {
             .query()
             .table_name(&self.name)
             .key_condition_expression("PK = :pk AND begins_with(SK, :media)")
-            .expression_attribute_values(":pk", AttributeValue::S(keys::user_partition(user_id)))
+            .expression_attribute_values(":pk", AttributeValue::S(keys::partition_key(partition)))
             .expression_attribute_values(":media", AttributeValue::S(keys::media_prefix().into()))
             .scan_index_forward(false)
             .limit(limit);
         if let Some(after) = after {
-            query = query.set_exclusive_start_key(Some(item_key(&media_key(user_id, after))));
+            query = query.set_exclusive_start_key(Some(item_key(&media_key(partition, after))));
         }
         let output = query.send().await.map_err(aws::classify)?;
         // The next page starts after the last item read, decodable or not.
@@ -73,7 +107,7 @@ impl Table {
             .as_ref()
             .and_then(|key| key.get(keys::SK)?.as_s().ok())
             .and_then(
-                |sk| match ItemKey::parse(&keys::user_partition(user_id), sk) {
+                |sk| match ItemKey::parse(&keys::partition_key(partition), sk) {
                     Some(ItemKey::Media { media_id, .. }) => Some(media_id),
                     _ => None,
                 },
@@ -82,17 +116,34 @@ impl Table {
         Ok(Page { items, next })
     }
 
-    /// Deletes the item; false if there was none.
-    pub async fn delete_media(&self, user_id: &UserId, media_id: &MediaId) -> Result<bool, Error> {
+    /// Deletes the item (and where a space's photo was found); false if
+    /// there was none.
+    pub async fn delete_media(
+        &self,
+        partition: &Partition,
+        media_id: &MediaId,
+    ) -> Result<bool, Error> {
         let result = self
             .client
             .delete_item()
             .table_name(&self.name)
-            .set_key(Some(item_key(&media_key(user_id, media_id))))
+            .set_key(Some(item_key(&media_key(partition, media_id))))
             .condition_expression("attribute_exists(PK)")
             .send()
             .await;
-        aws::conditional(result)
+        let deleted = aws::conditional(result)?;
+        if matches!(partition, Partition::Space(_)) {
+            self.client
+                .delete_item()
+                .table_name(&self.name)
+                .set_key(Some(item_key(&ItemKey::MediaLocation {
+                    media_id: media_id.clone(),
+                })))
+                .send()
+                .await
+                .map_err(aws::classify)?;
+        }
+        Ok(deleted)
     }
 
     /// `pending -> ready`, only from pending: a redelivered event, or an item
@@ -104,7 +155,7 @@ impl Table {
             .client
             .update_item()
             .table_name(&self.name)
-            .set_key(Some(item_key(&media_key(&media.user_id, &media.media_id))))
+            .set_key(Some(item_key(&media_key(&media.partition(), &media.media_id))))
             .update_expression(
                 "SET #status = :ready, width = :w, height = :h, bytes = :b, variants = :v, placeholder = :p REMOVE expiresAt",
             )
@@ -128,7 +179,7 @@ impl Table {
     /// `pending -> failed` with a reason a user can read.
     pub async fn mark_media_failed(
         &self,
-        user_id: &UserId,
+        partition: &Partition,
         media_id: &MediaId,
         reason: &str,
     ) -> Result<bool, Error> {
@@ -136,7 +187,7 @@ impl Table {
             .client
             .update_item()
             .table_name(&self.name)
-            .set_key(Some(item_key(&media_key(user_id, media_id))))
+            .set_key(Some(item_key(&media_key(partition, media_id))))
             .update_expression("SET #status = :failed, failureReason = :reason REMOVE expiresAt")
             .condition_expression("#status = :pending")
             .expression_attribute_names("#status", "status")

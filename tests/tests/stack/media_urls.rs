@@ -11,6 +11,7 @@ use serde_json::Value;
 use shared::keys;
 use shared::media::cdn::{UrlSigner, generate_key_pair};
 use shared::media::pipeline::testing::jpeg_with_exif;
+use shared::model::ids::Partition;
 
 fn urls(media: &Value) -> Vec<String> {
     media["variants"]
@@ -70,7 +71,7 @@ async fn variant_urls_repeat_and_only_signed_requests_are_served() {
     let original = format!(
         "{}/{}?{query}",
         api.stack.cdn_url,
-        keys::upload_object(&user.user_id, &media_id(&id))
+        keys::upload_object(&Partition::User(user.user_id.clone()), &media_id(&id))
     );
     assert_eq!(status(&original).await, 403);
     let other_item = url.replace(&id, &uuid::Uuid::new_v4().to_string());
@@ -136,7 +137,7 @@ async fn rotating_the_signing_key_keeps_handed_out_urls_until_the_old_key_leaves
     let new_url = signer.url(
         &variant_key,
         &signer.grant(
-            &keys::variants_prefix(&user.user_id, &media_id(&id)),
+            &keys::variants_prefix(&Partition::User(user.user_id.clone()), &media_id(&id)),
             SystemTime::now(),
         ),
     );

@@ -428,3 +428,57 @@ async fn a_change_in_a_space_pokes_every_member_but_the_pusher_until_they_are_re
     );
     api.stop().await;
 }
+
+#[tokio::test]
+async fn a_photo_finished_in_a_space_is_announced_to_its_members() {
+    let api = TestStack::start().await;
+    let (owner, member) = (api.user().await, api.user().await);
+    let created = api
+        .post(
+            "/spaces",
+            json!({"name": "Album"}),
+            Some(&owner.access_token),
+        )
+        .await;
+    let space = created.body["spaceId"].as_str().unwrap().to_string();
+    let invited = api
+        .post(
+            &format!("/spaces/{space}/invitations"),
+            json!({"role": "viewer"}),
+            Some(&owner.access_token),
+        )
+        .await;
+    let code = invited.body["code"].as_str().unwrap();
+    api.post(
+        "/invitations/accept",
+        json!({"code": code}),
+        Some(&member.access_token),
+    )
+    .await;
+    let mut socket = open(&api, Some(&member.access_token), "member-phone")
+        .await
+        .unwrap();
+    wait_for_connections(&api, &member, 1).await;
+    let id = e2e::upload_to(
+        &api,
+        &owner,
+        Some(&space),
+        "image/jpeg",
+        &jpeg_with_exif(320, 240, 1),
+    )
+    .await;
+    for _ in 0..10 {
+        let message = next_message(&mut socket, Duration::from_secs(20))
+            .await
+            .expect("a message");
+        if message["type"] == "media" {
+            assert_eq!(
+                message,
+                json!({"type": "media", "mediaId": id, "status": "ready"})
+            );
+            api.stop().await;
+            return;
+        }
+    }
+    panic!("the member was never told of the photo");
+}

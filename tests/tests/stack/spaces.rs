@@ -603,3 +603,91 @@ async fn a_deleted_account_leaves_its_spaces_and_its_records_in_them_stay() {
     assert!(item.contains_key("deletedAt"), "{item:?}");
     api.stop().await;
 }
+
+#[tokio::test]
+async fn a_spaces_photos_are_its_members_and_stay_with_the_space() {
+    use shared::media::pipeline::testing::jpeg_with_exif;
+
+    let api = TestStack::start().await;
+    let (owner, editor, viewer, stranger) = (
+        api.user().await,
+        api.user().await,
+        api.user().await,
+        api.user().await,
+    );
+    let space = create_space(&api, &owner, "Album").await;
+    for (user, role) in [(&editor, "editor"), (&viewer, "viewer")] {
+        let code = invite(&api, &owner, &space, role).await;
+        assert_eq!(join(&api, user, &code).await.status, 200);
+    }
+    let photo = jpeg_with_exif(640, 480, 6);
+    let request = json!({"contentType": "image/jpeg", "bytes": photo.len(), "spaceId": space});
+    api.post("/uploads", request.clone(), Some(&viewer.access_token))
+        .await
+        .assert_problem(403, "insufficient_role");
+    api.post("/uploads", request, Some(&stranger.access_token))
+        .await
+        .assert_problem(404, "not_found");
+
+    let id = e2e::upload_to(&api, &editor, Some(&space), "image/jpeg", &photo).await;
+    // Members see it, with its space; its variants are signed for its
+    // own folder, under the space.
+    let ready = api.wait_until_processed(&viewer, &id).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["spaceId"], space.as_str());
+    let url = ready["variants"][0]["url"].as_str().unwrap();
+    assert!(
+        url.contains(&format!("/media/spaces/{space}/{id}/")),
+        "{url}"
+    );
+    let listed = api
+        .get(
+            &format!("/media?spaceId={space}"),
+            Some(&owner.access_token),
+        )
+        .await;
+    assert_eq!(
+        listed.body["items"][0]["mediaId"],
+        id.as_str(),
+        "{listed:?}"
+    );
+    let mine = api.get("/media", Some(&editor.access_token)).await;
+    assert_eq!(
+        mine.body["items"],
+        json!([]),
+        "not among the uploader's own"
+    );
+    for path in [format!("/media/{id}"), format!("/media?spaceId={space}")] {
+        api.get(&path, Some(&stranger.access_token))
+            .await
+            .assert_problem(404, "not_found");
+    }
+    // Only the uploader or the owner deletes it; a viewer may not.
+    api.delete(&format!("/media/{id}"), Some(&viewer.access_token))
+        .await
+        .assert_problem(403, "insufficient_role");
+
+    // The uploader's account goes; the photo stays with the space.
+    assert!(
+        api.delete("/me", Some(&editor.access_token))
+            .await
+            .status
+            .is_success()
+    );
+    let kept = api
+        .get(&format!("/media/{id}"), Some(&viewer.access_token))
+        .await;
+    assert_eq!(kept.status, 200, "{kept:?}");
+    let fetched = reqwest::get(kept.body["variants"][0]["url"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(fetched.status(), 200, "the variant is still there");
+    let deleted = api
+        .delete(&format!("/media/{id}"), Some(&owner.access_token))
+        .await;
+    assert_eq!(deleted.status, 204, "{deleted:?}");
+    api.get(&format!("/media/{id}"), Some(&viewer.access_token))
+        .await
+        .assert_problem(404, "not_found");
+    api.stop().await;
+}
