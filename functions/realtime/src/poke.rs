@@ -214,27 +214,52 @@ pub async fn handle_stream(deps: &Deps, event: Event) -> Result<DynamoDbEventRes
         note(&mut batch, record);
     }
     let mut failed = expand_spaces(deps, &mut batch).await;
+    let ids: Vec<UserId> = batch.users.keys().cloned().collect();
+    let mut open = match deps.table.connections_of(&ids).await {
+        Ok(open) => open,
+        Err(err) => {
+            tracing::warn!(error = %err, "live channel: connections could not be read; the batch is retried");
+            failed.extend(
+                std::mem::take(&mut batch.users)
+                    .into_values()
+                    .map(|work| work.first_sequence),
+            );
+            BTreeMap::new()
+        }
+    };
     let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(USER_CONCURRENCY));
     let mut users = tokio::task::JoinSet::new();
     for (user_id, user_work) in batch.users {
+        let connections = open.remove(&user_id).unwrap_or_default();
+        if connections.is_empty() {
+            continue;
+        }
         let (deps, limit) = (deps.clone(), limit.clone());
         users.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            let outcome = send(&deps, &user_id, &user_work).await;
+            let outcome = send(&deps, &user_id, &user_work, connections).await;
             (user_work.first_sequence, outcome)
         });
     }
     let mut totals = Totals::default();
+    let mut marked = Vec::new();
     while let Some(joined) = users.join_next().await {
         let (sequence, outcome) = joined.map_err(Error::internal)?;
         match outcome {
-            Ok(sent) => totals.add(&sent),
-            Err(err) => {
+            Ok(mut sent) => {
+                marked.append(&mut sent.marked);
+                totals.add(&sent);
+            }
+            Err((err, mut sent)) => {
                 tracing::warn!(error = %err, "live channel: sending failed; the record is retried");
+                marked.append(&mut sent);
                 failed.push(sequence);
             }
         }
     }
+    // What was poked, for every user at once (25 connections a call): a
+    // redelivered batch pokes nobody twice.
+    deps.table.save_pokes(&marked).await?;
     failed.sort();
     failed.dedup();
     if totals.pokes + totals.media + totals.gone > 0 {
@@ -261,6 +286,8 @@ struct Totals {
     pokes: usize,
     media: usize,
     gone: usize,
+    /// Connections to save as poked.
+    marked: Vec<Connection>,
 }
 
 impl Totals {
@@ -274,9 +301,8 @@ impl Totals {
 /// Posts in flight at once, per user.
 const POST_CONCURRENCY: usize = 32;
 
-/// Users served at once (each a query of their connections, then posts):
-/// a space of a thousand members is a thousand queries, not at once.
-const USER_CONCURRENCY: usize = 16;
+/// Users whose connections are posted to at once.
+const USER_CONCURRENCY: usize = 64;
 
 /// What became of one connection's messages.
 enum Delivered {
@@ -354,10 +380,17 @@ fn messages_for(connection: &Connection, work: &PokeWork) -> (Vec<ServerMessage>
     (messages, marked)
 }
 
-async fn send(deps: &Deps, user_id: &UserId, work: &PokeWork) -> Result<Totals, Error> {
+/// Posts a user's messages; what was sent, with the connections to mark as
+/// poked (saved for the whole batch at once), or the first failure and the
+/// connections marked before it.
+async fn send(
+    deps: &Deps,
+    user_id: &UserId,
+    work: &PokeWork,
+    connections: Vec<Connection>,
+) -> Result<Totals, (Error, Vec<Connection>)> {
     use futures_util::stream::{self, StreamExt};
 
-    let connections = deps.table.connections(user_id).await?;
     // Owned per connection: the futures run concurrently, within a task.
     let outcomes: Vec<(Connection, Connection, Result<Delivered, Error>)> =
         stream::iter(connections)
@@ -387,17 +420,21 @@ async fn send(deps: &Deps, user_id: &UserId, work: &PokeWork) -> Result<Totals, 
             }
             Ok(Delivered::Gone) => {
                 totals.gone += 1;
-                deps.table
+                if let Err(err) = deps
+                    .table
                     .delete_connection(user_id, &connection.connection_id)
-                    .await?;
+                    .await
+                {
+                    failed = Some(err);
+                }
             }
             // The others are still marked; the batch is reported.
             Err(err) => failed = Some(err),
         }
     }
-    deps.table.save_pokes(&poked).await?;
+    totals.marked = poked;
     match failed {
-        Some(err) => Err(err),
+        Some(err) => Err((err, totals.marked)),
         None => Ok(totals),
     }
 }

@@ -83,6 +83,7 @@ pub fn spawn_poller(
     tokio::spawn(async move {
         let mut iterators: std::collections::HashMap<String, String> =
             std::collections::HashMap::new();
+        let mut shards = Shards::default();
         let target = Target {
             function: &function,
             handler: &handler,
@@ -96,6 +97,7 @@ pub fn spawn_poller(
                 &table,
                 &region,
                 &target,
+                &mut shards,
                 &mut iterators,
             )
             .await
@@ -116,35 +118,59 @@ pub struct Target<'a> {
     pub sqs: &'a aws_sdk_sqs::Client,
 }
 
+/// The stream and its shards, described again every few seconds rather
+/// than on every poll: two calls fewer per poll on an emulator that
+/// serves one request at a time.
+#[derive(Default)]
+struct Shards {
+    stream_arn: String,
+    ids: Vec<String>,
+    described: Option<std::time::Instant>,
+}
+
+const DESCRIBE_EVERY: Duration = Duration::from_secs(2);
+
 async fn poll_once(
     dynamodb: &aws_sdk_dynamodb::Client,
     streams: &aws_sdk_dynamodbstreams::Client,
     table: &str,
     region: &str,
     target: &Target<'_>,
+    shards: &mut Shards,
     iterators: &mut std::collections::HashMap<String, String>,
 ) -> anyhow::Result<()> {
     use aws_sdk_dynamodbstreams::types::ShardIteratorType;
-    let stream_arn = dynamodb
-        .describe_table()
-        .table_name(table)
-        .send()
-        .await?
-        .table
-        .and_then(|t| t.latest_stream_arn)
-        .ok_or_else(|| anyhow::anyhow!("the table has no stream"))?;
-    let shards = streams
-        .describe_stream()
-        .stream_arn(&stream_arn)
-        .send()
-        .await?
-        .stream_description
-        .map(|d| d.shards.unwrap_or_default())
-        .unwrap_or_default();
-    for shard in shards {
-        let Some(shard_id) = shard.shard_id else {
-            continue;
+    if shards
+        .described
+        .is_none_or(|at| at.elapsed() > DESCRIBE_EVERY)
+    {
+        let stream_arn = dynamodb
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await?
+            .table
+            .and_then(|t| t.latest_stream_arn)
+            .ok_or_else(|| anyhow::anyhow!("the table has no stream"))?;
+        let ids = streams
+            .describe_stream()
+            .stream_arn(&stream_arn)
+            .send()
+            .await?
+            .stream_description
+            .map(|d| d.shards.unwrap_or_default())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|shard| shard.shard_id)
+            .collect();
+        *shards = Shards {
+            stream_arn,
+            ids,
+            described: Some(std::time::Instant::now()),
         };
+    }
+    let stream_arn = shards.stream_arn.clone();
+    for shard_id in shards.ids.clone() {
         if !iterators.contains_key(&shard_id) {
             let iterator = streams
                 .get_shard_iterator()

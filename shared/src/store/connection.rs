@@ -9,6 +9,8 @@ use crate::model::connection::{CONNECTION_TTL_SECONDS, Connection};
 use crate::model::ids::UserId;
 use crate::{Error, adapters::aws};
 
+use std::collections::BTreeMap;
+
 fn connection_key(user_id: &UserId, connection_id: &str) -> ItemKey {
     ItemKey::Connection {
         user: user_id.clone(),
@@ -24,10 +26,43 @@ fn connection_item(connection: &Connection) -> Result<super::Item, Error> {
     Stored::item(&key, connection, Some(expires_at))
 }
 
+fn presence_key(user_id: &UserId) -> ItemKey {
+    ItemKey::Presence {
+        user: user_id.clone(),
+    }
+}
+
 impl Table {
+    /// Adds (`ADD`) or removes (`DELETE`) connection ids of the user's
+    /// presence item.
+    async fn change_presence(
+        &self,
+        user_id: &UserId,
+        action: &str,
+        ids: Vec<String>,
+    ) -> Result<(), Error> {
+        self.client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(item_key(&presence_key(user_id))))
+            .update_expression(format!("{action} ids :ids"))
+            .expression_attribute_values(":ids", AttributeValue::Ss(ids))
+            .send()
+            .await
+            .map_err(aws::classify)?;
+        Ok(())
+    }
+
     /// Records a connection; DynamoDB's TTL removes it if `$disconnect`
-    /// never comes.
+    /// never comes. Its id joins the user's presence first: an id whose
+    /// item never came is skipped (and dropped) by the next fan-out.
     pub async fn put_connection(&self, connection: &Connection) -> Result<(), Error> {
+        self.change_presence(
+            &connection.user_id,
+            "ADD",
+            vec![connection.connection_id.clone()],
+        )
+        .await?;
         self.client
             .put_item()
             .table_name(&self.name)
@@ -50,7 +85,60 @@ impl Table {
             .send()
             .await
             .map_err(aws::classify)?;
-        Ok(())
+        self.change_presence(user_id, "DELETE", vec![connection_id.to_string()])
+            .await
+    }
+
+    /// The open connections of each of `users`: their presence items, then
+    /// the connections they name, each read 100 to a `BatchGetItem` (a
+    /// fan-out to a thousand members is a few dozen calls, not a thousand
+    /// queries). Ids whose item is gone (expired without `$disconnect`)
+    /// are dropped from the presence.
+    pub async fn connections_of(
+        &self,
+        users: &[UserId],
+    ) -> Result<BTreeMap<UserId, Vec<Connection>>, Error> {
+        let presences = self
+            .get_items(users.iter().map(|u| item_key(&presence_key(u))).collect())
+            .await?;
+        let mut named: Vec<(UserId, String)> = Vec::new();
+        for item in presences {
+            let user = item
+                .get(keys::PK)
+                .and_then(|pk| pk.as_s().ok())
+                .and_then(|pk| keys::parse_user_partition(pk));
+            let ids = item.get("ids").and_then(|ids| ids.as_ss().ok());
+            if let (Some(user), Some(ids)) = (user, ids) {
+                named.extend(ids.iter().map(|id| (user.clone(), id.clone())));
+            }
+        }
+        let found: Vec<Connection> = super::decode_each(
+            self.get_items(
+                named
+                    .iter()
+                    .map(|(user, id)| item_key(&connection_key(user, id)))
+                    .collect(),
+            )
+            .await?,
+            "connection",
+        );
+        let mut by_user: BTreeMap<UserId, Vec<Connection>> = BTreeMap::new();
+        for connection in found {
+            by_user
+                .entry(connection.user_id.clone())
+                .or_default()
+                .push(connection);
+        }
+        for (user, id) in &named {
+            let open = by_user
+                .get(user)
+                .is_some_and(|c| c.iter().any(|c| &c.connection_id == id));
+            if !open {
+                self.change_presence(user, "DELETE", vec![id.clone()])
+                    .await?;
+            }
+        }
+        Ok(by_user)
     }
 
     /// Every open connection of a user.

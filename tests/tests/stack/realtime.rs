@@ -482,3 +482,56 @@ async fn a_photo_finished_in_a_space_is_announced_to_its_members() {
     }
     panic!("the member was never told of the photo");
 }
+
+#[tokio::test]
+async fn a_connection_that_expired_without_disconnect_leaves_the_presence() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    let api = TestStack::start().await;
+    let user = api.user().await;
+    let table = api.table().await;
+    let mut tablet = open(&api, Some(&user.access_token), "tablet")
+        .await
+        .unwrap();
+    wait_for_connections(&api, &user, 1).await;
+    // A socket whose `$disconnect` never ran and whose item the TTL took:
+    // its id stays in the presence item.
+    let ghost = shared::model::connection::Connection {
+        connection_id: "ghost=".into(),
+        user_id: user.user_id.clone(),
+        client_id: shared::model::ids::ClientId::parse("old-phone").unwrap(),
+        connected_at: chrono::Utc::now(),
+        poked_version: 0,
+        poked_spaces: Default::default(),
+    };
+    table.put_connection(&ghost).await.unwrap();
+    let client = aws_sdk_dynamodb::Client::new(&api.sdk().await);
+    let name = &api.stack.resources.table_name;
+    client
+        .delete_item()
+        .table_name(name)
+        .key("PK", AttributeValue::S(format!("USER#{}", user.user_id)))
+        .key("SK", AttributeValue::S("CONN#ghost=".into()))
+        .send()
+        .await
+        .unwrap();
+
+    push(&api, &user, "phone", "n1").await;
+    let poke = next_message(&mut tablet, Duration::from_secs(10)).await;
+    assert_eq!(poke.unwrap()["type"], "poke", "the live socket is poked");
+    let presence = client
+        .get_item()
+        .table_name(name)
+        .key("PK", AttributeValue::S(format!("USER#{}", user.user_id)))
+        .key("SK", AttributeValue::S("PRESENCE".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let ids = presence["ids"].as_ss().unwrap();
+    assert_eq!(ids.len(), 1, "only the live socket is left: {ids:?}");
+    assert_ne!(ids[0], "ghost=");
+    api.stop().await;
+}

@@ -134,7 +134,20 @@ impl Table {
 
     /// Items by key, with consistent `BatchGetItem`s of at most 100 keys,
     /// until none is left unprocessed.
-    pub(super) async fn get_consistent(&self, keys: Vec<Item>) -> Result<Vec<Item>, Error> {
+    pub(in crate::store) async fn get_consistent(
+        &self,
+        keys: Vec<Item>,
+    ) -> Result<Vec<Item>, Error> {
+        self.batch_get(keys, true).await
+    }
+
+    /// The same, eventually consistent (half the read units): for reads a
+    /// moment stale does no harm.
+    pub(in crate::store) async fn get_items(&self, keys: Vec<Item>) -> Result<Vec<Item>, Error> {
+        self.batch_get(keys, false).await
+    }
+
+    async fn batch_get(&self, keys: Vec<Item>, consistent: bool) -> Result<Vec<Item>, Error> {
         let mut found = Vec::with_capacity(keys.len());
         for batch in keys.chunks(100) {
             let mut pending = batch.to_vec();
@@ -152,7 +165,7 @@ impl Table {
                         &self.name,
                         KeysAndAttributes::builder()
                             .set_keys(Some(std::mem::take(&mut pending)))
-                            .consistent_read(true)
+                            .consistent_read(consistent)
                             .build()
                             .map_err(Error::internal)?,
                     )
