@@ -238,6 +238,40 @@ impl TestStack {
         }
     }
 
+    /// A space `owner` made and each of `members` joined with its role
+    /// (through an invitation each); its id.
+    pub async fn shared_space(
+        &self,
+        owner: &User,
+        name: &str,
+        members: &[(&User, &str)],
+    ) -> String {
+        let created = self
+            .post("/spaces", json!({"name": name}), Some(&owner.access_token))
+            .await;
+        assert_eq!(created.status, 201, "{created:?}");
+        let space = created.body["spaceId"].as_str().unwrap().to_string();
+        for (member, role) in members {
+            let invited = self
+                .post(
+                    &format!("/spaces/{space}/invitations"),
+                    json!({"role": role}),
+                    Some(&owner.access_token),
+                )
+                .await;
+            assert_eq!(invited.status, 201, "{invited:?}");
+            let joined = self
+                .post(
+                    "/invitations/accept",
+                    json!({"code": invited.body["code"]}),
+                    Some(&member.access_token),
+                )
+                .await;
+            assert_eq!(joined.status, 200, "{joined:?}");
+        }
+        space
+    }
+
     /// Polls `GET /media/{id}` until the media is no longer pending (the S3
     /// event reached `resize`); its last state.
     pub async fn wait_until_processed(&self, user: &User, id: &str) -> Value {

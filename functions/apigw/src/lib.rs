@@ -17,7 +17,7 @@ pub use delivery::{COMPRESS_ABOVE, etag};
 pub use idempotency::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
 pub use request::{Caller, json_body};
 pub use response::{Reply, problem_response};
-pub use routes::{Access, BoxReply, Call, Route, Service, handle, match_path};
+pub use routes::{Access, BoxReply, Call, Route, Service, handle, match_path, page_cursor};
 
 /// The limit for every JSON body but a sync push (which has its own): the
 /// requests are a few fields each; anything bigger is a mistake or an attack.

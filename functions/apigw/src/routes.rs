@@ -7,6 +7,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Instant;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::DeserializeOwned;
 use shared::model::access::Session;
@@ -174,6 +176,33 @@ impl Call<'_> {
         self.req.query_string_parameters_ref()?.first(name)
     }
 
+    /// `?limit=`: 1 to `max`, `default` when absent.
+    pub fn limit(&self, default: usize, max: usize) -> Result<usize, Error> {
+        match self.query("limit") {
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| Error::invalid(format!("limit must be 1 to {max}"))),
+            None => Ok(default),
+        }
+    }
+
+    /// `?cursor=` of a list that pages by id: the id it names (base64url,
+    /// parsed by `parse`), None when absent or empty.
+    pub fn page_after<T>(&self, parse: impl Fn(&str) -> Option<T>) -> Result<Option<T>, Error> {
+        let Some(cursor) = self.query("cursor").filter(|c| !c.is_empty()) else {
+            return Ok(None);
+        };
+        URL_SAFE_NO_PAD
+            .decode(cursor)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .and_then(|id: String| parse(id.as_str()))
+            .map(Some)
+            .ok_or_else(|| Error::invalid("cursor is not valid; list without one to start over"))
+    }
+
     /// The JSON body as `T`; see [`json_body`].
     pub fn json<T: DeserializeOwned>(&self, limit: usize) -> Result<T, Error> {
         json_body(self.req, limit)
@@ -184,6 +213,11 @@ impl Call<'_> {
         bearer_token(self.req)
             .ok_or_else(|| Error::new(Code::Unauthorized, "a bearer token is required"))
     }
+}
+
+/// The `nextCursor` of a list that pages by id: the last id of the page.
+pub fn page_cursor(id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(id)
 }
 
 /// Handles one API Gateway request with `service`'s route table. Never

@@ -8,8 +8,6 @@
 //! too low gets 403 `insufficient_role`.
 
 use apigw::{Call, DEFAULT_BODY_LIMIT, Reply, Route, Service};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
@@ -166,18 +164,8 @@ struct ListReply {
 
 async fn list(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     let session = call.session()?;
-    let limit = match call.query("limit") {
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| Error::invalid(format!("limit must be 1 to {MAX_PAGE}")))?,
-        None => DEFAULT_PAGE,
-    };
-    let after = match call.query("cursor").filter(|c| !c.is_empty()) {
-        Some(cursor) => Some(decode_cursor(cursor)?),
-        None => None,
-    };
+    let limit = call.limit(DEFAULT_PAGE, MAX_PAGE)?;
+    let after = call.page_after(|id| SpaceId::parse(id).ok())?;
     let page = deps
         .table
         .list_spaces(session.user(), limit, after.as_ref())
@@ -192,17 +180,8 @@ async fn list(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
                 role,
             })
             .collect(),
-        next_cursor: page.next.map(|id| URL_SAFE_NO_PAD.encode(id.as_str())),
+        next_cursor: page.next.map(|id| apigw::page_cursor(id.as_str())),
     })
-}
-
-fn decode_cursor(cursor: &str) -> Result<SpaceId, Error> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|id| SpaceId::parse(&id).ok())
-        .ok_or_else(|| Error::invalid("cursor is not valid; list without one to start over"))
 }
 
 #[derive(Serialize)]

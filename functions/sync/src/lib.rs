@@ -133,14 +133,7 @@ async fn pull(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
         Some(cursor) => decode_cursor(cursor)?,
         None => PullCursor::default(),
     };
-    let limit = match call.query("limit") {
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_PULL_LIMIT).contains(n))
-            .ok_or_else(|| Error::invalid(format!("limit must be 1 to {MAX_PULL_LIMIT}")))?,
-        None => DEFAULT_PULL_LIMIT,
-    };
+    let limit = call.limit(DEFAULT_PULL_LIMIT, MAX_PULL_LIMIT)?;
     let page = deps.table.pull(&grant, &client_id, cursor, limit).await?;
     Reply::ok(PullReply {
         changes: page.changes,

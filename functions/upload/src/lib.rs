@@ -5,8 +5,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use apigw::{Call, DEFAULT_BODY_LIMIT, Reply, Route, Service};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 use shared::adapters::objects::Objects;
@@ -22,8 +20,8 @@ use shared::store::{SpaceAccess, Table};
 use shared::{Code, Error, keys};
 use tokio::sync::OnceCell;
 
-const DEFAULT_PAGE: i32 = 20;
-const MAX_PAGE: i32 = 100;
+const DEFAULT_PAGE: usize = 20;
+const MAX_PAGE: usize = 100;
 
 /// What `upload` reads from its environment.
 #[derive(Debug, Clone)]
@@ -367,18 +365,8 @@ async fn get(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
 
 async fn list(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     let caller = call.session()?;
-    let limit = match call.query("limit") {
-        Some(raw) => raw
-            .parse::<i32>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| Error::invalid(format!("limit must be 1 to {MAX_PAGE}")))?,
-        None => DEFAULT_PAGE,
-    };
-    let after = match call.query("cursor").filter(|c| !c.is_empty()) {
-        Some(cursor) => Some(decode_cursor(cursor)?),
-        None => None,
-    };
+    let limit = call.limit(DEFAULT_PAGE, MAX_PAGE)? as i32;
+    let after = call.page_after(|id| media_id(id).ok())?;
     // `?spaceId=`: a space's photos, for its members.
     let partition = match call.query("spaceId").filter(|s| !s.is_empty()) {
         Some(space) => {
@@ -398,21 +386,10 @@ async fn list(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     }
     Reply::ok(ListReply {
         items,
-        next_cursor: page.next.map(|id| URL_SAFE_NO_PAD.encode(id.as_str())),
+        next_cursor: page.next.map(|id| apigw::page_cursor(id.as_str())),
     })
 }
 
-fn decode_cursor(cursor: &str) -> Result<MediaId, Error> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|id| media_id(&id).ok())
-        .ok_or_else(|| Error::invalid("cursor is not valid; list without one to start over"))
-}
-
-/// Removes the original and every variant, then the item. Objects go first:
-/// a failure leaves an item the user can delete again, never orphans.
 /// A space's photo may be deleted by its uploader or the space's owner.
 async fn delete(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     let caller = call.session()?;

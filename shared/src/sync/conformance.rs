@@ -407,6 +407,24 @@ struct Device {
     held: BTreeMap<RecordKey, Change>,
 }
 
+impl Device {
+    /// Takes a pulled page as the app library does: a removed space's
+    /// records go first, then the changes land; whether more pages follow.
+    fn apply(&mut self, page: PullPage) -> bool {
+        for change in &page.spaces {
+            if change.removed {
+                self.held
+                    .retain(|key, _| key.space.as_ref() != Some(&change.space_id));
+            }
+        }
+        for change in page.changes {
+            self.held.insert(change.key(), change);
+        }
+        self.cursor = page.cursor;
+        page.has_more
+    }
+}
+
 /// The schedule's independent account of who may write where: the
 /// membership timeline as the suite made it, never read from the store.
 #[derive(Default)]
@@ -571,17 +589,7 @@ async fn spaces_converge_and_admit_only_their_writers<S: Memberships>(store: &S,
                     if lose && !page.has_more {
                         break;
                     }
-                    for change in &page.spaces {
-                        if change.removed {
-                            d.held
-                                .retain(|key, _| key.space.as_ref() != Some(&change.space_id));
-                        }
-                    }
-                    for change in page.changes {
-                        d.held.insert(change.key(), change);
-                    }
-                    d.cursor = page.cursor;
-                    if !page.has_more {
+                    if !d.apply(page) {
                         break;
                     }
                 }
@@ -696,17 +704,7 @@ async fn spaces_converge_and_admit_only_their_writers<S: Memberships>(store: &S,
                 .pull(&users[d.user], &d.client, d.cursor, 3)
                 .await
                 .expect("a pull");
-            for change in &page.spaces {
-                if change.removed {
-                    d.held
-                        .retain(|key, _| key.space.as_ref() != Some(&change.space_id));
-                }
-            }
-            for change in page.changes {
-                d.held.insert(change.key(), change);
-            }
-            d.cursor = page.cursor;
-            if !page.has_more {
+            if !d.apply(page) {
                 break;
             }
         }

@@ -504,30 +504,9 @@ async fn a_change_in_a_space_pokes_its_members_devices_silently() {
     register(&api, &owner, "owner-phone", "ios", &owner_phone).await;
     register(&api, &member, "member-phone", "android", &member_phone).await;
     register(&api, &stranger, "phone", "android", &theirs).await;
-    let created = api
-        .post(
-            "/spaces",
-            json!({"name": "Family"}),
-            Some(&owner.access_token),
-        )
+    let space = api
+        .shared_space(&owner, "Family", &[(&member, "editor")])
         .await;
-    let space = created.body["spaceId"].as_str().unwrap().to_string();
-    let invited = api
-        .post(
-            &format!("/spaces/{space}/invitations"),
-            json!({"role": "editor"}),
-            Some(&owner.access_token),
-        )
-        .await;
-    let code = invited.body["code"].as_str().unwrap();
-    let joined = api
-        .post(
-            "/invitations/accept",
-            json!({"code": code}),
-            Some(&member.access_token),
-        )
-        .await;
-    assert_eq!(joined.status, 200, "{joined:?}");
 
     let pushed = api
         .push(

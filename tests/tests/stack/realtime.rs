@@ -433,28 +433,9 @@ async fn a_change_in_a_space_pokes_every_member_but_the_pusher_until_they_are_re
 async fn a_photo_finished_in_a_space_is_announced_to_its_members() {
     let api = TestStack::start().await;
     let (owner, member) = (api.user().await, api.user().await);
-    let created = api
-        .post(
-            "/spaces",
-            json!({"name": "Album"}),
-            Some(&owner.access_token),
-        )
+    let space = api
+        .shared_space(&owner, "Album", &[(&member, "viewer")])
         .await;
-    let space = created.body["spaceId"].as_str().unwrap().to_string();
-    let invited = api
-        .post(
-            &format!("/spaces/{space}/invitations"),
-            json!({"role": "viewer"}),
-            Some(&owner.access_token),
-        )
-        .await;
-    let code = invited.body["code"].as_str().unwrap();
-    api.post(
-        "/invitations/accept",
-        json!({"code": code}),
-        Some(&member.access_token),
-    )
-    .await;
     let mut socket = open(&api, Some(&member.access_token), "member-phone")
         .await
         .unwrap();
