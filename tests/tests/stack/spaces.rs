@@ -242,6 +242,15 @@ async fn every_space_route_hides_a_space_from_non_members_and_checks_roles() {
     )
     .await
     .assert_problem(400, "invalid_request");
+    // Nor can a member raise their own role with a code meant for others:
+    // a current member accepting changes nothing.
+    let editor_code = invite(&api, &owner, &space, "editor").await;
+    let kept = join(&api, &viewer, &editor_code).await;
+    assert_eq!(kept.body["role"], "viewer", "{kept:?}");
+    let detail = api
+        .get(&format!("/spaces/{space}"), Some(&viewer.access_token))
+        .await;
+    assert_eq!(detail.body["role"], "viewer");
     // Codes that were never issued are simply unknown.
     for guess in ["", "short", &"A".repeat(24), &e2e_code_like()] {
         join(&api, &stranger, guess)
