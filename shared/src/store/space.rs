@@ -34,8 +34,9 @@ impl SpaceAccess {
         self.grant.role()
     }
 
-    /// Refuses a role below `least` with 403 `insufficient_role` (the
-    /// caller is a member, so the space's existence is no secret to them).
+    /// Refuses a role not among `allowed` with 403 `insufficient_role`
+    /// (the caller is a member, so the space's existence is no secret to
+    /// them).
     pub fn require(&self, allowed: &[Role]) -> Result<(), Error> {
         if allowed.contains(&self.role()) {
             Ok(())
@@ -309,19 +310,14 @@ impl Table {
         let mut space: Option<Space> = None;
         let mut member: Option<Member> = None;
         for item in items {
-            let sk = item.get(keys::SK).and_then(|v| v.as_s().ok()).cloned();
-            if sk.as_deref()
-                == Some(
-                    ItemKey::Space {
-                        space: space_id.clone(),
-                    }
-                    .sk()
-                    .as_str(),
-                )
-            {
-                space = super::decode_each::<Space>(vec![item], "space").pop();
-            } else {
+            let is_member = item
+                .get(keys::SK)
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|sk| sk.starts_with(keys::member_prefix()));
+            if is_member {
                 member = super::decode_each::<Member>(vec![item], "member").pop();
+            } else {
+                space = super::decode_each::<Space>(vec![item], "space").pop();
             }
         }
         match (space, member) {
