@@ -84,7 +84,7 @@ fn space_key(space: &SpaceId) -> ItemKey {
     }
 }
 
-fn member_key(space: &SpaceId, user: &UserId) -> ItemKey {
+pub(super) fn member_key(space: &SpaceId, user: &UserId) -> ItemKey {
     ItemKey::Member {
         space: space.clone(),
         user: user.clone(),
@@ -771,6 +771,22 @@ impl Table {
     }
 }
 
+impl Table {
+    /// `by`'s access to `space`, as a route's caller would have it.
+    async fn access_of(&self, by: &UserId, space: &SpaceId) -> Result<SpaceAccess, Error> {
+        self.space_access(&Session::new(by.clone(), None), space)
+            .await
+    }
+
+    /// The owner's access to `space`: what inviting, re-roling and deleting
+    /// take.
+    async fn owner_access(&self, owner: &UserId, space: &SpaceId) -> Result<SpaceAccess, Error> {
+        let access = self.access_of(owner, space).await?;
+        access.require(&[Role::Owner])?;
+        Ok(access)
+    }
+}
+
 /// The spaces routes' success paths, for the conformance suite: each
 /// call goes through the same store calls as its route.
 impl crate::sync::store::Memberships for Table {
@@ -791,10 +807,7 @@ impl crate::sync::store::Memberships for Table {
         user: &UserId,
         role: Role,
     ) -> Result<(), Error> {
-        let access = self
-            .space_access(&Session::new(owner.clone(), None), space)
-            .await?;
-        access.require(&[Role::Owner])?;
+        let access = self.owner_access(owner, space).await?;
         let invitation = self.create_invitation(&access, role, 1, 600).await?;
         self.accept_invitation(&Session::new(user.clone(), None), &invitation.code)
             .await?;
@@ -808,10 +821,7 @@ impl crate::sync::store::Memberships for Table {
         user: &UserId,
         role: Role,
     ) -> Result<(), Error> {
-        let access = self
-            .space_access(&Session::new(owner.clone(), None), space)
-            .await?;
-        access.require(&[Role::Owner])?;
+        let access = self.owner_access(owner, space).await?;
         self.change_role(&access, user, role).await
     }
 
@@ -821,17 +831,12 @@ impl crate::sync::store::Memberships for Table {
         space: &SpaceId,
         user: &UserId,
     ) -> Result<(), Error> {
-        let access = self
-            .space_access(&Session::new(by.clone(), None), space)
-            .await?;
+        let access = self.access_of(by, space).await?;
         Table::remove_member(self, &access, user).await
     }
 
     async fn delete_space(&self, owner: &UserId, space: &SpaceId) -> Result<(), Error> {
-        let access = self
-            .space_access(&Session::new(owner.clone(), None), space)
-            .await?;
-        access.require(&[Role::Owner])?;
+        let access = self.owner_access(owner, space).await?;
         Table::delete_space(self, &access).await
     }
 }

@@ -13,8 +13,8 @@ use super::merge::RecordState;
 use super::spaces::{SpaceHead, assemble, plan_space};
 use super::store::{Memberships, SyncStore};
 use super::{
-    Change, FeedPage, Limits, Mutation, PullPage, PushOutcome, RECORDS_PER_CHUNK, RecordKey,
-    Rejected, WireMutation, authorize, plan, rejections_within, unapplied, validate,
+    Change, FeedPage, FeedRead, Limits, Mutation, PullPage, PushOutcome, RECORDS_PER_CHUNK,
+    RecordKey, Rejected, WireMutation, authorize, plan, rejections_within, unapplied, validate,
 };
 use crate::Error;
 use crate::model::access::{Grant, Role};
@@ -59,9 +59,11 @@ impl State {
         space.members.get(user).copied()
     }
 
-    fn feed(&self, partition: &Partition, after: u64, until: u64, limit: usize) -> Vec<Change> {
+    /// The partition's versions in `(after, until]`, oldest first, at
+    /// most `limit`.
+    fn feed(&self, partition: &Partition, after: u64, until: u64, limit: usize) -> FeedRead {
         let Some(partition) = self.partitions.get(partition) else {
-            return Vec::new();
+            return FeedRead::default();
         };
         let mut changes: Vec<Change> = partition
             .records
@@ -70,8 +72,9 @@ impl State {
             .map(|(key, (state, version))| Change::new(key.clone(), state, *version))
             .collect();
         changes.sort_by_key(|change| change.version);
+        let has_more = changes.len() > limit;
         changes.truncate(limit);
-        changes
+        FeedRead { changes, has_more }
     }
 
     fn counter(&self, partition: &Partition) -> u64 {
@@ -117,9 +120,7 @@ impl MemoryServer {
         let state = self.state();
         let partition = Partition::User(user.clone());
         let version = state.counter(&partition);
-        let mut changes = state.feed(&partition, after, version, limit + 1);
-        let has_more = changes.len() > limit;
-        changes.truncate(limit);
+        let FeedRead { changes, has_more } = state.feed(&partition, after, version, limit);
         FeedPage {
             changes,
             has_more,
@@ -253,9 +254,13 @@ impl MemoryServer {
         let mut state = self.state();
         let user = own.holder();
         let own_partition = Partition::User(user.clone());
-        let own_version = state.counter(&own_partition);
-        let own_changes = state.feed(&own_partition, cursor.own, own_version, limit);
-        let mut budget = limit - own_changes.len();
+        let own = state.feed(
+            &own_partition,
+            cursor.own,
+            state.counter(&own_partition),
+            limit,
+        );
+        let mut budget = limit - own.changes.len();
         let mut read = Vec::new();
         for ((_, space_id), membership) in state.memberships.iter().filter(|((u, _), _)| u == user)
         {
@@ -265,38 +270,16 @@ impl MemoryServer {
                 version: state.counter(&Partition::Space(space_id.clone())),
                 deleted: space.deleted,
             });
-            let positions = membership
-                .positions
-                .get(client_id.as_str())
-                .map_or(&[][..], Vec::as_slice);
-            let pull = plan_space(cursor.generation, membership, positions, head.as_ref());
-            let page = pull.read_after.and_then(|after| {
-                if after < pull.until && budget == 0 {
-                    return None;
-                }
-                let changes = state.feed(
-                    &Partition::Space(space_id.clone()),
-                    after,
-                    pull.until,
-                    budget,
-                );
-                budget -= changes.len();
-                Some(FeedPage {
-                    has_more: changes.last().map_or(after, |c| c.version) < pull.until,
-                    changes,
-                    watermark: 0,
-                    version: pull.until,
-                })
+            let pull = plan_space(cursor.generation, membership, client_id, head.as_ref());
+            let page = pull.range(budget).map(|(after, until)| {
+                let page = state.feed(&Partition::Space(space_id.clone()), after, until, budget);
+                budget -= page.changes.len();
+                page
             });
             read.push((pull, page));
         }
-        let own_page = FeedPage {
-            has_more: own_changes.last().is_some_and(|c| c.version < own_version),
-            changes: own_changes,
-            watermark: Self::watermark_in(&state, user, client_id),
-            version: own_version,
-        };
-        let assembled = assemble(cursor, own_page, read);
+        let watermark = Self::watermark_in(&state, user, client_id);
+        let assembled = assemble(cursor, own, watermark, read);
         for (space, positions) in assembled.writes {
             if let Some(membership) = state.memberships.get_mut(&(user.clone(), space)) {
                 if positions.is_empty() {

@@ -179,7 +179,17 @@ impl Change {
     }
 }
 
-/// A page of the change feed.
+/// One read of a partition's feed: versions in a range, oldest first, at
+/// most a limit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FeedRead {
+    pub changes: Vec<Change>,
+    /// Whether versions of the range remain after it.
+    pub has_more: bool,
+}
+
+/// A page of one user's own feed (the memory server's, for the app
+/// library's tests).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeedPage {
     /// Oldest first.

@@ -18,9 +18,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::feed::{PullCursor, next_cursor};
-use super::{FeedPage, PullPage};
+use super::{FeedRead, PullPage};
 use crate::model::access::Role;
-use crate::model::ids::SpaceId;
+use crate::model::ids::{ClientId, SpaceId};
 use crate::model::space::{Membership, Position};
 
 /// A membership change as pull reports it: joined, renamed or a new
@@ -89,6 +89,13 @@ pub struct SpacePull {
 }
 
 impl SpacePull {
+    /// The versions to read of the space's feed, `(after, until]`, when
+    /// there are any and the page has room (`budget` changes left).
+    pub fn range(&self, budget: usize) -> Option<(u64, u64)> {
+        let after = self.read_after?;
+        (after < self.until && budget > 0).then_some((after, self.until))
+    }
+
     /// Whether the answer tells the client something new of this space:
     /// an announcement, or records up to `version`.
     pub fn advances(&self, version: Option<u64>) -> bool {
@@ -131,15 +138,20 @@ fn base_of(positions: &[Position], generation: u64) -> (Option<Position>, bool) 
     (base, stale)
 }
 
-/// What a pull presenting `generation` does in a space the user has (or
-/// had) a membership of, from the membership (with this client's
-/// positions) and the space's head (None: the space item is gone).
+/// What a pull of `client` presenting `generation` does in a space the
+/// user has (or had) a membership of, from the membership (which holds
+/// each client's positions) and the space's head (None: the space item is
+/// gone).
 pub fn plan_space(
     generation: u64,
     membership: &Membership,
-    positions: &[Position],
+    client: &ClientId,
     head: Option<&SpaceHead>,
 ) -> SpacePull {
+    let positions = membership
+        .positions
+        .get(client.as_str())
+        .map_or(&[][..], Vec::as_slice);
     let (base, stale) = base_of(positions, generation);
     let space_id = membership.space_id.clone();
     let mut pull = SpacePull {
@@ -217,14 +229,15 @@ pub struct Assembled {
     pub writes: Vec<(SpaceId, Vec<Position>)>,
 }
 
-/// The answer to a pull presenting `cursor`: the own feed's page, then
-/// each space's announcements and the pages read of their feeds (in the
-/// order of `spaces`; a space left unread because the page was full has no
-/// page). `watermark` is the client's.
+/// The answer to a pull presenting `cursor`: the own feed's read, then
+/// each space's announcements and what was read of its feed (in the order
+/// of `spaces`; None where [`SpacePull::range`] read nothing), with the
+/// client's `watermark`.
 pub fn assemble(
     cursor: PullCursor,
-    own: FeedPage,
-    spaces: Vec<(SpacePull, Option<FeedPage>)>,
+    own: FeedRead,
+    watermark: u64,
+    spaces: Vec<(SpacePull, Option<FeedRead>)>,
 ) -> Assembled {
     let own_next = next_cursor(cursor.own, &own.changes);
     let mut has_more = own.has_more;
@@ -273,7 +286,7 @@ pub fn assemble(
             changes,
             spaces: removals,
             has_more,
-            watermark: own.watermark,
+            watermark,
             cursor: PullCursor {
                 own: own_next,
                 generation,
@@ -303,6 +316,21 @@ mod tests {
         }
     }
 
+    /// `plan_space` for the client "phone" holding `positions`.
+    fn plan(
+        generation: u64,
+        membership: &Membership,
+        positions: &[Position],
+        head: Option<&SpaceHead>,
+    ) -> SpacePull {
+        let mut membership = membership.clone();
+        membership
+            .positions
+            .insert("phone".into(), positions.to_vec());
+        let phone = ClientId::parse("phone").unwrap();
+        plan_space(generation, &membership, &phone, head)
+    }
+
     fn head(version: u64) -> SpaceHead {
         SpaceHead {
             name: "Groceries".into(),
@@ -325,7 +353,7 @@ mod tests {
 
     #[test]
     fn a_first_pull_announces_the_space_and_reads_it_whole() {
-        let pull = plan_space(
+        let pull = plan(
             0,
             &membership("e1", Role::Editor, true),
             &[],
@@ -342,7 +370,7 @@ mod tests {
 
     #[test]
     fn nothing_new_writes_nothing() {
-        let pull = plan_space(
+        let pull = plan(
             3,
             &membership("e1", Role::Editor, true),
             &[position(2, 7, "e1")],
@@ -357,7 +385,7 @@ mod tests {
         // Generation 3 was written but never received: the client
         // presents 2 again.
         let positions = [position(2, 5, "e1"), position(3, 9, "e1")];
-        let pull = plan_space(
+        let pull = plan(
             2,
             &membership("e1", Role::Editor, true),
             &positions,
@@ -373,7 +401,7 @@ mod tests {
     #[test]
     fn a_removal_is_told_once_and_a_rejoin_starts_over() {
         let told = [position(1, 5, "e1")];
-        let gone = plan_space(
+        let gone = plan(
             1,
             &membership("e1", Role::Editor, false),
             &told,
@@ -382,7 +410,7 @@ mod tests {
         assert_eq!(gone.announce, vec![SpaceChange::removed(space())]);
         assert_eq!(gone.read_after, None);
         let after = gone.positions(2, None).unwrap();
-        let again = plan_space(
+        let again = plan(
             2,
             &membership("e1", Role::Editor, false),
             &after,
@@ -392,7 +420,7 @@ mod tests {
 
         // Removed and re-added between two pulls: removed, then the new
         // membership, and the whole space again.
-        let back = plan_space(
+        let back = plan(
             1,
             &membership("e2", Role::Viewer, true),
             &told,
@@ -415,14 +443,14 @@ mod tests {
             deleted: true,
             ..head(5)
         };
-        let pull = plan_space(
+        let pull = plan(
             1,
             &membership("e1", Role::Editor, true),
             &told,
             Some(&deleted),
         );
         assert_eq!(pull.announce, vec![SpaceChange::removed(space())]);
-        let viewer = plan_space(
+        let viewer = plan(
             1,
             &membership("e1", Role::Viewer, true),
             &told,

@@ -18,9 +18,9 @@ mod items;
 use items::{RecordItem, decode_record, read_into, record_key, version_key, watermark_key};
 use items::{counter_update, member_may_write, space_counter_update, watermark_update};
 
+use super::space::member_key;
 use super::{Item, Table, item_key, number};
 use crate::keys;
-use crate::keys::ItemKey;
 use crate::model::access::Grant;
 use crate::model::access::Role;
 use crate::model::ids::SpaceId;
@@ -30,7 +30,7 @@ use crate::sync::merge::RecordState;
 use crate::sync::spaces::{SpaceHead, assemble, plan_space};
 use crate::sync::store::SyncStore;
 use crate::sync::{
-    Change, Chunk, FeedPage, Mutation, PullPage, PushOutcome, RECORDS_PER_CHUNK, RecordKey,
+    Change, Chunk, FeedRead, Mutation, PullPage, PushOutcome, RECORDS_PER_CHUNK, RecordKey,
     Rejected, authorize, plan, rejections_within, unapplied,
 };
 use crate::{Error, adapters::aws};
@@ -111,10 +111,7 @@ impl Table {
         for space in &partitions {
             wanted.push(item_key(&version_key(writer.holder, *space)));
             if let Some(space) = space {
-                wanted.push(item_key(&ItemKey::Member {
-                    space: (*space).clone(),
-                    user: writer.holder.clone(),
-                }));
+                wanted.push(item_key(&member_key(space, writer.holder)));
             }
         }
         if let Some(client_id) = writer.client {
@@ -250,10 +247,7 @@ impl Table {
                     items.push(space_counter_update(&self.name, key, stored, *version)?);
                     items.push(member_may_write(
                         &self.name,
-                        item_key(&ItemKey::Member {
-                            space: space.clone(),
-                            user: writer.holder.clone(),
-                        }),
+                        item_key(&member_key(space, writer.holder)),
                     )?);
                 }
             }
@@ -408,59 +402,27 @@ impl SyncStore for Table {
             }
         }
         let own_version = head.versions.get(&None).copied().unwrap_or(0);
-        let own_page = self
-            .feed_page(
-                &Partition::User(user.clone()),
-                cursor.own,
-                own_version,
-                limit,
-            )
+        let own_partition = Partition::User(user.clone());
+        let own = self
+            .feed_page(&own_partition, cursor.own, own_version, limit)
             .await?;
-        let mut budget = limit.saturating_sub(own_page.len());
+        let mut budget = limit.saturating_sub(own.changes.len());
         let mut read = Vec::with_capacity(memberships.len());
         for membership in &memberships {
-            let positions = membership
-                .positions
-                .get(client_id.as_str())
-                .map_or(&[][..], Vec::as_slice);
-            let pull = plan_space(
-                cursor.generation,
-                membership,
-                positions,
-                spaces.get(&membership.space_id),
-            );
-            let page = match pull.read_after {
-                Some(after) if after < pull.until && budget > 0 => {
-                    let partition = Partition::Space(membership.space_id.clone());
-                    let changes = self
-                        .feed_page(&partition, after, pull.until, budget)
-                        .await?;
-                    budget -= changes.len();
-                    let has_more = changes.last().is_some_and(|c| c.version < pull.until);
-                    Some(FeedPage {
-                        changes,
-                        has_more,
-                        watermark: 0,
-                        version: pull.until,
-                    })
+            let space = &membership.space_id;
+            let pull = plan_space(cursor.generation, membership, client_id, spaces.get(space));
+            let page = match pull.range(budget) {
+                Some((after, until)) => {
+                    let partition = Partition::Space(space.clone());
+                    let page = self.feed_page(&partition, after, until, budget).await?;
+                    budget -= page.changes.len();
+                    Some(page)
                 }
-                Some(after) if after >= pull.until => Some(FeedPage {
-                    changes: Vec::new(),
-                    has_more: false,
-                    watermark: 0,
-                    version: pull.until,
-                }),
-                _ => None,
+                None => None,
             };
             read.push((pull, page));
         }
-        let own_page = FeedPage {
-            has_more: own_page.last().is_some_and(|c| c.version < own_version),
-            changes: own_page,
-            watermark: head.watermark,
-            version: own_version,
-        };
-        let assembled = assemble(cursor, own_page, read);
+        let assembled = assemble(cursor, own, head.watermark, read);
         self.write_positions(user, client_id, &assembled.writes)
             .await?;
         Ok(assembled.page)
@@ -469,16 +431,16 @@ impl SyncStore for Table {
 
 impl Table {
     /// The versions of `partition`'s feed in `(after, until]`, oldest
-    /// first, at most `limit`.
+    /// first, at most `limit`; more remain when the last is below `until`.
     async fn feed_page(
         &self,
         partition: &Partition,
         after: u64,
         until: u64,
         limit: usize,
-    ) -> Result<Vec<Change>, Error> {
+    ) -> Result<FeedRead, Error> {
         if until <= after || limit == 0 {
-            return Ok(Vec::new());
+            return Ok(FeedRead::default());
         }
         let output = self
             .client
@@ -502,7 +464,7 @@ impl Table {
             .map_err(aws::classify)?;
         self.usage
             .add(output.consumed_capacity().and_then(|c| c.capacity_units()));
-        Ok(output
+        let changes: Vec<Change> = output
             .items
             .unwrap_or_default()
             .into_iter()
@@ -510,7 +472,9 @@ impl Table {
                 let (key, state, version) = decode_record(item)?;
                 Some(Change::new(key, &state, version))
             })
-            .collect())
+            .collect();
+        let has_more = changes.last().is_some_and(|c| c.version < until);
+        Ok(FeedRead { changes, has_more })
     }
 }
 
