@@ -14,7 +14,7 @@ use shared::config::{self, Env, FromEnv, MissingVariable, PushApplications};
 use shared::metrics::Metrics;
 use shared::model::device::Device;
 use shared::model::ids::{ClientId, MediaId, Partition, SpaceId, UserId};
-use shared::store::{Table, TableChange};
+use shared::store::{Pushers, Table, TableChange};
 use tokio::sync::Semaphore;
 
 /// Publishes in flight at once, per batch.
@@ -132,8 +132,7 @@ fn work_of<'a>(
 pub async fn handle_stream(deps: &Deps, event: Event) -> Result<DynamoDbEventResponse, Error> {
     let mut work: BTreeMap<UserId, PushWork> = BTreeMap::new();
     // Per space: its first record, and who pushed its changes.
-    type SpaceOrigins = (String, BTreeSet<(Option<UserId>, Option<ClientId>)>);
-    let mut spaces: BTreeMap<SpaceId, SpaceOrigins> = BTreeMap::new();
+    let mut spaces: BTreeMap<SpaceId, (String, Pushers)> = BTreeMap::new();
     let mut failures = Vec::new();
     for record in &event.records {
         let Some(interest) = interest(record) else {
@@ -156,8 +155,8 @@ pub async fn handle_stream(deps: &Deps, event: Event) -> Result<DynamoDbEventRes
             } => {
                 let (_, origins) = spaces
                     .entry(space)
-                    .or_insert_with(|| (sequence, BTreeSet::new()));
-                origins.insert((origin_user, origin));
+                    .or_insert_with(|| (sequence, Pushers::default()));
+                origins.insert(origin_user, origin);
             }
         }
     }
@@ -167,13 +166,10 @@ pub async fn handle_stream(deps: &Deps, event: Event) -> Result<DynamoDbEventRes
         match deps.table.members(&space).await {
             Ok(members) => {
                 for member in members {
-                    let entry = work_of(&mut work, member.user_id.clone(), &sequence);
-                    for (user, client) in &origins {
-                        let own = user.as_ref() == Some(&member.user_id);
-                        entry
-                            .sync_origins
-                            .insert(if own { client.clone() } else { None });
-                    }
+                    let seen = origins.as_seen_by(&member.user_id);
+                    work_of(&mut work, member.user_id.clone(), &sequence)
+                        .sync_origins
+                        .extend(seen);
                 }
             }
             Err(err) => {

@@ -15,7 +15,7 @@ use shared::metrics::Metrics;
 use shared::model::connection::{Connection, ServerMessage};
 use shared::model::ids::{ClientId, MediaId, Partition, SpaceId, UserId};
 use shared::model::media::Status;
-use shared::store::{Table, TableChange};
+use shared::store::{Pushers, Table, TableChange};
 use shared::sync::feed::{PullCursor, encode_cursor};
 
 #[derive(Debug, Clone)]
@@ -90,8 +90,8 @@ struct PokeWork {
 struct SpaceWork {
     first_sequence: String,
     version: u64,
-    /// Who pushed them: a user's app (or None, an operator).
-    origins: BTreeSet<(Option<UserId>, Option<ClientId>)>,
+    /// Who pushed them.
+    origins: Pushers,
     /// The space's photos that finished.
     media: Vec<(MediaId, Status)>,
 }
@@ -156,7 +156,7 @@ fn note(batch: &mut Batch, record: &EventRecord) {
         } => {
             let work = batch.space(space, &sequence);
             work.version = work.version.max(version);
-            work.origins.insert((origin_user, origin));
+            work.origins.insert(origin_user, origin);
         }
         TableChange::Membership { user, space } => {
             batch.user(user, &sequence).memberships.insert(space);
@@ -181,27 +181,16 @@ async fn expand_spaces(deps: &Deps, batch: &mut Batch) -> Vec<String> {
             }
         };
         for member in members {
+            let origins = work.origins.as_seen_by(&member.user_id).collect();
             let member_work = batch.user(member.user_id.clone(), &work.first_sequence);
             member_work.media.extend(work.media.iter().cloned());
-            if work.version == 0 {
-                continue;
+            if work.version > 0 {
+                let changed = Changed {
+                    version: work.version,
+                    origins,
+                };
+                member_work.spaces.insert(space.clone(), changed);
             }
-            let changed = Changed {
-                version: work.version,
-                origins: work
-                    .origins
-                    .iter()
-                    .map(|(user, client)| {
-                        (user.as_ref() == Some(&member.user_id))
-                            .then(|| client.clone())
-                            .flatten()
-                    })
-                    .collect(),
-            };
-            batch
-                .user(member.user_id, &work.first_sequence)
-                .spaces
-                .insert(space.clone(), changed);
         }
     }
     failed
@@ -523,10 +512,9 @@ mod tests {
         // A space's records wait for its members to be known.
         let space = &batch.spaces[&SpaceId::parse("s1").unwrap()];
         assert_eq!((space.version, space.first_sequence.as_str()), (4, "7"));
-        assert_eq!(
-            space.origins,
-            BTreeSet::from([(Some(user("alice")), ClientId::parse("phone").ok())])
-        );
+        let mut pushers = Pushers::default();
+        pushers.insert(Some(user("alice")), ClientId::parse("phone").ok());
+        assert_eq!(space.origins, pushers);
     }
 
     #[test]

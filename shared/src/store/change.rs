@@ -40,6 +40,33 @@ pub enum TableChange {
     },
 }
 
+/// Who pushed a batch's changes of one space: a user's app each, or
+/// (None, None) an operator's. A consumer tells each member's own pushing
+/// apps from everyone else's: those apps are not poked for their change.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Pushers(std::collections::BTreeSet<(Option<UserId>, Option<ClientId>)>);
+
+impl Pushers {
+    pub fn insert(&mut self, user: Option<UserId>, client: Option<ClientId>) {
+        self.0.insert((user, client));
+    }
+
+    /// The pushers as `member` sees them: their own apps by client id,
+    /// anyone else's as None.
+    pub fn as_seen_by<'a>(
+        &'a self,
+        member: &'a UserId,
+    ) -> impl Iterator<Item = Option<ClientId>> + 'a {
+        self.0.iter().map(move |(user, client)| {
+            if user.as_ref() == Some(member) {
+                client.clone()
+            } else {
+                None
+            }
+        })
+    }
+}
+
 /// The attributes of an image the consumers read.
 #[derive(Deserialize)]
 struct Image {
@@ -216,5 +243,15 @@ mod tests {
         let odd =
             item(json!({"PK": {"S": "USER#u"}, "SK": {"S": "MEDIA#m"}, "status": {"S": "weird"}}));
         assert_eq!(TableChange::decode("MODIFY", &odd, &item(json!({}))), None);
+    }
+
+    #[test]
+    fn a_member_sees_only_their_own_apps_among_the_pushers() {
+        let (ann, bob) = (UserId::parse("ann").unwrap(), UserId::parse("bob").unwrap());
+        let phone = ClientId::parse("phone").ok();
+        let mut pushers = Pushers::default();
+        pushers.insert(Some(ann.clone()), phone.clone());
+        assert_eq!(pushers.as_seen_by(&ann).collect::<Vec<_>>(), vec![phone]);
+        assert_eq!(pushers.as_seen_by(&bob).collect::<Vec<_>>(), vec![None]);
     }
 }

@@ -13,7 +13,7 @@ mod profile;
 mod space;
 mod sync;
 
-pub use change::TableChange;
+pub use change::{Pushers, TableChange};
 pub use migration::legacy_record;
 
 use std::collections::HashMap;
