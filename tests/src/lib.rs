@@ -238,6 +238,39 @@ impl TestStack {
         }
     }
 
+    /// `POST /spaces` by `owner`; the new space's id.
+    pub async fn create_space(&self, owner: &User, name: &str) -> String {
+        let created = self
+            .post("/spaces", json!({"name": name}), Some(&owner.access_token))
+            .await;
+        assert_eq!(created.status, 201, "{created:?}");
+        assert_eq!(created.body["role"], "owner");
+        created.body["spaceId"].as_str().unwrap().to_string()
+    }
+
+    /// A new invitation of `space` with `role`, by its owner; its code.
+    pub async fn invite(&self, owner: &User, space: &str, role: &str) -> String {
+        let invited = self
+            .post(
+                &format!("/spaces/{space}/invitations"),
+                json!({"role": role}),
+                Some(&owner.access_token),
+            )
+            .await;
+        assert_eq!(invited.status, 201, "{invited:?}");
+        invited.body["code"].as_str().unwrap().to_string()
+    }
+
+    /// `POST /invitations/accept` of `code` by `user`.
+    pub async fn join(&self, user: &User, code: &str) -> Reply {
+        self.post(
+            "/invitations/accept",
+            json!({"code": code}),
+            Some(&user.access_token),
+        )
+        .await
+    }
+
     /// A space `owner` made and each of `members` joined with its role
     /// (through an invitation each); its id.
     pub async fn shared_space(
@@ -246,27 +279,10 @@ impl TestStack {
         name: &str,
         members: &[(&User, &str)],
     ) -> String {
-        let created = self
-            .post("/spaces", json!({"name": name}), Some(&owner.access_token))
-            .await;
-        assert_eq!(created.status, 201, "{created:?}");
-        let space = created.body["spaceId"].as_str().unwrap().to_string();
+        let space = self.create_space(owner, name).await;
         for (member, role) in members {
-            let invited = self
-                .post(
-                    &format!("/spaces/{space}/invitations"),
-                    json!({"role": role}),
-                    Some(&owner.access_token),
-                )
-                .await;
-            assert_eq!(invited.status, 201, "{invited:?}");
-            let joined = self
-                .post(
-                    "/invitations/accept",
-                    json!({"code": invited.body["code"]}),
-                    Some(&member.access_token),
-                )
-                .await;
+            let code = self.invite(owner, &space, role).await;
+            let joined = self.join(member, &code).await;
             assert_eq!(joined.status, 200, "{joined:?}");
         }
         space

@@ -331,14 +331,7 @@ async fn drain(socket: &mut Socket, wait: Duration) -> Vec<Value> {
 async fn a_change_in_a_space_pokes_every_member_but_the_pusher_until_they_are_removed() {
     let api = TestStack::start().await;
     let (owner, member, stranger) = (api.user().await, api.user().await, api.user().await);
-    let created = api
-        .post(
-            "/spaces",
-            json!({"name": "Board"}),
-            Some(&owner.access_token),
-        )
-        .await;
-    let space = created.body["spaceId"].as_str().unwrap().to_string();
+    let space = api.create_space(&owner, "Board").await;
     let mut owner_phone = open(&api, Some(&owner.access_token), "owner-phone")
         .await
         .unwrap();
@@ -355,21 +348,8 @@ async fn a_change_in_a_space_pokes_every_member_but_the_pusher_until_they_are_re
     wait_for_connections(&api, &member, 1).await;
 
     // Joining pokes the new member (their membership began).
-    let invited = api
-        .post(
-            &format!("/spaces/{space}/invitations"),
-            json!({"role": "editor"}),
-            Some(&owner.access_token),
-        )
-        .await;
-    let code = invited.body["code"].as_str().unwrap();
-    let joined = api
-        .post(
-            "/invitations/accept",
-            json!({"code": code}),
-            Some(&member.access_token),
-        )
-        .await;
+    let code = api.invite(&owner, &space, "editor").await;
+    let joined = api.join(&member, &code).await;
     assert_eq!(joined.status, 200, "{joined:?}");
     let poke = next_message(&mut member_phone, Duration::from_secs(10)).await;
     assert_eq!(poke, Some(json!({"type": "poke", "spaceId": space})));

@@ -13,36 +13,6 @@ async fn send(api: &TestStack, method: &str, path: &str, body: Value, user: &Use
     .await
 }
 
-async fn create_space(api: &TestStack, owner: &User, name: &str) -> String {
-    let created = api
-        .post("/spaces", json!({"name": name}), Some(&owner.access_token))
-        .await;
-    assert_eq!(created.status, 201, "{created:?}");
-    assert_eq!(created.body["role"], "owner");
-    created.body["spaceId"].as_str().unwrap().to_string()
-}
-
-async fn invite(api: &TestStack, owner: &User, space: &str, role: &str) -> String {
-    let invited = api
-        .post(
-            &format!("/spaces/{space}/invitations"),
-            json!({"role": role}),
-            Some(&owner.access_token),
-        )
-        .await;
-    assert_eq!(invited.status, 201, "{invited:?}");
-    invited.body["code"].as_str().unwrap().to_string()
-}
-
-async fn join(api: &TestStack, user: &User, code: &str) -> Reply {
-    api.post(
-        "/invitations/accept",
-        json!({"code": code}),
-        Some(&user.access_token),
-    )
-    .await
-}
-
 /// A mutation `id` of `client` putting `fields` into `space`'s `record`.
 fn put_in(space: &str, id: u64, client: &str, record: &str, fields: Value) -> Value {
     json!({"id": id, "spaceId": space, "collection": "items", "recordId": record,
@@ -92,16 +62,16 @@ async fn a_space_is_made_shared_renamed_and_left() {
     .await
     .assert_problem(409, "space_id_taken");
 
-    let code = invite(&api, &owner, &id, "editor").await;
-    let joined = join(&api, &friend, &code).await;
+    let code = api.invite(&owner, &id, "editor").await;
+    let joined = api.join(&friend, &code).await;
     assert_eq!(joined.status, 200, "{joined:?}");
     assert_eq!(joined.body["role"], "editor");
     assert_eq!(joined.body["name"], "Groceries");
     // Accepting again changes nothing, even with the code used up.
-    let twice = join(&api, &friend, &code).await;
+    let twice = api.join(&friend, &code).await;
     assert_eq!(twice.status, 200, "{twice:?}");
     // A used-up code lets nobody else in.
-    join(&api, &stranger, &code)
+    api.join(&stranger, &code)
         .await
         .assert_problem(404, "not_found");
 
@@ -163,8 +133,8 @@ async fn a_space_is_made_shared_renamed_and_left() {
     assert_eq!(now.body["members"].as_array().unwrap().len(), 1);
 
     // A former member may rejoin with a live code.
-    let code = invite(&api, &friend, &id, "viewer").await;
-    let back = join(&api, &owner, &code).await;
+    let code = api.invite(&friend, &id, "viewer").await;
+    let back = api.join(&owner, &code).await;
     assert_eq!(back.body["role"], "viewer", "{back:?}");
     api.stop().await;
 }
@@ -178,11 +148,11 @@ async fn every_space_route_hides_a_space_from_non_members_and_checks_roles() {
         api.user().await,
         api.user().await,
     );
-    let space = create_space(&api, &owner, "Board").await;
-    let code = invite(&api, &owner, &space, "viewer").await;
-    assert_eq!(join(&api, &viewer, &code).await.status, 200);
-    let code = invite(&api, &owner, &space, "editor").await;
-    assert_eq!(join(&api, &editor, &code).await.status, 200);
+    let space = api.create_space(&owner, "Board").await;
+    let code = api.invite(&owner, &space, "viewer").await;
+    assert_eq!(api.join(&viewer, &code).await.status, 200);
+    let code = api.invite(&owner, &space, "editor").await;
+    assert_eq!(api.join(&editor, &code).await.status, 200);
     let invitation = api
         .get(
             &format!("/spaces/{space}/invitations"),
@@ -244,8 +214,8 @@ async fn every_space_route_hides_a_space_from_non_members_and_checks_roles() {
     .assert_problem(400, "invalid_request");
     // Nor can a member raise their own role with a code meant for others:
     // a current member accepting changes nothing.
-    let editor_code = invite(&api, &owner, &space, "editor").await;
-    let kept = join(&api, &viewer, &editor_code).await;
+    let editor_code = api.invite(&owner, &space, "editor").await;
+    let kept = api.join(&viewer, &editor_code).await;
     assert_eq!(kept.body["role"], "viewer", "{kept:?}");
     let detail = api
         .get(&format!("/spaces/{space}"), Some(&viewer.access_token))
@@ -253,12 +223,12 @@ async fn every_space_route_hides_a_space_from_non_members_and_checks_roles() {
     assert_eq!(detail.body["role"], "viewer");
     // Codes that were never issued are simply unknown.
     for guess in ["", "short", &"A".repeat(24), &e2e_code_like()] {
-        join(&api, &stranger, guess)
+        api.join(&stranger, guess)
             .await
             .assert_problem(404, "not_found");
     }
     // A revoked code stops working at once.
-    let code = invite(&api, &owner, &space, "viewer").await;
+    let code = api.invite(&owner, &space, "viewer").await;
     let listed = api
         .get(
             &format!("/spaces/{space}/invitations"),
@@ -279,7 +249,7 @@ async fn every_space_route_hides_a_space_from_non_members_and_checks_roles() {
             .await;
         assert_eq!(revoked.status, 204, "{revoked:?}");
     }
-    join(&api, &stranger, &code)
+    api.join(&stranger, &code)
         .await
         .assert_problem(404, "not_found");
     // The viewer leaves; then the space is hidden from them too.
@@ -313,11 +283,11 @@ async fn records_of_a_space_reach_its_members_and_stop_at_removal() {
         api.user().await,
         api.user().await,
     );
-    let space = create_space(&api, &owner, "Groceries").await;
-    let code = invite(&api, &owner, &space, "editor").await;
-    assert_eq!(join(&api, &member, &code).await.status, 200);
-    let code = invite(&api, &owner, &space, "viewer").await;
-    assert_eq!(join(&api, &viewer, &code).await.status, 200);
+    let space = api.create_space(&owner, "Groceries").await;
+    let code = api.invite(&owner, &space, "editor").await;
+    assert_eq!(api.join(&member, &code).await.status, 200);
+    let code = api.invite(&owner, &space, "viewer").await;
+    assert_eq!(api.join(&viewer, &code).await.status, 200);
 
     // The owner writes into the space and into their own records.
     let pushed = api
@@ -443,8 +413,8 @@ async fn records_of_a_space_reach_its_members_and_stop_at_removal() {
 
     // Removed and re-added between two pulls: removed, then joined, then
     // the whole current state.
-    let code = invite(&api, &owner, &space, "editor").await;
-    assert_eq!(join(&api, &member, &code).await.status, 200);
+    let code = api.invite(&owner, &space, "editor").await;
+    assert_eq!(api.join(&member, &code).await.status, 200);
     let again = pull(&api, &member, "member-phone", Some(&cursor)).await;
     assert_eq!(
         again.body["spaces"],
@@ -485,9 +455,9 @@ async fn records_of_a_space_reach_its_members_and_stop_at_removal() {
 async fn a_member_removed_and_re_added_between_pulls_is_told_both_in_order() {
     let api = TestStack::start().await;
     let (owner, member) = (api.user().await, api.user().await);
-    let space = create_space(&api, &owner, "Album").await;
-    let code = invite(&api, &owner, &space, "editor").await;
-    assert_eq!(join(&api, &member, &code).await.status, 200);
+    let space = api.create_space(&owner, "Album").await;
+    let code = api.invite(&owner, &space, "editor").await;
+    assert_eq!(api.join(&member, &code).await.status, 200);
     let first = pull(&api, &member, "phone", None).await;
     let cursor = first.body["cursor"].as_str().unwrap().to_string();
     api.delete(
@@ -495,8 +465,8 @@ async fn a_member_removed_and_re_added_between_pulls_is_told_both_in_order() {
         Some(&owner.access_token),
     )
     .await;
-    let code = invite(&api, &owner, &space, "viewer").await;
-    assert_eq!(join(&api, &member, &code).await.status, 200);
+    let code = api.invite(&owner, &space, "viewer").await;
+    assert_eq!(api.join(&member, &code).await.status, 200);
     let next = pull(&api, &member, "phone", Some(&cursor)).await;
     assert_eq!(
         next.body["spaces"],
@@ -519,9 +489,9 @@ async fn a_removal_racing_a_push_lets_no_write_in_after_it() {
     let proxy = FaultyProxy::start(&e2e::emulator_url()).await;
     let api = TestStack::start_against(proxy.url.clone()).await;
     let (owner, member) = (api.user().await, api.user().await);
-    let space = create_space(&api, &owner, "Race").await;
-    let code = invite(&api, &owner, &space, "editor").await;
-    assert_eq!(join(&api, &member, &code).await.status, 200);
+    let space = api.create_space(&owner, "Race").await;
+    let code = api.invite(&owner, &space, "editor").await;
+    assert_eq!(api.join(&member, &code).await.status, 200);
 
     // The push's commit (the first transaction from now on) waits 1.5 s
     // after its read; the removal, 300 ms in, commits at once.
@@ -559,11 +529,11 @@ async fn a_removal_racing_a_push_lets_no_write_in_after_it() {
 async fn a_deleted_account_leaves_its_spaces_and_its_records_in_them_stay() {
     let api = TestStack::start().await;
     let (owner, first, second) = (api.user().await, api.user().await, api.user().await);
-    let shared = create_space(&api, &owner, "Family").await;
-    let alone = create_space(&api, &owner, "Mine alone").await;
+    let shared = api.create_space(&owner, "Family").await;
+    let alone = api.create_space(&owner, "Mine alone").await;
     for user in [&first, &second] {
-        let code = invite(&api, &owner, &shared, "viewer").await;
-        assert_eq!(join(&api, user, &code).await.status, 200);
+        let code = api.invite(&owner, &shared, "viewer").await;
+        assert_eq!(api.join(user, &code).await.status, 200);
     }
     let pushed = api
         .push(
@@ -624,10 +594,10 @@ async fn a_spaces_photos_are_its_members_and_stay_with_the_space() {
         api.user().await,
         api.user().await,
     );
-    let space = create_space(&api, &owner, "Album").await;
+    let space = api.create_space(&owner, "Album").await;
     for (user, role) in [(&editor, "editor"), (&viewer, "viewer")] {
-        let code = invite(&api, &owner, &space, role).await;
-        assert_eq!(join(&api, user, &code).await.status, 200);
+        let code = api.invite(&owner, &space, role).await;
+        assert_eq!(api.join(user, &code).await.status, 200);
     }
     let photo = jpeg_with_exif(640, 480, 6);
     let request = json!({"contentType": "image/jpeg", "bytes": photo.len(), "spaceId": space});
