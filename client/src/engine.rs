@@ -6,11 +6,12 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
+use shared::model::ids::SpaceId;
 use shared::sync::RecordKey;
 use shared::sync::WireMutation;
 
 use crate::SyncError;
-use crate::store::{Fields, PullPage, PushAnswer, RejectedMutation, Store};
+use crate::store::{Fields, PullPage, PushAnswer, RejectedMutation, Space, SpaceRole, Store};
 
 /// Changes per pull page (the server allows up to 500).
 pub const PULL_LIMIT: u32 = 500;
@@ -49,6 +50,9 @@ pub struct SyncReport {
     pub pulled: u64,
     /// The collections those records belong to.
     pub collections: Vec<String>,
+    /// Membership changes pulled (spaces joined, renamed, role changed or
+    /// left): read `spaces()` again when it is not 0.
+    pub space_changes: u64,
 }
 
 /// A replica of the user's records: the store, and a transport to sync it.
@@ -90,7 +94,8 @@ impl<T: Transport> Replica<T> {
         lock(&self.store).client_id().to_string()
     }
 
-    /// Sets the fields of a record (others are kept), at wall clock `now`.
+    /// Sets the fields of one of the user's own records (others are kept),
+    /// at wall clock `now`.
     pub fn put_at(
         &self,
         collection: &str,
@@ -98,7 +103,7 @@ impl<T: Transport> Replica<T> {
         fields: Map<String, Value>,
         now_ms: u64,
     ) -> Result<(), SyncError> {
-        lock(&self.store).enqueue(collection, record_id, Some(fields), now_ms)?;
+        lock(&self.store).enqueue(None, collection, record_id, Some(fields), now_ms)?;
         Ok(())
     }
 
@@ -108,7 +113,7 @@ impl<T: Transport> Replica<T> {
         record_id: &str,
         now_ms: u64,
     ) -> Result<(), SyncError> {
-        lock(&self.store).enqueue(collection, record_id, None, now_ms)?;
+        lock(&self.store).enqueue(None, collection, record_id, None, now_ms)?;
         Ok(())
     }
 
@@ -117,11 +122,78 @@ impl<T: Transport> Replica<T> {
         collection: &str,
         record_id: &str,
     ) -> Result<Option<Map<String, Value>>, SyncError> {
-        lock(&self.store).visible(collection, record_id)
+        lock(&self.store).visible(&RecordKey {
+            space: None,
+            collection: collection.to_string(),
+            record_id: record_id.to_string(),
+        })
     }
 
     pub fn list(&self, collection: &str) -> Result<Vec<(String, Fields)>, SyncError> {
-        lock(&self.store).list(collection)
+        lock(&self.store).list(None, collection)
+    }
+
+    /// Sets the fields of a record in a shared space; refused at once
+    /// (`NotAMember`, `ReadOnly`) unless this user may write there.
+    pub fn put_in_at(
+        &self,
+        space: &SpaceId,
+        collection: &str,
+        record_id: &str,
+        fields: Map<String, Value>,
+        now_ms: u64,
+    ) -> Result<(), SyncError> {
+        lock(&self.store).enqueue(Some(space), collection, record_id, Some(fields), now_ms)?;
+        Ok(())
+    }
+
+    pub fn delete_in_at(
+        &self,
+        space: &SpaceId,
+        collection: &str,
+        record_id: &str,
+        now_ms: u64,
+    ) -> Result<(), SyncError> {
+        lock(&self.store).enqueue(Some(space), collection, record_id, None, now_ms)?;
+        Ok(())
+    }
+
+    pub fn get_in(
+        &self,
+        space: &SpaceId,
+        collection: &str,
+        record_id: &str,
+    ) -> Result<Option<Map<String, Value>>, SyncError> {
+        lock(&self.store).visible(&RecordKey {
+            space: Some(space.clone()),
+            collection: collection.to_string(),
+            record_id: record_id.to_string(),
+        })
+    }
+
+    pub fn list_in(
+        &self,
+        space: &SpaceId,
+        collection: &str,
+    ) -> Result<Vec<(String, Fields)>, SyncError> {
+        lock(&self.store).list(Some(space), collection)
+    }
+
+    /// The spaces this user is in, as last pulled.
+    pub fn spaces(&self) -> Result<Vec<Space>, SyncError> {
+        lock(&self.store).spaces()
+    }
+
+    /// The server just made this user a member (created, accepted).
+    pub fn joined(&self, space: &SpaceId, name: &str, role: SpaceRole) -> Result<(), SyncError> {
+        lock(&self.store).joined(space, name, role)
+    }
+
+    /// This user is out of `space` (left, deleted it): its records go and
+    /// its queued edits move to `rejected()`. Returns the collections whose
+    /// records changed.
+    pub fn left(&self, space: &SpaceId) -> Result<Vec<String>, SyncError> {
+        Ok(collections(lock(&self.store).left(space)?))
     }
 
     /// The pull cursor (None before the first pull).
@@ -189,6 +261,7 @@ impl<T: Transport> Replica<T> {
                 Ok(page) => {
                     let pulled = lock(&self.store).apply_page(&page)?;
                     report.pulled += pulled.len() as u64;
+                    report.space_changes += page.spaces.len() as u64;
                     changed.extend(pulled);
                     if !page.has_more {
                         break;
@@ -204,10 +277,15 @@ impl<T: Transport> Replica<T> {
                 Err(err) => return Err(err),
             }
         }
-        let mut collections: Vec<String> = changed.into_iter().map(|key| key.collection).collect();
-        collections.sort();
-        collections.dedup();
-        report.collections = collections;
+        report.collections = collections(changed);
         Ok(report)
     }
+}
+
+/// The collections of `keys`, each once, in order.
+fn collections(keys: Vec<RecordKey>) -> Vec<String> {
+    let mut collections: Vec<String> = keys.into_iter().map(|key| key.collection).collect();
+    collections.sort();
+    collections.dedup();
+    collections
 }

@@ -24,6 +24,13 @@ pub enum SyncError {
     /// that id, which the server would refuse from this one).
     #[error("the database belongs to client {stored}, not {given}")]
     ClientIdMismatch { stored: String, given: String },
+    /// This user is not (or no longer) a member of the space: removed,
+    /// left, deleted, or never joined.
+    #[error("not a member of space {space_id}")]
+    NotAMember { space_id: String },
+    /// This user may only read the space.
+    #[error("space {space_id} is read-only for this user")]
+    ReadOnly { space_id: String },
     #[error("database error: {reason}")]
     Database { reason: String },
     /// No access token, or the server refused it (expired or revoked):

@@ -4,7 +4,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use reqwest::Method;
 use reqwest::blocking::{Client, Response};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use shared::sync::WireMutation;
 
@@ -72,6 +74,40 @@ impl HttpTransport {
             .clone()
             .map(|token| format!("Bearer {token}"))
             .ok_or(SyncError::Unauthorized)
+    }
+}
+
+impl HttpTransport {
+    /// A call of the REST API: `body` as JSON, under `idempotency_key` if
+    /// the route takes one; the answer's JSON, or None when it has none.
+    pub fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Option<T>, SyncError> {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.api_url))
+            .header("authorization", self.bearer()?);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        let response = request.send().map_err(transport)?;
+        if !response.status().is_success() {
+            return Err(refused(response));
+        }
+        let bytes = response.bytes().map_err(transport)?;
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|err| SyncError::protocol(format!("{path}: {err}")))
     }
 }
 

@@ -10,6 +10,12 @@
 //!   resent unchanged after a lost answer; `mutation_gap` renumbers from
 //!   the server's watermark) and pulls every page.
 //!
+//! - Shared spaces: records written `*_in_space` belong to a space several
+//!   users share. Membership is managed online (`create_space`, `invite`,
+//!   `accept_invitation`, ...) and reaches every device through the pull;
+//!   a removal drops the space's records here and moves its queued edits
+//!   to `rejected()`, so nothing typed vanishes silently.
+//!
 //! Swift, Kotlin and Python get `SyncClient` through UniFFI
 //! (`scripts/bindings`); Rust apps and tests use `Replica` directly.
 
@@ -17,6 +23,7 @@ pub mod engine;
 mod error;
 pub mod http;
 pub mod live;
+pub mod spaces;
 pub mod store;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +34,8 @@ use serde_json::{Map, Value};
 pub use engine::{Replica, SyncReport, Transport};
 pub use error::SyncError;
 use http::HttpTransport;
-pub use store::{RejectedMutation, RejectionCode};
+pub use spaces::{Invitation, SpaceMember};
+pub use store::{RejectedMutation, RejectionCode, Space, SpaceRole};
 
 uniffi::setup_scaffolding!();
 
@@ -126,15 +134,161 @@ impl SyncClient {
 
     /// Every visible record of a collection.
     pub fn list(&self, collection: String) -> Result<Vec<Record>, SyncError> {
+        Ok(records(self.replica.list(&collection)?))
+    }
+
+    // ------------------------------------------------------------ spaces
+
+    /// Creates a shared space owned by this user. `space_id` is the app's
+    /// own UUID, if it made one: calling again with the same id after a
+    /// lost answer gives the same space, not a second one. Online.
+    pub fn create_space(&self, name: String, space_id: Option<String>) -> Result<Space, SyncError> {
+        let id = spaces::new_space_id(space_id.as_deref())?;
+        let space = self.replica.transport().create_space(&id, &name)?;
+        self.replica.joined(&id, &space.name, space.role)?;
+        Ok(space)
+    }
+
+    /// The spaces this user is in, as of the last `sync()` (or create,
+    /// accept). Offline.
+    pub fn spaces(&self) -> Result<Vec<Space>, SyncError> {
+        self.replica.spaces()
+    }
+
+    /// The space's members with their e-mail addresses (every member sees
+    /// them). Online.
+    pub fn space_members(&self, space_id: String) -> Result<Vec<SpaceMember>, SyncError> {
+        self.replica
+            .transport()
+            .members(&spaces::space_id(&space_id)?)
+    }
+
+    /// Renames a space (owner, editor). Online.
+    pub fn rename_space(&self, space_id: String, name: String) -> Result<Space, SyncError> {
+        let id = spaces::space_id(&space_id)?;
+        let space = self.replica.transport().rename_space(&id, &name)?;
+        self.replica.joined(&id, &space.name, space.role)?;
+        Ok(space)
+    }
+
+    /// Makes an invitation (owner) for `role` (editor or viewer), usable
+    /// `max_uses` times (default 1) for 7 days. Online.
+    pub fn invite(
+        &self,
+        space_id: String,
+        role: SpaceRole,
+        max_uses: Option<u32>,
+    ) -> Result<Invitation, SyncError> {
+        self.replica
+            .transport()
+            .invite(&spaces::space_id(&space_id)?, role, max_uses)
+    }
+
+    /// Joins the space an invitation code is for; its records arrive with
+    /// the next `sync()`. A code that is unknown, revoked, expired or used
+    /// up is `Server { status: 404 }`. Online.
+    pub fn accept_invitation(&self, code: String) -> Result<Space, SyncError> {
+        let space = self.replica.transport().accept(code.trim())?;
+        self.replica
+            .joined(&spaces::space_id(&space.space_id)?, &space.name, space.role)?;
+        Ok(space)
+    }
+
+    /// Changes a member's role (owner). `Owner` hands the space over: this
+    /// user becomes an editor. Online; seen here at the next `sync()`.
+    pub fn set_member_role(
+        &self,
+        space_id: String,
+        user_id: String,
+        role: SpaceRole,
+    ) -> Result<(), SyncError> {
+        self.replica
+            .transport()
+            .set_role(&spaces::space_id(&space_id)?, &user_id, role)
+    }
+
+    /// Removes a member (owner). Online.
+    pub fn remove_member(&self, space_id: String, user_id: String) -> Result<(), SyncError> {
+        self.replica
+            .transport()
+            .remove_member(&spaces::space_id(&space_id)?, &user_id)
+    }
+
+    /// Leaves a space. The owner must hand it over first while others
+    /// remain (`Server { code: "owner_must_transfer" }`). Its records leave
+    /// this device at once; queued edits there move to `rejected()`.
+    pub fn leave_space(&self, space_id: String) -> Result<(), SyncError> {
+        let id = spaces::space_id(&space_id)?;
+        let transport = self.replica.transport();
+        transport.remove_member(&id, &transport.user_id()?)?;
+        self.forget_space(&id)
+    }
+
+    /// Deletes a space for every member (owner). Its records leave this
+    /// device at once, and every other member's at their next `sync()`.
+    pub fn delete_space(&self, space_id: String) -> Result<(), SyncError> {
+        let id = spaces::space_id(&space_id)?;
+        self.replica.transport().delete_space(&id)?;
+        self.forget_space(&id)
+    }
+
+    /// `put` in a shared space (owner, editor): refused at once with
+    /// `NotAMember` or `ReadOnly` otherwise.
+    pub fn put_in_space(
+        &self,
+        space_id: String,
+        collection: String,
+        record_id: String,
+        fields_json: String,
+    ) -> Result<(), SyncError> {
+        self.replica.put_in_at(
+            &spaces::space_id(&space_id)?,
+            &collection,
+            &record_id,
+            fields_of(&fields_json)?,
+            engine::wall_ms(),
+        )?;
+        self.notify(vec![collection]);
+        Ok(())
+    }
+
+    pub fn delete_in_space(
+        &self,
+        space_id: String,
+        collection: String,
+        record_id: String,
+    ) -> Result<(), SyncError> {
+        self.replica.delete_in_at(
+            &spaces::space_id(&space_id)?,
+            &collection,
+            &record_id,
+            engine::wall_ms(),
+        )?;
+        self.notify(vec![collection]);
+        Ok(())
+    }
+
+    pub fn get_in_space(
+        &self,
+        space_id: String,
+        collection: String,
+        record_id: String,
+    ) -> Result<Option<String>, SyncError> {
         Ok(self
             .replica
-            .list(&collection)?
-            .into_iter()
-            .map(|(record_id, fields)| Record {
-                record_id,
-                fields_json: Value::Object(fields).to_string(),
-            })
-            .collect())
+            .get_in(&spaces::space_id(&space_id)?, &collection, &record_id)?
+            .map(|fields| Value::Object(fields).to_string()))
+    }
+
+    pub fn list_in_space(
+        &self,
+        space_id: String,
+        collection: String,
+    ) -> Result<Vec<Record>, SyncError> {
+        Ok(records(
+            self.replica
+                .list_in(&spaces::space_id(&space_id)?, &collection)?,
+        ))
     }
 
     /// Pushes pending mutations and pulls every change. On failure the
@@ -219,7 +373,25 @@ impl SyncClient {
     }
 }
 
+fn records(listed: Vec<(String, Map<String, Value>)>) -> Vec<Record> {
+    listed
+        .into_iter()
+        .map(|(record_id, fields)| Record {
+            record_id,
+            fields_json: Value::Object(fields).to_string(),
+        })
+        .collect()
+}
+
 impl SyncClient {
+    fn forget_space(&self, space: &shared::model::ids::SpaceId) -> Result<(), SyncError> {
+        let collections = self.replica.left(space)?;
+        if !collections.is_empty() {
+            self.notify(collections);
+        }
+        Ok(())
+    }
+
     fn notify(&self, collections: Vec<String>) {
         let listeners = self
             .listeners

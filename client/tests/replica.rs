@@ -455,5 +455,5 @@ fn a_version_1_file_is_upgraded_in_place_and_keeps_its_outbox() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }

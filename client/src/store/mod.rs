@@ -13,9 +13,10 @@ use std::collections::BTreeSet;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_json::{Map, Value};
-use shared::model::ids::ClientId;
+use shared::model::ids::{ClientId, SpaceId};
 use shared::sync::hlc::{Clock, Hlc, MAX_MILLIS};
 use shared::sync::merge::RecordState;
+use shared::sync::spaces::SpaceChange;
 use shared::sync::{Change, Limits, RecordKey, WireMutation, validate};
 
 use crate::SyncError;
@@ -23,11 +24,13 @@ use crate::SyncError;
 mod outbox;
 mod rejected;
 mod schema;
+mod spaces;
 
 pub use outbox::{Batch, MAX_BATCH};
 use outbox::{decode_op, queued};
 pub use rejected::{Acknowledged, PushAnswer, RejectedId, RejectedMutation, RejectionCode};
 use schema::{APPLICATION_ID, SCHEMA_VERSION, create, meta, set_meta, upgrade};
+pub use spaces::{Space, SpaceRole};
 
 /// A record's visible fields.
 pub type Fields = Map<String, Value>;
@@ -37,6 +40,9 @@ pub type Fields = Map<String, Value>;
 #[serde(rename_all = "camelCase")]
 pub struct PullPage {
     pub changes: Vec<Change>,
+    /// Membership changes since the cursor, in order (removals first).
+    #[serde(default)]
+    pub spaces: Vec<SpaceChange>,
     pub cursor: String,
     pub has_more: bool,
     pub last_mutation_id: u64,
@@ -125,18 +131,22 @@ impl Store {
     /// it to the local view at once. Checked as the server will check it.
     pub fn enqueue(
         &mut self,
+        space: Option<&SpaceId>,
         collection: &str,
         record_id: &str,
         fields: Option<Map<String, Value>>,
         wall_ms: u64,
     ) -> Result<u64, SyncError> {
         let tx = self.conn.transaction()?;
+        if let Some(space) = space {
+            spaces::require_write(&tx, space)?;
+        }
         let mut clock = clock(&tx, self.client_id.as_str())?;
         let hlc = clock.tick(wall_ms);
         let id = next_mutation_id(&tx)?;
         let mutation = WireMutation {
             id,
-            space_id: None,
+            space_id: space.cloned(),
             collection: collection.to_string(),
             record_id: record_id.to_string(),
             op: if fields.is_some() { "put" } else { "delete" }.into(),
@@ -160,10 +170,11 @@ impl Store {
             )));
         }
         tx.execute(
-            "INSERT INTO outbox (id, collection, record_id, op, fields, hlc)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO outbox (id, space, collection, record_id, op, fields, hlc)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 id as i64,
+                space_column(space),
                 mutation.collection,
                 mutation.record_id,
                 mutation.op,
@@ -182,16 +193,16 @@ impl Store {
 
     /// The record as the app sees it: the server's state with every
     /// pending mutation applied on top, as the server will apply them.
-    pub fn view(
-        &self,
-        collection: &str,
-        record_id: &str,
-    ) -> Result<Option<RecordState>, SyncError> {
-        let mut state = server_state(&self.conn, collection, record_id)?;
+    pub fn view(&self, key: &RecordKey) -> Result<Option<RecordState>, SyncError> {
+        let mut state = server_state(&self.conn, key)?;
         let pending = queued(
             &self.conn,
-            "collection = ?1 AND record_id = ?2",
-            params![collection, record_id],
+            "space = ?1 AND collection = ?2 AND record_id = ?3",
+            params![
+                space_column(key.space.as_ref()),
+                key.collection,
+                key.record_id
+            ],
         )?;
         for mutation in &pending {
             let (op, hlc) = decode_op(mutation)?;
@@ -203,33 +214,42 @@ impl Store {
     }
 
     /// The visible fields, or None when absent or deleted.
-    pub fn visible(
-        &self,
-        collection: &str,
-        record_id: &str,
-    ) -> Result<Option<Map<String, Value>>, SyncError> {
+    pub fn visible(&self, key: &RecordKey) -> Result<Option<Map<String, Value>>, SyncError> {
         Ok(self
-            .view(collection, record_id)?
+            .view(key)?
             .filter(|state| !state.fields.is_empty())
             .map(|state| state.values().into_iter().collect()))
     }
 
-    /// Every visible record of a collection, by record id.
-    pub fn list(&self, collection: &str) -> Result<Vec<(String, Fields)>, SyncError> {
+    /// Every visible record of a collection in a space (None: the user's
+    /// own), by record id.
+    pub fn list(
+        &self,
+        space: Option<&SpaceId>,
+        collection: &str,
+    ) -> Result<Vec<(String, Fields)>, SyncError> {
         let mut ids = BTreeSet::new();
         for sql in [
-            "SELECT record_id FROM records WHERE collection = ?1",
-            "SELECT DISTINCT record_id FROM outbox WHERE collection = ?1",
+            "SELECT record_id FROM records WHERE space = ?1 AND collection = ?2",
+            "SELECT DISTINCT record_id FROM outbox WHERE space = ?1 AND collection = ?2",
         ] {
             let mut statement = self.conn.prepare_cached(sql)?;
-            for id in statement.query_map([collection], |row| row.get::<_, String>(0))? {
+            let rows = statement.query_map(params![space_column(space), collection], |row| {
+                row.get::<_, String>(0)
+            })?;
+            for id in rows {
                 ids.insert(id?);
             }
         }
         let mut out = Vec::new();
-        for id in ids {
-            if let Some(fields) = self.visible(collection, &id)? {
-                out.push((id, fields));
+        for record_id in ids {
+            let key = RecordKey {
+                space: space.cloned(),
+                collection: collection.to_string(),
+                record_id,
+            };
+            if let Some(fields) = self.visible(&key)? {
+                out.push((key.record_id, fields));
             }
         }
         Ok(out)
@@ -246,18 +266,18 @@ impl Store {
     }
 
     /// Merges a pulled page into the records and moves the cursor, in one
-    /// transaction; every stamp seen advances the clock. Returns the
-    /// records that changed.
+    /// transaction; every stamp seen advances the clock. Membership changes
+    /// come first: a space left is dropped before a rejoined one's fresh
+    /// state lands. Returns the records that changed (a dropped space's
+    /// included).
     pub fn apply_page(&mut self, page: &PullPage) -> Result<Vec<RecordKey>, SyncError> {
         let tx = self.conn.transaction()?;
         let mut clock = clock(&tx, self.client_id.as_str())?;
         let mut changed = Vec::new();
+        for space in &page.spaces {
+            changed.extend(spaces::apply(&tx, space)?);
+        }
         for change in &page.changes {
-            // This schema holds the user's own records only: a shared
-            // space's must never be mixed into them.
-            if change.space_id.is_some() {
-                continue;
-            }
             let incoming = change.state().ok_or_else(|| {
                 SyncError::protocol(format!(
                     "the change of {}/{} has a field without a valid stamp",
@@ -272,13 +292,13 @@ impl Store {
             {
                 clock.observe(hlc);
             }
-            let mut state =
-                server_state(&tx, &change.collection, &change.record_id)?.unwrap_or_default();
+            let key = change.key();
+            let mut state = server_state(&tx, &key)?.unwrap_or_default();
             let before = state.clone();
             state.merge(&incoming);
             if state != before {
-                put_state(&tx, &change.collection, &change.record_id, &state)?;
-                changed.push(change.key());
+                put_state(&tx, &key, &state)?;
+                changed.push(key);
             }
         }
         set_meta(&tx, "clock", &clock.last().to_string())?;
@@ -303,15 +323,35 @@ fn next_mutation_id(conn: &Connection) -> Result<u64, SyncError> {
     Ok(last_queued.map_or(0, |id| id as u64).max(acked) + 1)
 }
 
+/// How a row names its space: `''` for the user's own records.
+pub(super) fn space_column(space: Option<&SpaceId>) -> &str {
+    space.map_or("", SpaceId::as_str)
+}
+
+/// A row's space, as `space_column` wrote it.
+pub(super) fn space_of(column: &str) -> Result<Option<SpaceId>, SyncError> {
+    if column.is_empty() {
+        return Ok(None);
+    }
+    SpaceId::parse(column)
+        .map(Some)
+        .map_err(|_| SyncError::Database {
+            reason: format!("a stored space id {column:?} is not one"),
+        })
+}
+
 pub(super) fn server_state(
     conn: &Connection,
-    collection: &str,
-    record_id: &str,
+    key: &RecordKey,
 ) -> Result<Option<RecordState>, SyncError> {
     let raw: Option<String> = conn
         .query_row(
-            "SELECT state FROM records WHERE collection = ?1 AND record_id = ?2",
-            params![collection, record_id],
+            "SELECT state FROM records WHERE space = ?1 AND collection = ?2 AND record_id = ?3",
+            params![
+                space_column(key.space.as_ref()),
+                key.collection,
+                key.record_id
+            ],
             |row| row.get(0),
         )
         .optional()?;
@@ -320,14 +360,18 @@ pub(super) fn server_state(
 
 pub(super) fn put_state(
     tx: &Transaction<'_>,
-    collection: &str,
-    record_id: &str,
+    key: &RecordKey,
     state: &RecordState,
 ) -> Result<(), SyncError> {
     tx.execute(
-        "INSERT INTO records (collection, record_id, state) VALUES (?1, ?2, ?3)
-         ON CONFLICT (collection, record_id) DO UPDATE SET state = excluded.state",
-        params![collection, record_id, serde_json::to_string(state)?],
+        "INSERT INTO records (space, collection, record_id, state) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (space, collection, record_id) DO UPDATE SET state = excluded.state",
+        params![
+            space_column(key.space.as_ref()),
+            key.collection,
+            key.record_id,
+            serde_json::to_string(state)?
+        ],
     )?;
     Ok(())
 }

@@ -10,7 +10,7 @@ use shared::sync::hlc::Hlc;
 use shared::sync::merge::{Op, RecordState};
 
 use super::schema::{meta, set_meta};
-use super::{Acknowledged, PushAnswer, Store, put_state, server_state};
+use super::{Acknowledged, PushAnswer, Store, put_state, server_state, space_of};
 use crate::SyncError;
 
 /// The server takes at most this many mutations per push.
@@ -73,36 +73,27 @@ impl Store {
         let watermark = answer.last_mutation_id;
         let tx = self.conn.transaction()?;
         let acked = queued(&tx, "id <= ?1", [watermark as i64])?;
-        let mut states: BTreeMap<(String, String), RecordState> = BTreeMap::new();
+        let mut states: BTreeMap<RecordKey, RecordState> = BTreeMap::new();
         let mut done = Acknowledged::default();
         for mutation in &acked {
             if let Some(refused) = answer.rejected.iter().find(|r| r.id == mutation.id) {
-                tx.execute(
-                    "INSERT OR REPLACE INTO rejected (id, collection, record_id, op, fields, hlc, code)
-                     SELECT id, collection, record_id, op, fields, hlc, ?2 FROM outbox WHERE id = ?1",
-                    params![mutation.id as i64, refused.code],
-                )?;
-                done.rejected.push(RecordKey {
-                    space: None,
-                    collection: mutation.collection.clone(),
-                    record_id: mutation.record_id.clone(),
-                });
+                reject(&tx, mutation.id, &refused.code)?;
+                done.rejected.push(key_of(mutation));
                 continue;
             }
             done.applied += 1;
             let (op, hlc) = decode_op(mutation)?;
-            let key = (mutation.collection.clone(), mutation.record_id.clone());
+            let key = key_of(mutation);
             if !states.contains_key(&key) {
-                let current = server_state(&tx, &mutation.collection, &mutation.record_id)?
-                    .unwrap_or_default();
+                let current = server_state(&tx, &key)?.unwrap_or_default();
                 states.insert(key.clone(), current);
             }
             if let Some(state) = states.get_mut(&key) {
                 state.apply(&op, &hlc);
             }
         }
-        for ((collection, record_id), state) in &states {
-            put_state(&tx, collection, record_id, state)?;
+        for (key, state) in &states {
+            put_state(&tx, key, state)?;
         }
         tx.execute("DELETE FROM outbox WHERE id <= ?1", [watermark as i64])?;
         let previous = meta(&tx, "acked")?
@@ -140,6 +131,24 @@ impl Store {
     }
 }
 
+/// Moves a queued mutation into `rejected`, refused with `code`.
+pub(super) fn reject(conn: &Connection, id: u64, code: &str) -> Result<(), SyncError> {
+    conn.execute(
+        "INSERT OR REPLACE INTO rejected (id, space, collection, record_id, op, fields, hlc, code)
+         SELECT id, space, collection, record_id, op, fields, hlc, ?2 FROM outbox WHERE id = ?1",
+        params![id as i64, code],
+    )?;
+    Ok(())
+}
+
+pub(super) fn key_of(mutation: &WireMutation) -> RecordKey {
+    RecordKey {
+        space: mutation.space_id.clone(),
+        collection: mutation.collection.clone(),
+        record_id: mutation.record_id.clone(),
+    }
+}
+
 /// The queued mutations matching `filter` (a `WHERE` clause), in id order.
 pub(super) fn queued(
     conn: &Connection,
@@ -147,7 +156,8 @@ pub(super) fn queued(
     params: impl rusqlite::Params,
 ) -> Result<Vec<WireMutation>, SyncError> {
     let mut statement = conn.prepare_cached(&format!(
-        "SELECT id, collection, record_id, op, fields, hlc FROM outbox WHERE {filter} ORDER BY id"
+        "SELECT id, space, collection, record_id, op, fields, hlc FROM outbox
+         WHERE {filter} ORDER BY id"
     ))?;
     let rows = statement
         .query_map(params, |row| {
@@ -156,16 +166,17 @@ pub(super) fn queued(
                 row.get::<_, String>(1)?,
                 row.get::<_, String>(2)?,
                 row.get::<_, String>(3)?,
-                row.get::<_, Option<String>>(4)?,
-                row.get::<_, String>(5)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, Option<String>>(5)?,
+                row.get::<_, String>(6)?,
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     rows.into_iter()
-        .map(|(id, collection, record_id, op, fields, hlc)| {
+        .map(|(id, space, collection, record_id, op, fields, hlc)| {
             Ok(WireMutation {
                 id: id as u64,
-                space_id: None,
+                space_id: space_of(&space)?,
                 collection,
                 record_id,
                 op,

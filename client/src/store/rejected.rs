@@ -36,6 +36,11 @@ pub enum RejectionCode {
     TooManyFields,
     /// The record would outgrow what the server stores for one record.
     RecordTooLarge,
+    /// The edit was for a shared space this user is not (or no longer) a
+    /// member of: removed, left, or the space was deleted.
+    NotAMember,
+    /// The edit was for a shared space this user may only read.
+    ReadOnly,
     Other {
         code: String,
     },
@@ -48,6 +53,8 @@ impl RejectionCode {
             "value_too_large" => Self::ValueTooLarge,
             "too_many_fields" => Self::TooManyFields,
             "record_too_large" => Self::RecordTooLarge,
+            "not_a_member" => Self::NotAMember,
+            "read_only" => Self::ReadOnly,
             other => Self::Other {
                 code: other.to_string(),
             },
@@ -59,6 +66,8 @@ impl RejectionCode {
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
 pub struct RejectedMutation {
     pub mutation_id: u64,
+    /// The shared space it was written in; None for the user's own records.
+    pub space_id: Option<String>,
     pub collection: String,
     pub record_id: String,
     /// A delete (no fields) or a put.
@@ -80,16 +89,18 @@ impl Store {
     /// The refused mutations, oldest first.
     pub fn rejected(&self) -> Result<Vec<RejectedMutation>, SyncError> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT id, collection, record_id, op, fields, code FROM rejected ORDER BY id",
+            "SELECT id, space, collection, record_id, op, fields, code FROM rejected ORDER BY id",
         )?;
         let rows = statement.query_map([], |row| {
+            let space: String = row.get(1)?;
             Ok(RejectedMutation {
                 mutation_id: row.get::<_, i64>(0)? as u64,
-                collection: row.get(1)?,
-                record_id: row.get(2)?,
-                deleted: row.get::<_, String>(3)? == "delete",
-                fields_json: row.get(4)?,
-                code: RejectionCode::parse(&row.get::<_, String>(5)?),
+                space_id: (!space.is_empty()).then_some(space),
+                collection: row.get(2)?,
+                record_id: row.get(3)?,
+                deleted: row.get::<_, String>(4)? == "delete",
+                fields_json: row.get(5)?,
+                code: RejectionCode::parse(&row.get::<_, String>(6)?),
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)

@@ -9,7 +9,7 @@ use crate::SyncError;
 pub(super) const APPLICATION_ID: i64 = 0x6D73_796E;
 /// `PRAGMA user_version`: the schema this code writes. Older files are
 /// upgraded in place by `upgrade` (every version's file is a test fixture).
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 pub(super) const SCHEMA: &str = "
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
@@ -47,13 +47,41 @@ CREATE TABLE rejected (
 ) STRICT;
 ";
 
+/// Version 3: shared spaces. Every record, queued edit and refused edit
+/// names its space, `''` being the user's own (the key of every row a
+/// version 2 file held); `spaces` holds the user's memberships as last
+/// pulled. SQLite cannot change a primary key in place, so `records` is
+/// rebuilt.
+pub(super) const SCHEMA_3: &str = "
+CREATE TABLE records_v3 (
+    space      TEXT NOT NULL,
+    collection TEXT NOT NULL,
+    record_id  TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    PRIMARY KEY (space, collection, record_id)
+) STRICT, WITHOUT ROWID;
+INSERT INTO records_v3 (space, collection, record_id, state)
+    SELECT '', collection, record_id, state FROM records;
+DROP TABLE records;
+ALTER TABLE records_v3 RENAME TO records;
+ALTER TABLE outbox ADD COLUMN space TEXT NOT NULL DEFAULT '';
+DROP INDEX outbox_by_record;
+CREATE INDEX outbox_by_record ON outbox (space, collection, record_id, id);
+ALTER TABLE rejected ADD COLUMN space TEXT NOT NULL DEFAULT '';
+CREATE TABLE spaces (
+    space_id TEXT PRIMARY KEY,
+    name     TEXT NOT NULL,
+    role     TEXT NOT NULL CHECK (role IN ('owner', 'editor', 'viewer'))
+) STRICT, WITHOUT ROWID;
+";
+
+/// A new file is version 1 brought up to date: one path for both.
 pub(super) fn create(conn: &mut Connection, client_id: &str) -> Result<(), SyncError> {
     let tx = conn.transaction()?;
     tx.execute_batch(SCHEMA)?;
-    tx.execute_batch(SCHEMA_2)?;
     tx.pragma_update(None, "application_id", APPLICATION_ID)?;
-    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     set_meta(&tx, "client_id", client_id)?;
+    migrate(&tx, 1)?;
     tx.commit()?;
     Ok(())
 }
@@ -62,11 +90,19 @@ pub(super) fn create(conn: &mut Connection, client_id: &str) -> Result<(), SyncE
 /// transaction: a crash leaves the old file as it was.
 pub(super) fn upgrade(conn: &mut Connection, from: i64) -> Result<(), SyncError> {
     let tx = conn.transaction()?;
+    migrate(&tx, from)?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn migrate(tx: &Transaction<'_>, from: i64) -> Result<(), SyncError> {
     if from < 2 {
         tx.execute_batch(SCHEMA_2)?;
     }
+    if from < 3 {
+        tx.execute_batch(SCHEMA_3)?;
+    }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-    tx.commit()?;
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 // mobile_sync through its generated Kotlin bindings, as an Android app would
 // use it (on the JVM here, loading the library through JNA): two devices of
-// one user sync through the local stack, a refused edit is typed, and
-// errors are typed exceptions. Run by scripts/test with MOBILE_SYNC_API (a
+// one user sync through the local stack, a refused edit is typed, errors
+// are typed exceptions, and two users share a space. Run by scripts/test with MOBILE_SYNC_API (a
 // running local stack); prints "N passed, 0 failed" or exits non-zero.
 
 import java.net.URI
@@ -11,6 +11,7 @@ import java.net.http.HttpResponse
 import java.nio.file.Files
 import java.util.UUID
 import uniffi.mobile_sync.RejectionCode
+import uniffi.mobile_sync.SpaceRole
 import uniffi.mobile_sync.SyncClient
 import uniffi.mobile_sync.SyncException
 
@@ -93,12 +94,37 @@ fun errorsAreTyped(token: String) {
     }
 }
 
+fun twoUsersShareASpace(token: String) {
+    val alice = device("alice", token)
+    val bob = device("bob", signInNewUser())
+    val space = alice.createSpace("Family", null)
+    check(space.role == SpaceRole.OWNER) { "${space.role}" }
+    alice.putInSpace(space.spaceId, "notes", "n1", """{"text":"milk"}""")
+    alice.sync()
+    val invitation = alice.invite(space.spaceId, SpaceRole.VIEWER, null)
+    val joined = bob.acceptInvitation(invitation.code)
+    check(joined.role == SpaceRole.VIEWER && joined.name == "Family") { "$joined" }
+    bob.sync()
+    check(bob.getInSpace(space.spaceId, "notes", "n1") == """{"text":"milk"}""")
+    check(bob.get("notes", "n1") == null) { "the space is apart from bob's own notes" }
+    try {
+        bob.putInSpace(space.spaceId, "notes", "n2", "{}")
+        error("a viewer's edit was queued")
+    } catch (e: SyncException.ReadOnly) {
+        check(e.spaceId == space.spaceId)
+    }
+    bob.leaveSpace(space.spaceId)
+    check(bob.spaces().isEmpty() && bob.listInSpace(space.spaceId, "notes").isEmpty())
+    check(alice.spaceMembers(space.spaceId).size == 1)
+}
+
 fun main() {
     val token = signInNewUser()
     val tests = listOf(
         "two devices converge" to { twoDevicesConverge(token) },
         "a refused edit is typed" to { aRefusedEditIsTyped(token) },
         "errors are typed" to { errorsAreTyped(token) },
+        "two users share a space" to { twoUsersShareASpace(token) },
     )
     var failed = 0
     for ((name, test) in tests) {

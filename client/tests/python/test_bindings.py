@@ -1,6 +1,7 @@
 """mobile_sync through its generated Python bindings, as an app would use it:
 two devices of one user, offline edits, sync through the local stack, a
-listener, typed errors, and a file that is not ours.
+listener, typed errors, a file that is not ours, and a space two users
+share.
 
 Run by scripts/test with MOBILE_SYNC_API (a running local stack) and
 PYTHONPATH holding the output of `scripts/bindings python`.
@@ -146,6 +147,47 @@ class Bindings(unittest.TestCase):
         phone.set_access_token(self.token)
         phone.sync()
         self.assertEqual(phone.pending_count(), 0)
+
+    def test_two_users_share_a_space_and_a_removal_hands_back_queued_edits(self):
+        alice = self.device("alice-phone")
+        bob = SyncClient(os.path.join(self.dir.name, "bob-phone.db"), API, "bob-phone")
+        bob.set_access_token(sign_in_new_user())
+
+        space = alice.create_space("Family", None)
+        self.assertEqual(space.role, mobile_sync.SpaceRole.OWNER)
+        alice.put_in_space(space.space_id, "notes", "n1", json.dumps({"text": "milk"}))
+        alice.sync()
+        invitation = alice.invite(space.space_id, mobile_sync.SpaceRole.EDITOR, None)
+        self.assertGreaterEqual(len(invitation.code), 22)
+        joined = bob.accept_invitation(invitation.code)
+        self.assertEqual((joined.name, joined.role), ("Family", mobile_sync.SpaceRole.EDITOR))
+        report = bob.sync()
+        self.assertEqual(report.collections, ["notes"])
+        self.assertEqual(json.loads(bob.get_in_space(space.space_id, "notes", "n1")), {"text": "milk"})
+        self.assertIsNone(bob.get("notes", "n1"), "the space is apart from bob's own notes")
+        self.assertEqual([s.name for s in bob.spaces()], ["Family"])
+
+        bob.put_in_space(space.space_id, "notes", "n2", json.dumps({"text": "bread"}))
+        bob.sync()
+        alice.sync()
+        self.assertEqual(
+            [r.record_id for r in alice.list_in_space(space.space_id, "notes")], ["n1", "n2"]
+        )
+
+        # Removed while an edit waits: it comes back typed, the space goes.
+        bob.put_in_space(space.space_id, "notes", "n3", json.dumps({"text": "tea"}))
+        [bob_member] = [m for m in alice.space_members(space.space_id) if m.role == mobile_sync.SpaceRole.EDITOR]
+        alice.remove_member(space.space_id, bob_member.user_id)
+        report = bob.sync()
+        self.assertEqual(report.rejected, 1)
+        [refused] = bob.rejected()
+        self.assertIsInstance(refused.code, mobile_sync.RejectionCode.NOT_A_MEMBER)
+        self.assertEqual(refused.space_id, space.space_id)
+        self.assertEqual(json.loads(refused.fields_json), {"text": "tea"})
+        self.assertEqual(bob.spaces(), [])
+        self.assertEqual(bob.list_in_space(space.space_id, "notes"), [])
+        with self.assertRaises(SyncError.NotAMember):
+            bob.put_in_space(space.space_id, "notes", "n4", "{}")
 
     def test_a_foreign_file_is_refused_and_left_alone(self):
         path = os.path.join(self.dir.name, "photos.db")
