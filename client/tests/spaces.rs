@@ -99,6 +99,21 @@ impl World {
         .unwrap();
     }
 
+    /// Bob joins as an editor; Alice writes "milk" and both sync it.
+    fn alice_and_bob(&self) -> (Replica<Server>, Replica<Server>) {
+        self.add("bob", Role::Editor);
+        let alice = self.device("alice", "alice-phone");
+        let bob = self.device("bob", "bob-phone");
+        alice.sync().unwrap();
+        alice
+            .put_in_at(&self.space, "items", "milk", fields(json!({"n": 1})), NOW)
+            .unwrap();
+        alice.sync().unwrap();
+        bob.sync().unwrap();
+        assert!(bob.get_in(&self.space, "items", "milk").unwrap().is_some());
+        (alice, bob)
+    }
+
     fn remove(&self, name: &str) {
         now(self
             .rules
@@ -216,16 +231,7 @@ fn a_viewer_is_refused_before_queueing_and_a_demoted_editors_queued_edit_comes_b
 #[test]
 fn a_removal_drops_the_spaces_records_and_keeps_every_queued_edit_for_the_app() {
     let world = World::new();
-    world.add("bob", Role::Editor);
-    let alice = world.device("alice", "alice-phone");
-    let bob = world.device("bob", "bob-phone");
-    alice.sync().unwrap();
-    alice
-        .put_in_at(&world.space, "items", "milk", fields(json!({"n": 1})), NOW)
-        .unwrap();
-    alice.sync().unwrap();
-    bob.sync().unwrap();
-    assert!(bob.get_in(&world.space, "items", "milk").unwrap().is_some());
+    let (_alice, bob) = world.alice_and_bob();
 
     // Bob types offline, then is removed before he syncs.
     bob.put_in_at(&world.space, "items", "bread", fields(json!({"n": 1})), NOW)
@@ -300,13 +306,7 @@ fn leaving_drops_the_space_at_once_and_moves_its_queued_edits_to_rejected() {
 #[test]
 fn removed_and_re_added_between_two_pulls_drops_what_was_held_before_the_fresh_state() {
     let world = World::new();
-    world.add("bob", Role::Editor);
-    let alice = world.device("alice", "alice-phone");
-    let bob = world.device("bob", "bob-phone");
-    alice.sync().unwrap();
-    alice
-        .put_in_at(&world.space, "items", "milk", fields(json!({"n": 1})), NOW)
-        .unwrap();
+    let (alice, bob) = world.alice_and_bob();
     alice
         .put_in_at(&world.space, "items", "eggs", fields(json!({"n": 1})), NOW)
         .unwrap();
