@@ -54,15 +54,13 @@ impl Table {
     }
 
     /// Records a connection; DynamoDB's TTL removes it if `$disconnect`
-    /// never comes. Its id joins the user's presence first: an id whose
-    /// item never came is skipped (and dropped) by the next fan-out.
+    /// never comes. The item is written before its id joins the user's
+    /// presence: a fan-out drops an id whose item it cannot find (one that
+    /// expired without `$disconnect`), and must never find a connection
+    /// half-made. A fan-out between the two misses the new connection, whose
+    /// app pulls once connected anyway; a failure between them fails the
+    /// `$connect`, and the lone item expires.
     pub async fn put_connection(&self, connection: &Connection) -> Result<(), Error> {
-        self.change_presence(
-            &connection.user_id,
-            "ADD",
-            vec![connection.connection_id.clone()],
-        )
-        .await?;
         self.client
             .put_item()
             .table_name(&self.name)
@@ -70,7 +68,12 @@ impl Table {
             .send()
             .await
             .map_err(aws::classify)?;
-        Ok(())
+        self.change_presence(
+            &connection.user_id,
+            "ADD",
+            vec![connection.connection_id.clone()],
+        )
+        .await
     }
 
     pub async fn delete_connection(

@@ -496,3 +496,45 @@ async fn a_connection_that_expired_without_disconnect_leaves_the_presence() {
     assert_ne!(ids[0], "ghost=");
     api.stop().await;
 }
+
+/// A fan-out that runs while a `$connect` is being recorded must not take
+/// the new connection for an expired one and drop it: the item is written
+/// before its id joins the presence. (Written the other way round, the
+/// fan-out found the id without its item, removed the id, and that socket
+/// was never poked again: 2 of 200 members in the space benchmark.)
+#[tokio::test]
+async fn a_fan_out_while_a_connection_is_being_recorded_never_drops_it() {
+    use e2e::faults::{Fault, FaultyProxy};
+
+    let proxy = FaultyProxy::start(&e2e::emulator_url()).await;
+    let api = TestStack::start_against(proxy.url.clone()).await;
+    let user = api.user().await;
+    let table = api.table().await;
+    let connection = shared::model::connection::Connection {
+        connection_id: "new=".into(),
+        user_id: user.user_id.clone(),
+        client_id: shared::model::ids::ClientId::parse("phone").unwrap(),
+        connected_at: chrono::Utc::now(),
+        poked_version: 0,
+        poked_spaces: Default::default(),
+    };
+    proxy.set(Fault::HoldFirst(
+        "DynamoDB_20120810.PutItem",
+        Duration::from_millis(1000),
+    ));
+    let users = [user.user_id.clone()];
+    let fan_out = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        table.connections_of(&users).await.unwrap()
+    };
+    let (recorded, _during) = tokio::join!(table.put_connection(&connection), fan_out);
+    recorded.unwrap();
+    proxy.set(Fault::None);
+    let open = table.connections_of(&users).await.unwrap();
+    assert_eq!(
+        open.get(&user.user_id).map(Vec::len),
+        Some(1),
+        "the connection is still found: {open:?}"
+    );
+    api.stop().await;
+}
