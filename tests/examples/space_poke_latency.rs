@@ -68,9 +68,9 @@ async fn settle(sockets: &mut [Socket]) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let pushes: u64 = std::env::args().nth(1).map_or(Ok(10), |n| n.parse())?;
-    if std::env::var("BENCH_LOG").is_ok() {
+    if let Ok(filter) = std::env::var("BENCH_LOG") {
         tracing_subscriber::fmt()
-            .with_env_filter("warn")
+            .with_env_filter(filter)
             .with_writer(std::io::stderr)
             .init();
     }

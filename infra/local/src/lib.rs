@@ -4,6 +4,7 @@
 
 pub mod authorizer;
 pub mod cdn;
+pub mod filter;
 pub mod provision;
 pub mod registry;
 pub mod s3;
@@ -179,6 +180,7 @@ pub async fn start(options: Options) -> Result<LocalStack> {
                 let (mut mapping, destination) = template
                     .stream_event(&function)
                     .with_context(|| format!("{function} has no DynamoDB event in the template"))?;
+                mapping.filter = template.stream_filter(&function)?;
                 if let Some(queue) = destination {
                     let (queue_url, _) = resources
                         .queues

@@ -8,6 +8,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::filter::EventFilter;
+
 use serde_json::{Value, json};
 
 use tokio::task::JoinHandle;
@@ -43,6 +45,8 @@ pub struct Mapping {
     pub max_record_age: Option<Duration>,
     /// `DestinationConfig.OnFailure`: where a given-up batch is described.
     pub on_failure: Option<Destination>,
+    /// `FilterCriteria`: records no filter admits are dropped uninvoked.
+    pub filter: EventFilter,
 }
 
 impl Default for Mapping {
@@ -55,6 +59,7 @@ impl Default for Mapping {
             max_retries: 10_000,
             max_record_age: None,
             on_failure: None,
+            filter: EventFilter::default(),
         }
     }
 }
@@ -91,7 +96,7 @@ pub fn spawn_poller(
             sqs: &sqs,
         };
         loop {
-            if let Err(err) = poll_once(
+            match poll_once(
                 &dynamodb,
                 &streams,
                 &table,
@@ -102,10 +107,14 @@ pub fn spawn_poller(
             )
             .await
             {
-                tracing::warn!(%function, error = %err, "polling the table stream failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                // Behind: read on at once, as Lambda's poller does.
+                Ok(true) => {}
+                Ok(false) => tokio::time::sleep(Duration::from_millis(200)).await,
+                Err(err) => {
+                    tracing::warn!(%function, error = %err, "polling the table stream failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     })
 }
@@ -138,8 +147,9 @@ async fn poll_once(
     target: &Target<'_>,
     shards: &mut Shards,
     iterators: &mut std::collections::HashMap<String, String>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+    let mut read_any = false;
     if shards
         .described
         .is_none_or(|at| at.elapsed() > DESCRIBE_EVERY)
@@ -190,11 +200,12 @@ async fn poll_once(
             .limit(target.mapping.batch_size)
             .send()
             .await?;
-        let records: Vec<serde_json::Value> = output
-            .records
-            .unwrap_or_default()
+        let read = output.records.unwrap_or_default();
+        read_any |= !read.is_empty();
+        let records: Vec<serde_json::Value> = read
             .iter()
             .map(|r| lambda_record(r, &stream_arn, region))
+            .filter(|record| target.mapping.filter.admits(record))
             .collect();
         if !records.is_empty() {
             deliver(target, records).await;
@@ -203,7 +214,7 @@ async fn poll_once(
             iterators.insert(shard_id, next);
         }
     }
-    Ok(())
+    Ok(read_any)
 }
 
 /// Why a batch was given up, in Lambda's words.
@@ -242,8 +253,13 @@ pub async fn deliver(target: &Target<'_>, records: Vec<Value>) -> Vec<(GivenUp, 
             // A record the event shape cannot hold fails the invocation, as
             // the Lambda runtime's decoding would: bisecting isolates it and
             // the on-failure destination records it; its neighbours go on.
+            let started = std::time::Instant::now();
             let outcome = match serde_json::from_value(json!({ "Records": batch })) {
-                Ok(event) => handler(event).await,
+                Ok(event) => {
+                    let outcome = handler(event).await;
+                    tracing::debug!(%function, records = batch.len(), elapsed_ms = started.elapsed().as_millis() as u64, "stream batch delivered");
+                    outcome
+                }
                 Err(err) => Err(shared::Error::internal(format!(
                     "stream records do not fit the Lambda event shape: {err}"
                 ))),

@@ -197,16 +197,7 @@ impl Template {
     /// The `DynamoDB` stream event of a function: its mapping's settings and
     /// the logical id of its on-failure destination.
     pub fn stream_event(&self, function: &str) -> Option<(crate::stream::Mapping, Option<String>)> {
-        let events = self
-            .resources
-            .get(function)?
-            .get("Properties")?
-            .get("Events")?
-            .as_mapping()?;
-        let p = events
-            .values()
-            .find(|e| e.get("Type").and_then(Value::as_str) == Some("DynamoDB"))?
-            .get("Properties")?;
+        let p = self.stream_properties(function)?;
         let number = |key: &str| p.get(key).and_then(Value::as_u64);
         let defaults = crate::stream::Mapping::default();
         let mapping = crate::stream::Mapping {
@@ -218,6 +209,7 @@ impl Template {
             max_retries: number("MaximumRetryAttempts").map_or(defaults.max_retries, |n| n as u32),
             max_record_age: number("MaximumRecordAgeInSeconds").map(std::time::Duration::from_secs),
             on_failure: None,
+            filter: Default::default(),
         };
         let destination = p
             .get("DestinationConfig")
@@ -231,6 +223,37 @@ impl Template {
                 _ => None,
             });
         Some((mapping, destination))
+    }
+
+    /// The `FilterCriteria` of a function's `DynamoDB` event (none: every
+    /// record is delivered).
+    pub fn stream_filter(&self, function: &str) -> Result<crate::filter::EventFilter> {
+        let patterns: Vec<String> = self
+            .stream_properties(function)
+            .and_then(|p| p.get("FilterCriteria"))
+            .and_then(|c| c.get("Filters"))
+            .and_then(Value::as_sequence)
+            .map(|filters| {
+                filters
+                    .iter()
+                    .filter_map(|f| f.get("Pattern").and_then(Value::as_str))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        crate::filter::EventFilter::parse(&patterns)
+            .with_context(|| format!("the FilterCriteria of {function}'s DynamoDB event"))
+    }
+
+    fn stream_properties(&self, function: &str) -> Option<&Value> {
+        self.resources
+            .get(function)?
+            .get("Properties")?
+            .get("Events")?
+            .as_mapping()?
+            .values()
+            .find(|e| e.get("Type").and_then(Value::as_str) == Some("DynamoDB"))?
+            .get("Properties")
     }
 
     /// A function's identity policy: the statements of its `Policies`, with
@@ -513,6 +536,58 @@ mod tests {
         );
         assert_eq!(destination.as_deref(), Some("FailedEventsQueue"));
         assert!(project_template().stream_event("AuthFunction").is_none());
+    }
+
+    /// The template's filters name item kinds by their sort key prefixes:
+    /// checked against the keys the store writes, so renaming a prefix in
+    /// `shared::keys` cannot silently starve a consumer.
+    #[test]
+    fn the_stream_filters_admit_what_each_consumer_acts_on_and_nothing_else() {
+        use shared::keys::ItemKey;
+        use shared::model::ids::{MediaId, Partition, SpaceId, UserId};
+
+        let template = project_template();
+        let poke = template.stream_filter("PokeFunction").unwrap();
+        let notify = template.stream_filter("NotifyFunction").unwrap();
+        let user = UserId::parse("u").unwrap();
+        let space = SpaceId::parse("s").unwrap();
+        let record = |event: &str, key: &ItemKey| {
+            serde_json::json!({"eventName": event, "dynamodb": {"Keys": {
+                "PK": {"S": key.pk()}, "SK": {"S": key.sk()}}}})
+        };
+        let sync = ItemKey::Record {
+            partition: Partition::Space(space.clone()),
+            collection: "notes".into(),
+            record_id: "n1".into(),
+        };
+        let media = ItemKey::Media {
+            partition: Partition::User(user.clone()),
+            media_id: MediaId::parse("m1").unwrap(),
+        };
+        let membership = ItemKey::Membership {
+            user: user.clone(),
+            space,
+        };
+        let connection = ItemKey::Connection {
+            user: user.clone(),
+            connection_id: "c=".into(),
+        };
+        let presence = ItemKey::Presence { user };
+        for (key, poked, notified) in [
+            (&sync, true, true),
+            (&media, true, true),
+            (&membership, true, false),
+            (&connection, false, false),
+            (&presence, false, false),
+        ] {
+            for event in ["INSERT", "MODIFY"] {
+                let change = record(event, key);
+                assert_eq!(poke.admits(&change), poked, "poke, {change}");
+                assert_eq!(notify.admits(&change), notified, "notify, {change}");
+            }
+            assert!(!poke.admits(&record("REMOVE", key)));
+            assert!(!notify.admits(&record("REMOVE", key)));
+        }
     }
 
     #[test]
