@@ -29,6 +29,7 @@ const PUSH_TOKEN: &str = "PUSHTOKEN#";
 const OWNER: &str = "OWNER";
 const MEDIA_LOCATION: &str = "MEDIAAT#";
 const PRESENCE: &str = "PRESENCE";
+const DEVICE_INDEX: &str = "DEVICES";
 const SPACE_ITEM: &str = "SPACE";
 const MEMBER: &str = "MEMBER#";
 const MEMBERSHIP: &str = "SPACEOF#";
@@ -105,6 +106,9 @@ pub enum ItemKey {
     /// The ids of a user's open WebSockets (`PRESENCE`): a fan-out to many
     /// users reads these 100 at a time instead of querying each user.
     Presence { user: UserId },
+    /// The ids of a user's devices (`DEVICES`), and whether they are all
+    /// of them: a space's push fan-out reads these 100 at a time.
+    DeviceIndex { user: UserId },
     /// Which user's device a push token belongs to (`PUSHTOKEN#<hash>`,
     /// `OWNER`): a token is one user's at a time. Outside every user's
     /// partition, since the token is the phone's, not the user's.
@@ -122,6 +126,7 @@ impl ItemKey {
             | Self::Connection { user, .. }
             | Self::SyncVersion { user }
             | Self::Presence { user }
+            | Self::DeviceIndex { user }
             | Self::Membership { user, .. } => user_partition(user),
             Self::Record { partition, .. } | Self::Media { partition, .. } => {
                 partition_key(partition)
@@ -162,6 +167,7 @@ impl ItemKey {
             Self::InvitationCode { .. } => CODE.into(),
             Self::MediaLocation { .. } => SPACE_ITEM.into(),
             Self::Presence { .. } => PRESENCE.into(),
+            Self::DeviceIndex { .. } => DEVICE_INDEX.into(),
         }
     }
 
@@ -204,6 +210,8 @@ impl ItemKey {
             Self::SyncVersion { user }
         } else if sk == PRESENCE {
             Self::Presence { user }
+        } else if sk == DEVICE_INDEX {
+            Self::DeviceIndex { user }
         } else if let Some(space) = sk.strip_prefix(MEMBERSHIP) {
             Self::Membership {
                 user,
@@ -258,6 +266,7 @@ impl ItemKey {
             | Self::Connection { user, .. }
             | Self::SyncVersion { user }
             | Self::Presence { user }
+            | Self::DeviceIndex { user }
             | Self::Membership { user, .. } => Partition::User(user.clone()),
             Self::Record { partition, .. } | Self::Media { partition, .. } => partition.clone(),
             Self::Space { space } | Self::Member { space, .. } | Self::Invitation { space, .. } => {
@@ -446,6 +455,7 @@ mod tests {
             user().prop_map(|user| ItemKey::Profile { user }),
             user().prop_map(|user| ItemKey::SyncVersion { user }),
             user().prop_map(|user| ItemKey::Presence { user }),
+            user().prop_map(|user| ItemKey::DeviceIndex { user }),
             space().prop_map(|space| ItemKey::Space { space }),
             (space(), user()).prop_map(|(space, user)| ItemKey::Member { space, user }),
             (user(), space()).prop_map(|(user, space)| ItemKey::Membership { user, space }),

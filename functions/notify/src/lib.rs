@@ -181,13 +181,33 @@ pub async fn handle_stream(deps: &Deps, event: Event) -> Result<DynamoDbEventRes
         }
     }
 
+    // Every user's devices at once: a space of hundreds of members is a
+    // few batch reads, not a query each.
+    let users: Vec<UserId> = work.keys().cloned().collect();
+    let mut devices = match deps.table.devices_of(&users).await {
+        Ok(devices) => devices,
+        Err(err) => {
+            tracing::warn!(error = %err, "reading devices failed; the batch is retried");
+            failures.extend(work.values().map(|user_work| {
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = Some(user_work.first_sequence.clone());
+                failure
+            }));
+            work.clear();
+            BTreeMap::new()
+        }
+    };
     let limit = Arc::new(Semaphore::new(PUBLISH_CONCURRENCY));
     let mut users = tokio::task::JoinSet::new();
     for (user_id, user_work) in work {
+        let devices = devices.remove(&user_id).unwrap_or_default();
+        if devices.is_empty() {
+            continue;
+        }
         let deps = deps.clone();
         let limit = limit.clone();
         users.spawn(async move {
-            let outcomes = notify_user(&deps, &user_id, &user_work, &limit).await;
+            let outcomes = notify_user(&deps, &user_id, &user_work, devices, &limit).await;
             (user_work.first_sequence, outcomes)
         });
     }
@@ -294,26 +314,14 @@ async fn send_once(
     }
 }
 
-/// Sends one user's pushes; what became of each.
+/// Sends one user's pushes to their devices; what became of each.
 async fn notify_user(
     deps: &Deps,
     user_id: &UserId,
     work: &PushWork,
+    devices: Vec<Device>,
     limit: &Arc<Semaphore>,
 ) -> Vec<Delivery> {
-    // The read shares the publishes' bound: a space of a thousand members
-    // is a thousand reads, not a thousand at once.
-    let read = {
-        let _permit = limit.acquire().await;
-        deps.table.devices(user_id).await
-    };
-    let devices = match read {
-        Ok(devices) => devices,
-        Err(err) => {
-            tracing::warn!(error = %err, "reading devices failed");
-            return vec![Delivery::Failed];
-        }
-    };
     let mut sends = tokio::task::JoinSet::new();
     for device in devices {
         let mut notifications: Vec<Notification> = work

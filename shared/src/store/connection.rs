@@ -41,16 +41,8 @@ impl Table {
         action: &str,
         ids: Vec<String>,
     ) -> Result<(), Error> {
-        self.client
-            .update_item()
-            .table_name(&self.name)
-            .set_key(Some(item_key(&presence_key(user_id))))
-            .update_expression(format!("{action} ids :ids"))
-            .expression_attribute_values(":ids", AttributeValue::Ss(ids))
-            .send()
+        self.change_id_set(&presence_key(user_id), action, ids)
             .await
-            .map_err(aws::classify)?;
-        Ok(())
     }
 
     /// Records a connection; DynamoDB's TTL removes it if `$disconnect`

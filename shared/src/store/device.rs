@@ -1,4 +1,7 @@
-//! Device items, and the marks that keep a ready push from going out twice.
+//! Device items, each user's index of them, and the marks that keep a
+//! ready push from going out twice.
+
+use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
@@ -13,6 +16,12 @@ fn device_key(user_id: &UserId, device_id: &DeviceId) -> ItemKey {
     ItemKey::Device {
         user: user_id.clone(),
         device_id: device_id.clone(),
+    }
+}
+
+fn index_key(user_id: &UserId) -> ItemKey {
+    ItemKey::DeviceIndex {
+        user: user_id.clone(),
     }
 }
 
@@ -40,6 +49,9 @@ impl Table {
         Ok(item.map(|stored| stored.value))
     }
 
+    /// Writes the device, then adds it to its user's index (in that order,
+    /// as connections: a reader drops an indexed id whose item it cannot
+    /// find, so it must never find one half-made).
     pub async fn put_device(&self, device: &Device) -> Result<(), Error> {
         let key = device_key(&device.user_id, &device.device_id);
         self.client
@@ -49,7 +61,12 @@ impl Table {
             .send()
             .await
             .map_err(aws::classify)?;
-        Ok(())
+        self.change_id_set(
+            &index_key(&device.user_id),
+            "ADD",
+            vec![device.device_id.to_string()],
+        )
+        .await
     }
 
     pub async fn delete_device(&self, user_id: &UserId, device_id: &DeviceId) -> Result<(), Error> {
@@ -60,6 +77,104 @@ impl Table {
             .send()
             .await
             .map_err(aws::classify)?;
+        self.unindex(user_id, vec![device_id.to_string()]).await
+    }
+
+    async fn unindex(&self, user_id: &UserId, ids: Vec<String>) -> Result<(), Error> {
+        self.change_id_set(&index_key(user_id), "DELETE", ids).await
+    }
+
+    /// The devices of each of `users`, for a fan-out: their index items,
+    /// then the devices they name, 100 to a `BatchGetItem` (a space of 200
+    /// members is four calls, not 200 queries). A user whose index is not
+    /// known complete (devices registered before the index existed) is
+    /// queried once and their index completed. Ids whose item is gone are
+    /// dropped from the index.
+    pub async fn devices_of(
+        &self,
+        users: &[UserId],
+    ) -> Result<BTreeMap<UserId, Vec<Device>>, Error> {
+        let indexes = self
+            .get_items(users.iter().map(|u| item_key(&index_key(u))).collect())
+            .await?;
+        let mut complete: BTreeMap<UserId, Vec<String>> = BTreeMap::new();
+        for item in indexes {
+            let user = item
+                .get(keys::PK)
+                .and_then(|pk| pk.as_s().ok())
+                .and_then(|pk| keys::parse_user_partition(pk));
+            let whole = item.get("complete").and_then(|c| c.as_bool().ok()) == Some(&true);
+            if let (Some(user), true) = (user, whole) {
+                let ids = item.get("ids").and_then(|ids| ids.as_ss().ok());
+                complete.insert(user, ids.cloned().unwrap_or_default());
+            }
+        }
+        let named: Vec<(UserId, String)> = complete
+            .iter()
+            .flat_map(|(user, ids)| ids.iter().map(move |id| (user.clone(), id.clone())))
+            .filter(|(_, id)| DeviceId::parse(id).is_ok())
+            .collect();
+        let found: Vec<Device> = super::decode_each(
+            self.get_items(
+                named
+                    .iter()
+                    .filter_map(|(user, id)| {
+                        Some(item_key(&device_key(user, &DeviceId::parse(id).ok()?)))
+                    })
+                    .collect(),
+            )
+            .await?,
+            "device",
+        );
+        let mut by_user: BTreeMap<UserId, Vec<Device>> = BTreeMap::new();
+        for device in found {
+            by_user
+                .entry(device.user_id.clone())
+                .or_default()
+                .push(device);
+        }
+        for (user, ids) in &complete {
+            let gone: Vec<String> = ids
+                .iter()
+                .filter(|id| {
+                    !by_user
+                        .get(user)
+                        .is_some_and(|d| d.iter().any(|d| d.device_id.as_str() == id.as_str()))
+                })
+                .cloned()
+                .collect();
+            if !gone.is_empty() {
+                self.unindex(user, gone).await?;
+            }
+        }
+        for user in users.iter().filter(|u| !complete.contains_key(*u)) {
+            let devices = self.devices(user).await?;
+            self.complete_index(user, &devices).await?;
+            by_user.insert(user.clone(), devices);
+        }
+        Ok(by_user)
+    }
+
+    /// Marks a user's index complete with the devices a query found (added
+    /// to what registrations meanwhile added).
+    async fn complete_index(&self, user_id: &UserId, devices: &[Device]) -> Result<(), Error> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(item_key(&index_key(user_id))))
+            .expression_attribute_values(":complete", AttributeValue::Bool(true));
+        update = if devices.is_empty() {
+            update.update_expression("SET complete = :complete")
+        } else {
+            update
+                .update_expression("SET complete = :complete ADD ids :ids")
+                .expression_attribute_values(
+                    ":ids",
+                    AttributeValue::Ss(devices.iter().map(|d| d.device_id.to_string()).collect()),
+                )
+        };
+        update.send().await.map_err(aws::classify)?;
         Ok(())
     }
 
@@ -121,7 +236,11 @@ impl Table {
             .expression_attribute_values(":token", AttributeValue::S(token.into()))
             .send()
             .await;
-        aws::conditional(result).map(|_| ())
+        if aws::conditional(result)? {
+            self.unindex(&owner.user_id, vec![owner.device_id.to_string()])
+                .await?;
+        }
+        Ok(())
     }
 
     /// Every device of a user.

@@ -174,6 +174,29 @@ impl Table {
 }
 
 /// The `PK`/`SK` attribute map of an item.
+impl Table {
+    /// Adds (`ADD`) or removes (`DELETE`) ids of the string set `ids` of an
+    /// index item (a user's presence, their devices): concurrent changes
+    /// of one set never overwrite each other.
+    async fn change_id_set(
+        &self,
+        key: &ItemKey,
+        action: &str,
+        ids: Vec<String>,
+    ) -> Result<(), Error> {
+        self.client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(item_key(key)))
+            .update_expression(format!("{action} ids :ids"))
+            .expression_attribute_values(":ids", AttributeValue::Ss(ids))
+            .send()
+            .await
+            .map_err(aws::classify)?;
+        Ok(())
+    }
+}
+
 fn item_key(key: &ItemKey) -> Item {
     HashMap::from([
         (keys::PK.to_string(), AttributeValue::S(key.pk())),

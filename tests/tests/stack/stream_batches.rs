@@ -283,3 +283,93 @@ async fn a_record_that_does_not_decode_is_isolated_not_a_stalled_shard() {
     delivered.dedup();
     assert_eq!(delivered, ["100", "200", "400"]);
 }
+
+/// The fan-out reads devices through each user's index: devices written
+/// before the index existed are found (the index is completed from a query
+/// once), later registrations join it, and an id whose device is gone
+/// leaves it.
+#[tokio::test]
+async fn the_device_index_finds_old_devices_and_forgets_gone_ones() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use shared::model::ids::{DeviceId, UserId};
+
+    let api = TestStack::start().await;
+    let table = api.table().await;
+    let client = aws_sdk_dynamodb::Client::new(&api.sdk().await);
+    let name = &api.stack.resources.table_name;
+    let device = |user: &str, id: &str| Device {
+        device_id: DeviceId::parse(id).unwrap(),
+        user_id: UserId::parse(user).unwrap(),
+        platform: Platform::Android,
+        token: format!("token-{id}"),
+        endpoint_arn: format!("arn:aws:sns:us-east-1:123456789012:endpoint/GCM/app/{id}"),
+        updated_at: chrono::Utc::now(),
+    };
+    let index_of = |user: &str| {
+        let client = client.clone();
+        let key = format!("USER#{user}");
+        async move {
+            client
+                .get_item()
+                .table_name(name)
+                .key("PK", AttributeValue::S(key))
+                .key("SK", AttributeValue::S("DEVICES".into()))
+                .consistent_read(true)
+                .send()
+                .await
+                .unwrap()
+                .item
+        }
+    };
+    // Ann's phone was registered before the index: only its item exists.
+    table.put_device(&device("ann", "ann-phone")).await.unwrap();
+    client
+        .delete_item()
+        .table_name(name)
+        .key("PK", AttributeValue::S("USER#ann".into()))
+        .key("SK", AttributeValue::S("DEVICES".into()))
+        .send()
+        .await
+        .unwrap();
+    let users = [UserId::parse("ann").unwrap(), UserId::parse("bob").unwrap()];
+    let found = table.devices_of(&users).await.unwrap();
+    assert_eq!(
+        found[&users[0]].len(),
+        1,
+        "the old device is found: {found:?}"
+    );
+    assert!(found[&users[1]].is_empty(), "bob has none");
+    let index = index_of("ann").await.unwrap();
+    assert_eq!(index["complete"], AttributeValue::Bool(true));
+    assert!(
+        index_of("bob").await.is_some(),
+        "an empty index is known complete too"
+    );
+
+    // A tablet joins the index; the phone's item goes behind its back.
+    table
+        .put_device(&device("ann", "ann-tablet"))
+        .await
+        .unwrap();
+    client
+        .delete_item()
+        .table_name(name)
+        .key("PK", AttributeValue::S("USER#ann".into()))
+        .key("SK", AttributeValue::S("DEVICE#ann-phone".into()))
+        .send()
+        .await
+        .unwrap();
+    let found = table.devices_of(&users).await.unwrap();
+    let ids: Vec<&str> = found[&users[0]]
+        .iter()
+        .map(|d| d.device_id.as_str())
+        .collect();
+    assert_eq!(ids, vec!["ann-tablet"]);
+    let index = index_of("ann").await.unwrap();
+    assert_eq!(
+        index["ids"],
+        AttributeValue::Ss(vec!["ann-tablet".into()]),
+        "the gone phone left the index"
+    );
+    api.stop().await;
+}
