@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
 
-use super::{Stored, Table, item_key, number};
+use super::{Item, Stored, Table, item_key, number};
 use crate::keys::{self, ItemKey};
 use crate::model::device::{Device, TokenOwner, token_hash};
 use crate::model::ids::{DeviceId, MediaId, UserId};
@@ -109,23 +109,14 @@ impl Table {
                 complete.insert(user, ids.cloned().unwrap_or_default());
             }
         }
-        let named: Vec<(UserId, String)> = complete
+        let named: Vec<Item> = complete
             .iter()
-            .flat_map(|(user, ids)| ids.iter().map(move |id| (user.clone(), id.clone())))
-            .filter(|(_, id)| DeviceId::parse(id).is_ok())
+            .flat_map(|(user, ids)| {
+                ids.iter()
+                    .filter_map(|id| Some(item_key(&device_key(user, &DeviceId::parse(id).ok()?))))
+            })
             .collect();
-        let found: Vec<Device> = super::decode_each(
-            self.get_items(
-                named
-                    .iter()
-                    .filter_map(|(user, id)| {
-                        Some(item_key(&device_key(user, &DeviceId::parse(id).ok()?)))
-                    })
-                    .collect(),
-            )
-            .await?,
-            "device",
-        );
+        let found: Vec<Device> = super::decode_each(self.get_items(named).await?, "device");
         let mut by_user: BTreeMap<UserId, Vec<Device>> = BTreeMap::new();
         for device in found {
             by_user

@@ -173,7 +173,6 @@ impl Table {
     }
 }
 
-/// The `PK`/`SK` attribute map of an item.
 impl Table {
     /// Adds (`ADD`) or removes (`DELETE`) ids of the string set `ids` of an
     /// index item (a user's presence, their devices): concurrent changes
@@ -197,6 +196,7 @@ impl Table {
     }
 }
 
+/// The `PK`/`SK` attribute map of an item.
 fn item_key(key: &ItemKey) -> Item {
     HashMap::from([
         (keys::PK.to_string(), AttributeValue::S(key.pk())),
