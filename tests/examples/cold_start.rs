@@ -194,6 +194,8 @@ enum Work {
     Authorize,
     /// A ping on the live channel's `$default` route.
     Ping,
+    /// One purge step (an account's devices) from the purge queue.
+    Purge,
 }
 
 struct Function {
@@ -213,7 +215,7 @@ const FUNCTIONS: &[Function] = &[
     Function {
         binary: "auth",
         logical_id: "AuthFunction",
-        sdks: "Cognito, DynamoDB, S3, SNS",
+        sdks: "Cognito, DynamoDB, SQS, API Gateway management",
         work: Work::Http {
             route: "POST /auth/sign-in",
             body: Some(r#"{"email":"nobody@example.com","password":"Wr0ng-Guess!"}"#),
@@ -289,6 +291,12 @@ const FUNCTIONS: &[Function] = &[
         logical_id: "PokeFunction",
         sdks: "DynamoDB, API Gateway management",
         work: Work::Stream,
+    },
+    Function {
+        binary: "purge",
+        logical_id: "PurgeFunction",
+        sdks: "Cognito, DynamoDB, S3, SNS, SQS",
+        work: Work::Purge,
     },
 ];
 
@@ -430,6 +438,17 @@ fn ping_event() -> Value {
     })
 }
 
+/// An SQS batch of one purge step, for a user who has no devices.
+fn purge_event() -> Value {
+    let job = json!({"target": {"account": {"userId": USER}}, "step": "devices"});
+    json!({"Records": [{
+        "messageId": "bench-1", "receiptHandle": "r", "body": job.to_string(),
+        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+        "md5OfBody": "", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:purge", "awsRegion": "us-east-1",
+    }]})
+}
+
 /// A pending 12 MP photo in the bucket, and the S3 event announcing it.
 async fn resize_event(
     table: &shared::store::Table,
@@ -522,6 +541,7 @@ async fn main() -> anyhow::Result<()> {
                 Work::Resize => resize_event(&table, &objects, &photo).await,
                 Work::Authorize => authorizer_event(&resources),
                 Work::Ping => ping_event(),
+                Work::Purge => purge_event(),
             }
         };
         let warm_count = if matches!(function.work, Work::Resize) {

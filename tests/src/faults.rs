@@ -73,11 +73,18 @@ impl FaultyProxy {
 
     /// Switches the fault; connections already open are cut.
     pub fn set(&self, fault: Fault) {
-        self.held.store(false, Ordering::SeqCst);
-        *self.fault.lock().unwrap() = fault;
+        self.switch(fault);
         for task in self.connections.lock().unwrap().drain(..) {
             task.abort();
         }
+    }
+
+    /// Switches the fault for the requests that follow; those in flight
+    /// finish as they began. A cut long poll would leave its message
+    /// invisible for the queue's whole visibility timeout, as on AWS.
+    pub fn switch(&self, fault: Fault) {
+        self.held.store(false, Ordering::SeqCst);
+        *self.fault.lock().unwrap() = fault;
     }
 }
 

@@ -77,6 +77,15 @@ impl TestStack {
         Self::start_with(emulator_url(), template).await
     }
 
+    /// Both: another template, its functions reaching the emulator through
+    /// `emulator_url`.
+    pub async fn start_against_with_template(
+        emulator_url: String,
+        template: std::path::PathBuf,
+    ) -> Self {
+        Self::start_with(emulator_url, template).await
+    }
+
     async fn start_with(emulator_url: String, template: std::path::PathBuf) -> Self {
         Self::start_with_limits(
             emulator_url,
@@ -302,6 +311,72 @@ impl TestStack {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         panic!("media {id} still pending after 20 s");
+    }
+
+    /// The sort keys of every item of a partition, read as the
+    /// administrator.
+    pub async fn partition_keys(&self, partition: &shared::model::ids::Partition) -> Vec<String> {
+        let sdk = self.sdk().await;
+        let mut pages = aws_sdk_dynamodb::Client::new(&sdk)
+            .query()
+            .table_name(&self.stack.resources.table_name)
+            .key_condition_expression("PK = :pk")
+            .expression_attribute_values(
+                ":pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(shared::keys::partition_key(partition)),
+            )
+            .projection_expression("SK")
+            .into_paginator()
+            .items()
+            .send();
+        let mut keys = Vec::new();
+        while let Some(item) = pages.next().await {
+            keys.push(item.unwrap()["SK"].as_s().unwrap().clone());
+        }
+        keys
+    }
+
+    /// Messages in a queue of the template (by logical id), visible and in
+    /// flight.
+    pub async fn queue_depth(&self, queue: &str) -> usize {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let attributes = aws_sdk_sqs::Client::new(&self.sdk().await)
+            .get_queue_attributes()
+            .queue_url(&self.stack.resources.queues[queue].0)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap_or_default();
+        [
+            A::ApproximateNumberOfMessages,
+            A::ApproximateNumberOfMessagesNotVisible,
+        ]
+        .iter()
+        .map(|name| {
+            attributes
+                .get(name)
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+    }
+
+    /// Waits until the purge queue is empty: every queued deletion has run
+    /// its last step (a step queues the next before it is acknowledged, so
+    /// the queue is never empty mid-job), or given up into the dead-letter
+    /// queue. How long it took.
+    pub async fn wait_until_purged(&self) -> std::time::Duration {
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_secs(300) {
+            if self.queue_depth("PurgeQueue").await == 0 {
+                return started.elapsed();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the purge queue still holds work after 300 s");
     }
 
     pub async fn stop(self) {

@@ -4,29 +4,29 @@ use apigw::{Call, DEFAULT_BODY_LIMIT, Reply, Route, Service};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 use shared::adapters::identity::{Identity, Tokens};
-use shared::adapters::objects::Objects;
-use shared::adapters::push::Push;
+use shared::adapters::queue::Queue;
 use shared::adapters::sockets::Sockets;
 use shared::aws_config::SdkConfig;
-use shared::config::{self, Env, FromEnv, MissingVariable, PushApplications, UserPool};
+use shared::config::{self, Env, FromEnv, MissingVariable, UserPool};
 use shared::metrics::Metrics;
 use shared::model::email::Email;
 use shared::model::ids::UserId;
 use shared::model::profile::Profile;
+use shared::model::purge::{PurgeJob, Target};
 use shared::store::Table;
-use shared::{Code, Error, keys};
+use shared::{Code, Error};
 
-/// What `auth` reads from its environment. Account deletion reaches every
-/// store of the user, hence the bucket and the push applications; ending a
-/// session closes its live-channel sockets, hence the management API.
+/// What `auth` reads from its environment. Ending a session closes its
+/// live-channel sockets, hence the management API; an account's deletion
+/// is queued for the purge function.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub table_name: String,
     pub user_pool: UserPool,
-    pub media_bucket: String,
-    pub push: PushApplications,
     /// `WEBSOCKET_MANAGEMENT_URL`: the WebSocket API stage's HTTPS URL.
     pub websocket_management_url: String,
+    /// `PURGE_QUEUE_URL`: where deletions go.
+    pub purge_queue_url: String,
 }
 
 impl FromEnv for Config {
@@ -34,9 +34,8 @@ impl FromEnv for Config {
         Ok(Self {
             table_name: config::table_name(env)?,
             user_pool: UserPool::read(env)?,
-            media_bucket: config::media_bucket(env)?,
-            push: PushApplications::read(env)?,
             websocket_management_url: env.required("WEBSOCKET_MANAGEMENT_URL")?,
+            purge_queue_url: env.required("PURGE_QUEUE_URL")?,
         })
     }
 }
@@ -46,9 +45,8 @@ impl FromEnv for Config {
 pub struct Deps {
     pub identity: Identity,
     pub table: Table,
-    pub objects: Objects,
-    pub push: Push,
     pub sockets: Sockets,
+    pub purge: Queue,
 }
 
 impl Deps {
@@ -60,9 +58,8 @@ impl Deps {
                 &config.user_pool.client_id,
             ),
             table: Table::new(sdk, &config.table_name),
-            objects: Objects::new(sdk, &config.media_bucket),
-            push: Push::new(sdk, &config.push.apns, &config.push.fcm),
             sockets: Sockets::new(sdk, &config.websocket_management_url),
+            purge: Queue::new(sdk, &config.purge_queue_url),
         }
     }
 }
@@ -368,10 +365,15 @@ async fn me(_: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     })
 }
 
-/// Deletes every trace of the caller. The deletion marker comes first:
-/// from then on the account's tokens are refused everywhere, so nothing
-/// can write into the partition being deleted. Each later step is
-/// idempotent.
+/// Begins the caller's deletion and answers 202 at once. What has to hold
+/// from this instant happens here: the deletion marker (every token of the
+/// account is refused from now on, so nothing more can be written into its
+/// partition), the Cognito user disabled with its refresh tokens revoked
+/// (no new sign-in or token), and the live channel closed. Everything else
+/// (endpoints, photos, memberships, items, then the Cognito user) is the
+/// purge queue's work, in bounded steps. Each part is idempotent, so a
+/// retry after a lost answer (with a token issued before the marker) is
+/// safe.
 async fn delete_me(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     let session = call.session()?;
     let user_id = session.user();
@@ -386,28 +388,15 @@ async fn delete_me(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     deps.table
         .mark_deleted(&profile, chrono::Utc::now().timestamp())
         .await?;
+    deps.identity.disable_user(user_id).await?;
     close_sockets(deps, user_id).await?;
-    let devices = deps.table.devices(user_id).await?;
-    for device in &devices {
-        deps.push.delete_endpoint(&device.endpoint_arn).await?;
-        deps.table.release_token(device).await?;
-    }
-    let objects = deps
-        .objects
-        .delete(&[], &keys::user_object_prefixes(user_id))
+    deps.purge
+        .send(&PurgeJob::start(Target::Account {
+            user_id: user_id.clone(),
+        }))
         .await?;
-    // Before the user's items go: their memberships name the spaces.
-    let spaces = deps.table.leave_every_space(user_id).await?;
-    let items = deps.table.delete_user_items(user_id).await?;
-    deps.identity.delete_user(user_id).await?;
-    tracing::info!(
-        items,
-        objects,
-        spaces,
-        devices = devices.len(),
-        "account deleted"
-    );
-    Ok(Reply::empty(204))
+    tracing::info!("account deletion queued");
+    Ok(Reply::empty(202))
 }
 
 #[cfg(test)]

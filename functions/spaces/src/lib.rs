@@ -12,10 +12,12 @@ use chrono::{DateTime, Utc};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 use shared::Error;
+use shared::adapters::queue::Queue;
 use shared::aws_config::SdkConfig;
 use shared::config::{self, Env, FromEnv, MissingVariable};
 use shared::model::access::Role;
 use shared::model::ids::{InvitationId, SpaceId, UserId};
+use shared::model::purge::{PurgeJob, Target};
 use shared::model::space::{
     self, DEFAULT_INVITATION_SECONDS, MAX_INVITATION_SECONDS, MAX_INVITATION_USES, Space,
 };
@@ -28,12 +30,15 @@ pub const MAX_PAGE: usize = 100;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub table_name: String,
+    /// `PURGE_QUEUE_URL`: where a deleted space's contents go.
+    pub purge_queue_url: String,
 }
 
 impl FromEnv for Config {
     fn read(env: &Env) -> Result<Self, MissingVariable> {
         Ok(Self {
             table_name: config::table_name(env)?,
+            purge_queue_url: env.required("PURGE_QUEUE_URL")?,
         })
     }
 }
@@ -41,12 +46,14 @@ impl FromEnv for Config {
 #[derive(Debug, Clone)]
 pub struct Deps {
     pub table: Table,
+    pub purge: Queue,
 }
 
 impl Deps {
     pub fn new(sdk: &SdkConfig, config: &Config) -> Self {
         Self {
             table: Table::new(sdk, &config.table_name),
+            purge: Queue::new(sdk, &config.purge_queue_url),
         }
     }
 }
@@ -235,10 +242,28 @@ async fn rename(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
 }
 
 async fn delete(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
-    let access = access(deps, &call).await?;
-    access.require(&[Role::Owner])?;
-    deps.table.delete_space(&access).await?;
-    tracing::info!(space = %access.space.space_id, "space deleted");
+    let space_id = SpaceId::parse(call.path("spaceId")?).map_err(|_| Error::not_found("space"))?;
+    let session = call.session()?;
+    match deps.table.space_access(session, &space_id).await {
+        // The mark first: from it on the space is gone for every member
+        // and nothing more is written into it; its contents are the purge's.
+        Ok(access) => {
+            access.require(&[Role::Owner])?;
+            deps.table.delete_space(&access).await?;
+        }
+        // A retry (the first answer lost, or its purge not queued): the
+        // mark is there, so only the purge is queued again.
+        Err(err)
+            if err.code == shared::Code::NotFound
+                && deps.table.deleted_by(&space_id, session.user()).await? => {}
+        Err(err) => return Err(err),
+    }
+    deps.purge
+        .send(&PurgeJob::start(Target::Space {
+            space_id: space_id.clone(),
+        }))
+        .await?;
+    tracing::info!(space = %space_id, "space deleted; its purge is queued");
     Ok(Reply::empty(202))
 }
 

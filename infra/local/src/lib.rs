@@ -6,6 +6,7 @@ pub mod authorizer;
 pub mod cdn;
 pub mod filter;
 pub mod provision;
+pub mod queue;
 pub mod registry;
 pub mod s3;
 pub mod server;
@@ -152,8 +153,9 @@ pub async fn start(options: Options) -> Result<LocalStack> {
     for function in template.functions() {
         let env = environment(&template, &resources, &function, &endpoints)?;
         let identity = identity(&options, &template, &resources, &function).await?;
-        let trigger = registry::build(&function, &identity, &env)
-            .with_context(|| format!("{function} is not in infra/local/src/registry.rs"))??;
+        let trigger =
+            registry::build(&function, &identity, &env, template.timeout(&function))
+                .with_context(|| format!("{function} is not in infra/local/src/registry.rs"))??;
         match trigger {
             Trigger::Http(handler) => {
                 handlers.insert(function, handler);
@@ -170,6 +172,28 @@ pub async fn start(options: Options) -> Result<LocalStack> {
                     queue_url,
                     function,
                     handler,
+                ));
+            }
+            Trigger::Queue(handler) => {
+                let (queue, batch_size) = template
+                    .queue_event(&function)
+                    .with_context(|| format!("{function} has no SQS event in the template"))?;
+                let (queue_url, queue_arn) = resources
+                    .queues
+                    .get(&queue)
+                    .with_context(|| format!("{function}'s SQS event names {queue}, not a queue"))?
+                    .clone();
+                pollers.push(queue::spawn_poller(
+                    queue::poller_client(&sdk),
+                    options.region.clone(),
+                    function,
+                    handler,
+                    queue::Mapping {
+                        queue_url,
+                        queue_arn,
+                        batch_size,
+                        visibility_timeout: template.visibility_timeout(&queue),
+                    },
                 ));
             }
             Trigger::SocketAuthorizer(handler) => socket_authorizer = Some(handler),

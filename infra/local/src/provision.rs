@@ -110,7 +110,26 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str) -> Res
         let arn = format!("arn:aws:sqs:{region}:{ACCOUNT_ID}:{name}");
         physical.insert(logical.clone(), url.clone());
         physical.insert(format!("{logical}.Arn"), arn.clone());
+        physical.insert(format!("{logical}.QueueName"), name);
         queues.insert(logical, (url, arn));
+    }
+    // Redrive policies once every queue exists (they name one another).
+    for (logical, properties) in template.resources_of("AWS::SQS::Queue") {
+        let Some(policy) = properties.get("RedrivePolicy") else {
+            continue;
+        };
+        let policy = crate::template::resolve_json(policy, &physical)
+            .with_context(|| format!("the RedrivePolicy of {logical}"))?;
+        aws_sdk_sqs::Client::new(sdk)
+            .set_queue_attributes()
+            .queue_url(&queues[&logical].0)
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+                policy.to_string(),
+            )
+            .send()
+            .await
+            .with_context(|| format!("setting the RedrivePolicy of {logical}"))?;
     }
 
     // SNS platform applications stand in for the ARNs the template takes as

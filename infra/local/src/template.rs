@@ -14,6 +14,7 @@ pub struct Template {
     parameters: Vec<String>,
     parameter_defaults: BTreeMap<String, String>,
     globals_env: BTreeMap<String, Value>,
+    globals_timeout: Option<u64>,
 }
 
 /// One HTTP API route and the function behind it.
@@ -57,6 +58,11 @@ impl Template {
                     .collect()
             })
             .unwrap_or_default();
+        let globals_timeout = doc
+            .get("Globals")
+            .and_then(|g| g.get("Function"))
+            .and_then(|f| f.get("Timeout"))
+            .and_then(Value::as_u64);
         let parameters = doc
             .get("Parameters")
             .and_then(Value::as_mapping)
@@ -83,6 +89,7 @@ impl Template {
             parameters,
             parameter_defaults,
             globals_env,
+            globals_timeout,
         })
     }
 
@@ -225,6 +232,45 @@ impl Template {
         Some((mapping, destination))
     }
 
+    /// The `SQS` event of a function: the queue's logical id and the batch
+    /// size (10 unless set, as for Lambda).
+    pub fn queue_event(&self, function: &str) -> Option<(String, i32)> {
+        let p = self.event_properties(function, "SQS")?;
+        let queue = match p.get("Queue")? {
+            Value::Tagged(tagged) if tagged.tag == "GetAtt" => {
+                tagged.value.as_str()?.split('.').next()?.to_string()
+            }
+            _ => return None,
+        };
+        let batch_size = p
+            .get("BatchSize")
+            .and_then(Value::as_u64)
+            .map_or(10, |n| n as i32);
+        Some((queue, batch_size))
+    }
+
+    /// A queue's `VisibilityTimeout` (SQS's default is 30 s).
+    pub fn visibility_timeout(&self, queue: &str) -> i32 {
+        self.resources
+            .get(queue)
+            .and_then(|r| r.get("Properties"))
+            .and_then(|p| p.get("VisibilityTimeout"))
+            .and_then(Value::as_u64)
+            .map_or(30, |n| n as i32)
+    }
+
+    /// A function's `Timeout`: its own, else the globals', else Lambda's
+    /// default of 3 s.
+    pub fn timeout(&self, function: &str) -> std::time::Duration {
+        let own = self
+            .resources
+            .get(function)
+            .and_then(|r| r.get("Properties"))
+            .and_then(|p| p.get("Timeout"))
+            .and_then(Value::as_u64);
+        std::time::Duration::from_secs(own.or(self.globals_timeout).unwrap_or(3))
+    }
+
     /// The `FilterCriteria` of a function's `DynamoDB` event (none: every
     /// record is delivered).
     pub fn stream_filter(&self, function: &str) -> Result<crate::filter::EventFilter> {
@@ -246,13 +292,18 @@ impl Template {
     }
 
     fn stream_properties(&self, function: &str) -> Option<&Value> {
+        self.event_properties(function, "DynamoDB")
+    }
+
+    /// The properties of a function's first event of this type.
+    fn event_properties(&self, function: &str, kind: &str) -> Option<&Value> {
         self.resources
             .get(function)?
             .get("Properties")?
             .get("Events")?
             .as_mapping()?
             .values()
-            .find(|e| e.get("Type").and_then(Value::as_str) == Some("DynamoDB"))?
+            .find(|e| e.get("Type").and_then(Value::as_str) == Some(kind))?
             .get("Properties")
     }
 

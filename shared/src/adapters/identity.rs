@@ -363,6 +363,36 @@ impl Identity {
         Ok(())
     }
 
+    /// Stops the user signing in or refreshing (a deleted account's, until
+    /// its purge deletes the user): disabled, and every refresh token
+    /// revoked. A user already gone is fine.
+    pub async fn disable_user(&self, user_id: &UserId) -> Result<(), Error> {
+        let disabled = self
+            .client
+            .admin_disable_user()
+            .user_pool_id(&self.user_pool_id)
+            .username(user_id.as_str())
+            .send()
+            .await;
+        match disabled {
+            Ok(_) => {}
+            Err(err) if aws::error_code(&err) == Some("UserNotFoundException") => return Ok(()),
+            Err(err) => return Err(aws::classify(err)),
+        }
+        let signed_out = self
+            .client
+            .admin_user_global_sign_out()
+            .user_pool_id(&self.user_pool_id)
+            .username(user_id.as_str())
+            .send()
+            .await;
+        match signed_out {
+            Ok(_) => Ok(()),
+            Err(err) if aws::error_code(&err) == Some("UserNotFoundException") => Ok(()),
+            Err(err) => Err(aws::classify(err)),
+        }
+    }
+
     /// Deletes the Cognito user. Deleting a user that is already gone is fine.
     pub async fn delete_user(&self, user_id: &UserId) -> Result<(), Error> {
         let result = self

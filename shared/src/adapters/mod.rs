@@ -11,5 +11,7 @@ pub mod objects;
 pub mod parameters;
 #[cfg(feature = "sns")]
 pub mod push;
+#[cfg(feature = "sqs")]
+pub mod queue;
 #[cfg(feature = "websocket")]
 pub mod sockets;

@@ -10,6 +10,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
 use crate::media::presign::{PostUpload, PresignedPost, SigningCredentials, presigned_post};
+use crate::model::purge::Swept;
 use crate::{Error, adapters::aws};
 
 #[derive(Debug, Clone)]
@@ -153,13 +154,46 @@ impl Objects {
                 .send();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(aws::classify)?;
-                all.extend(
-                    page.contents()
-                        .iter()
-                        .filter_map(|o| o.key().map(str::to_string)),
-                );
+                all.extend(keys_of(&page));
             }
         }
+        self.delete_keys(&all).await?;
+        Ok(all.len())
+    }
+
+    /// Deletes at most `limit` objects under these prefixes, the first
+    /// ones each listing finds, and says whether any are left: one bounded
+    /// step of a larger deletion, which the next call resumes.
+    pub async fn delete_some(&self, prefixes: &[String], limit: usize) -> Result<Swept, Error> {
+        let mut found = Vec::new();
+        let mut more = false;
+        for prefix in prefixes {
+            let room = limit.saturating_sub(found.len());
+            if room == 0 {
+                more = true;
+                break;
+            }
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .max_keys(i32::try_from(room.min(1000)).unwrap_or(1000))
+                .send()
+                .await
+                .map_err(aws::classify)?;
+            found.extend(keys_of(&page));
+            more |= page.is_truncated() == Some(true);
+        }
+        self.delete_keys(&found).await?;
+        Ok(Swept {
+            deleted: found.len(),
+            more,
+        })
+    }
+
+    /// `DeleteObjects` in batches of 1,000 (its limit).
+    async fn delete_keys(&self, all: &[String]) -> Result<(), Error> {
         for chunk in all.chunks(1000) {
             let objects = chunk
                 .iter()
@@ -201,6 +235,13 @@ impl Objects {
                 });
             }
         }
-        Ok(all.len())
+        Ok(())
     }
+}
+
+fn keys_of(page: &aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output) -> Vec<String> {
+    page.contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect()
 }

@@ -9,4 +9,5 @@ pub mod idempotency;
 pub mod ids;
 pub mod media;
 pub mod profile;
+pub mod purge;
 pub mod space;

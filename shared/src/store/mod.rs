@@ -27,7 +27,8 @@ pub use media::Page;
 pub use space::{Accepted, NewInvitation, SpaceAccess, SpacePage};
 
 use crate::keys::{self, ItemKey};
-use crate::model::ids::UserId;
+use crate::model::ids::Partition;
+use crate::model::purge::Swept;
 use crate::{Error, adapters::aws};
 
 type Item = HashMap<String, AttributeValue>;
@@ -101,35 +102,70 @@ impl Table {
             .map_err(Error::internal)
     }
 
-    /// Deletes every item of the user, all in their partition: profile,
-    /// devices, media, sync records, counters and watermarks, idempotency
-    /// records, push marks. Returns how many items were deleted.
-    /// Deletes every item of the user's partition but the profile, which
-    /// stays as the deletion marker until its TTL ends it.
-    pub async fn delete_user_items(&self, user_id: &UserId) -> Result<usize, Error> {
-        let mut pages = self
+    /// Deletes at most `limit` items of the partition (of a deleted account
+    /// or space) and says whether any are left: one bounded step, which the
+    /// next call resumes by asking again. The partition's marker stays (the
+    /// profile, which refuses the account's tokens until its TTL ends it,
+    /// or the space's item, marked deleted). What lives outside the
+    /// partition but only for its items goes with them: an invitation's
+    /// code lookup, a space photo's location.
+    pub async fn sweep_partition(
+        &self,
+        partition: &Partition,
+        limit: usize,
+    ) -> Result<Swept, Error> {
+        let marker = item_key(&match partition {
+            Partition::User(user) => ItemKey::Profile { user: user.clone() },
+            Partition::Space(space) => ItemKey::Space {
+                space: space.clone(),
+            },
+        });
+        // One more than asked, so a page holding the marker still holds
+        // `limit` items to delete.
+        let page = self
             .client
             .query()
             .table_name(&self.name)
             .key_condition_expression("PK = :pk")
-            .expression_attribute_values(":pk", AttributeValue::S(keys::user_partition(user_id)))
-            .projection_expression("PK, SK")
+            .expression_attribute_values(":pk", AttributeValue::S(keys::partition_key(partition)))
+            .projection_expression("PK, SK, codeHash")
             .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        let mut found = Vec::new();
-        let marker = item_key(&ItemKey::Profile {
-            user: user_id.clone(),
-        });
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(aws::classify)?;
-            if item != marker {
-                found.push(item);
+            .limit(i32::try_from(limit.max(1) + 1).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(aws::classify)?;
+        let mut doomed = Vec::new();
+        for item in page.items() {
+            let key: Item = item
+                .iter()
+                .filter(|(name, _)| *name == "PK" || *name == "SK")
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect();
+            if key == marker {
+                continue;
             }
+            let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
+            match text("PK")
+                .zip(text("SK"))
+                .and_then(|(pk, sk)| ItemKey::parse(pk, sk))
+            {
+                Some(ItemKey::Invitation { .. }) => {
+                    if let Some(code_hash) = text("codeHash") {
+                        doomed.push(item_key(&ItemKey::InvitationCode {
+                            code_hash: code_hash.clone(),
+                        }));
+                    }
+                }
+                Some(ItemKey::Media {
+                    partition: Partition::Space(_),
+                    media_id,
+                }) => doomed.push(item_key(&ItemKey::MediaLocation { media_id })),
+                _ => {}
+            }
+            doomed.push(key);
         }
-        let deleted = found.len();
-        for chunk in found.chunks(25) {
+        let deleted = doomed.len();
+        for chunk in doomed.chunks(25) {
             let requests = chunk
                 .iter()
                 .map(|key| {
@@ -142,7 +178,10 @@ impl Table {
                 .collect::<Result<Vec<_>, Error>>()?;
             self.batch_write(requests).await?;
         }
-        Ok(deleted)
+        Ok(Swept {
+            deleted,
+            more: page.last_evaluated_key.is_some(),
+        })
     }
 
     /// `BatchWriteItem` until nothing is left unprocessed, backing off between

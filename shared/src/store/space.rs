@@ -400,6 +400,16 @@ impl Table {
         Ok(SpacePage { items, next })
     }
 
+    /// Whether `owner` deleted this space (a retried `DELETE` finds it
+    /// gone, and only queues its purge again).
+    pub async fn deleted_by(&self, space: &SpaceId, owner: &UserId) -> Result<bool, Error> {
+        Ok(self
+            .spaces(std::iter::once(space))
+            .await?
+            .first()
+            .is_some_and(|found| found.is_deleted() && found.owner_id == *owner))
+    }
+
     /// The items of these spaces (deleted ones too).
     async fn spaces<'a>(
         &self,

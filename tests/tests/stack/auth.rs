@@ -168,10 +168,16 @@ async fn deleting_the_account_removes_the_user_and_their_items() {
     assert_eq!(device.status, 200, "{device:?}");
     let photo = e2e::upload(&api, &user, "image/png", b"bytes").await;
     let deleted = api.delete("/me", Some(&user.access_token)).await;
-    assert_eq!(deleted.status, 204, "{deleted:?}");
+    assert_eq!(deleted.status, 202, "{deleted:?}");
+    // From the 202 on: no sign-in, no token; the rest is the purge's.
     api.sign_in(&user.email, PASSWORD)
         .await
         .assert_problem(401, "bad_credentials");
+    api.get("/me", Some(&user.access_token))
+        .await
+        .assert_problem(401, "token_revoked");
+    api.wait_until_purged().await;
+    assert_eq!(api.queue_depth("PurgeDeadLetterQueue").await, 0);
 
     let sdk = api.sdk().await;
     let items = aws_sdk_dynamodb::Client::new(&sdk)

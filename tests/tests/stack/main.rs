@@ -18,6 +18,7 @@ mod media_urls;
 mod migration;
 mod notify;
 mod presign_botocore;
+mod purge;
 mod realtime;
 mod security;
 mod spaces;

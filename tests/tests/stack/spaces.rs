@@ -545,7 +545,8 @@ async fn a_deleted_account_leaves_its_spaces_and_its_records_in_them_stay() {
     assert_eq!(pushed.body["rejected"], json!([]), "{pushed:?}");
 
     let deleted = api.delete("/me", Some(&owner.access_token)).await;
-    assert!(deleted.status.is_success(), "{deleted:?}");
+    assert_eq!(deleted.status, 202, "{deleted:?}");
+    api.wait_until_purged().await;
 
     // The longest-standing member owns the shared space now; the records
     // the owner wrote are the space's and stay.
@@ -647,12 +648,11 @@ async fn a_spaces_photos_are_its_members_and_stay_with_the_space() {
         .assert_problem(403, "insufficient_role");
 
     // The uploader's account goes; the photo stays with the space.
-    assert!(
-        api.delete("/me", Some(&editor.access_token))
-            .await
-            .status
-            .is_success()
+    assert_eq!(
+        api.delete("/me", Some(&editor.access_token)).await.status,
+        202
     );
+    api.wait_until_purged().await;
     let kept = api
         .get(&format!("/media/{id}"), Some(&viewer.access_token))
         .await;
