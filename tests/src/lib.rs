@@ -336,6 +336,23 @@ impl TestStack {
         keys
     }
 
+    /// How many objects the media bucket holds under `prefix` (up to 1,000).
+    pub async fn objects_under(&self, prefix: &str) -> i32 {
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&self.sdk().await)
+                .force_path_style(true)
+                .build(),
+        );
+        s3.list_objects_v2()
+            .bucket(&self.stack.resources.bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .unwrap()
+            .key_count()
+            .unwrap_or(0)
+    }
+
     /// Messages in a queue of the template (by logical id), visible and in
     /// flight.
     pub async fn queue_depth(&self, queue: &str) -> usize {

@@ -183,6 +183,12 @@ pub async fn start(options: Options) -> Result<LocalStack> {
                     .get(&queue)
                     .with_context(|| format!("{function}'s SQS event names {queue}, not a queue"))?
                     .clone();
+                // Lambda hides a batch for the queue's visibility timeout;
+                // the handler is cut off at its Timeout, so locally a lost
+                // receive comes back sooner.
+                let visibility_timeout = template
+                    .visibility_timeout(&queue)
+                    .min(template.timeout(&function).as_secs() as i32 + 5);
                 pollers.push(queue::spawn_poller(
                     queue::poller_client(&sdk),
                     options.region.clone(),
@@ -192,7 +198,7 @@ pub async fn start(options: Options) -> Result<LocalStack> {
                         queue_url,
                         queue_arn,
                         batch_size,
-                        visibility_timeout: template.visibility_timeout(&queue),
+                        visibility_timeout,
                     },
                 ));
             }

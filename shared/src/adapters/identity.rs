@@ -374,10 +374,8 @@ impl Identity {
             .username(user_id.as_str())
             .send()
             .await;
-        match disabled {
-            Ok(_) => {}
-            Err(err) if aws::error_code(&err) == Some("UserNotFoundException") => return Ok(()),
-            Err(err) => return Err(aws::classify(err)),
+        if !unless_gone(disabled)? {
+            return Ok(());
         }
         let signed_out = self
             .client
@@ -386,27 +384,32 @@ impl Identity {
             .username(user_id.as_str())
             .send()
             .await;
-        match signed_out {
-            Ok(_) => Ok(()),
-            Err(err) if aws::error_code(&err) == Some("UserNotFoundException") => Ok(()),
-            Err(err) => Err(aws::classify(err)),
-        }
+        unless_gone(signed_out).map(|_| ())
     }
 
     /// Deletes the Cognito user. Deleting a user that is already gone is fine.
     pub async fn delete_user(&self, user_id: &UserId) -> Result<(), Error> {
-        let result = self
+        let deleted = self
             .client
             .admin_delete_user()
             .user_pool_id(&self.user_pool_id)
             .username(user_id.as_str())
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if aws::error_code(&err) == Some("UserNotFoundException") => Ok(()),
-            Err(err) => Err(aws::classify(err)),
-        }
+        unless_gone(deleted).map(|_| ())
+    }
+}
+
+/// An administrator's call on a user: `Ok(true)` if it happened,
+/// `Ok(false)` if the user is already gone (a deletion got there first).
+fn unless_gone<T, E>(result: Result<T, SdkError<E, HttpResponse>>) -> Result<bool, Error>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(err) if aws::error_code(&err) == Some("UserNotFoundException") => Ok(false),
+        Err(err) => Err(aws::classify(err)),
     }
 }
 

@@ -227,20 +227,12 @@ async fn deleting_the_account_removes_the_user_and_their_items() {
         })
         .collect();
     assert!(left.is_empty(), "endpoints left behind: {left:?}");
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
     for prefix in shared::keys::user_object_prefixes(&user.user_id) {
-        let listed = s3
-            .list_objects_v2()
-            .bucket(&api.stack.resources.bucket)
-            .prefix(prefix)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(listed.key_count(), Some(0), "objects left behind ({photo})");
+        assert_eq!(
+            api.objects_under(&prefix).await,
+            0,
+            "objects left behind ({photo})"
+        );
     }
     // Another user is untouched.
     assert_eq!(api.get("/me", Some(&other.access_token)).await.status, 200);

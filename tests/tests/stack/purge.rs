@@ -65,20 +65,8 @@ async fn a_deleted_account_is_purged_in_bounded_steps_while_its_tokens_are_refus
     api.wait_until_purged().await;
     assert_eq!(api.queue_depth("PurgeDeadLetterQueue").await, 0);
     assert_eq!(api.partition_keys(&own).await, ["PROFILE"]);
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&api.sdk().await)
-            .force_path_style(true)
-            .build(),
-    );
     for prefix in shared::keys::user_object_prefixes(&user.user_id) {
-        let listed = s3
-            .list_objects_v2()
-            .bucket(&api.stack.resources.bucket)
-            .prefix(prefix)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(listed.key_count(), Some(0));
+        assert_eq!(api.objects_under(&prefix).await, 0, "{prefix}");
     }
     let cognito = aws_sdk_cognitoidentityprovider::Client::new(&api.sdk().await);
     assert!(
@@ -143,20 +131,8 @@ async fn a_deleted_space_is_purged_but_its_item_stays_so_members_learn_it_went()
     assert_eq!(api.partition_keys(&partition).await, ["SPACE"]);
     // The photo's objects, its location and the open invitation's code
     // went with the space.
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&api.sdk().await)
-            .force_path_style(true)
-            .build(),
-    );
     for prefix in shared::keys::object_prefixes(&partition) {
-        let listed = s3
-            .list_objects_v2()
-            .bucket(&api.stack.resources.bucket)
-            .prefix(&prefix)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(listed.key_count(), Some(0), "{prefix}");
+        assert_eq!(api.objects_under(&prefix).await, 0, "{prefix}");
     }
     api.get(&format!("/media/{id}"), Some(&member.access_token))
         .await
