@@ -59,7 +59,10 @@ NOT_IN_THE_EMULATOR = {
     "AWS::CloudFront::KeyGroup": "checked by the local stack's distribution, rotation included",
     "AWS::CloudFront::PublicKey": "the local stack makes the key pair and puts the private half in SSM",
     "AWS::CloudFront::OriginAccessControl": "how CloudFront signs its reads from the bucket; cfn-lint checks it",
-    "AWS::Lambda::EventInvokeConfig": "resize's on-failure destination; its target queue is created and checked",
+    "AWS::Lambda::EventInvokeConfig": "resize's and the janitor's on-failure destination; its target queue is "
+    "created and checked",
+    "AWS::SQS::QueuePolicy": "lets EventBridge put an undeliverable janitor schedule event in its dead-letter "
+    "queue; the emulator does not enforce resource policies, and the queue itself is created",
     "AWS::S3::BucketPolicy": "deny insecure transport, and let the distribution read media/; the emulator does not "
     "enforce resource policies (the local distribution reads media/ only)",
     "AWS::SNS::Subscription": "the optional alarm e-mail subscription",

@@ -267,12 +267,13 @@ impl<T: Transport> Replica<T> {
                         break;
                     }
                 }
-                // The server's feed was rebuilt: everything again, merged.
+                // The server no longer has what this copy missed (deletes
+                // compacted, or a rebuilt feed): everything again, replacing.
                 Err(SyncError::Server { code, .. })
                     if code == "cursor_expired" && !started_over =>
                 {
                     started_over = true;
-                    lock(&self.store).forget_cursor()?;
+                    lock(&self.store).start_over()?;
                 }
                 Err(err) => return Err(err),
             }

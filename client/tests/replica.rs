@@ -455,5 +455,84 @@ fn a_version_1_file_is_upgraded_in_place_and_keeps_its_outbox() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
+}
+
+/// A record's change as the server sends it: `text` written at `millis`.
+fn pulled(record_id: &str, text: &str, millis: u64, version: u64) -> shared::sync::Change {
+    use shared::sync::merge::{Op, RecordState};
+    let mut state = RecordState::default();
+    state.apply(
+        &Op::Put([("text".to_string(), json!(text))].into()),
+        &shared::sync::hlc::Hlc::new(millis, 0, "tablet"),
+    );
+    shared::sync::Change::new(
+        shared::sync::RecordKey::own("notes", record_id),
+        &state,
+        version,
+    )
+}
+
+#[test]
+fn starting_over_replaces_the_copy_and_keeps_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("phone.db");
+    let mut store = mobile_sync::store::Store::open(path.to_str().unwrap(), "phone").unwrap();
+    let page = |changes, cursor: &str, has_more| PullPage {
+        changes,
+        spaces: Vec::new(),
+        cursor: cursor.into(),
+        has_more,
+        last_mutation_id: 0,
+    };
+    store
+        .apply_page(&page(
+            vec![
+                pulled("kept", "old", NOW, 1),
+                pulled("gone", "deleted elsewhere", NOW, 2),
+            ],
+            "c2",
+            false,
+        ))
+        .unwrap();
+    store
+        .enqueue(
+            None,
+            "notes",
+            "offline",
+            Some(fields(json!({"text": "mine"}))),
+            NOW + 5,
+        )
+        .unwrap();
+
+    store.start_over().unwrap();
+    assert_eq!(store.cursor().unwrap(), None);
+    // Until the full pull ends, the app still sees its whole copy.
+    let first = store
+        .apply_page(&page(vec![pulled("kept", "new", NOW + 1, 7)], "c7", true))
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(store.list(None, "notes").unwrap().len(), 3);
+    let last = store.apply_page(&page(Vec::new(), "c7", false)).unwrap();
+    assert_eq!(
+        last,
+        vec![shared::sync::RecordKey::own("notes", "gone")],
+        "the record the full pull did not send is gone"
+    );
+    let listed = store.list(None, "notes").unwrap();
+    let texts: Vec<(&str, &Value)> = listed
+        .iter()
+        .map(|(id, f)| (id.as_str(), &f["text"]))
+        .collect();
+    assert_eq!(
+        texts,
+        vec![("kept", &json!("new")), ("offline", &json!("mine"))]
+    );
+    assert_eq!(store.pending_count().unwrap(), 1, "the outbox is kept");
+    assert_eq!(store.cursor().unwrap().as_deref(), Some("c7"));
+    // Later pulls merge again.
+    store
+        .apply_page(&page(vec![pulled("other", "x", NOW + 2, 8)], "c8", false))
+        .unwrap();
+    assert_eq!(store.list(None, "notes").unwrap().len(), 3);
 }

@@ -377,5 +377,5 @@ fn a_version_2_file_is_upgraded_in_place_and_keeps_records_outbox_and_rejected()
         .unwrap()
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 }

@@ -150,7 +150,9 @@ impl Code {
             Code::OwnerMustTransfer => "The owner must transfer ownership before leaving",
             Code::MutationGap => "Mutations are missing before this batch",
             Code::ClockSkew => "The client clock is too far ahead",
-            Code::CursorExpired => "The cursor is from before an upgrade; pull from the start",
+            Code::CursorExpired => {
+                "The cursor is older than what the server keeps; pull from the start"
+            }
             Code::IdempotencyKeyReused => "The idempotency key was used for another request",
             Code::IdempotencyKeyInUse => "A request with this idempotency key is in progress",
             Code::TooManyRequests => "Too many requests",

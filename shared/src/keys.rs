@@ -36,6 +36,8 @@ const MEMBERSHIP: &str = "SPACEOF#";
 const INVITATION: &str = "INVITE#";
 const INVITATION_CODE: &str = "INVITECODE#";
 const CODE: &str = "CODE";
+const JANITOR: &str = "JANITOR";
+const SCAN: &str = "SCAN";
 
 const UPLOADS: &str = "uploads/";
 const VARIANTS: &str = "media/";
@@ -113,6 +115,8 @@ pub enum ItemKey {
     /// `OWNER`): a token is one user's at a time. Outside every user's
     /// partition, since the token is the phone's, not the user's.
     PushToken { token_hash: String },
+    /// Where the janitor's walk over the table stopped (`JANITOR`, `SCAN`).
+    JanitorPosition,
 }
 
 impl ItemKey {
@@ -137,6 +141,7 @@ impl ItemKey {
             }
             Self::PushToken { token_hash } => format!("{PUSH_TOKEN}{token_hash}"),
             Self::InvitationCode { code_hash } => format!("{INVITATION_CODE}{code_hash}"),
+            Self::JanitorPosition => JANITOR.into(),
         }
     }
 
@@ -168,11 +173,15 @@ impl ItemKey {
             Self::MediaLocation { .. } => SPACE_ITEM.into(),
             Self::Presence { .. } => PRESENCE.into(),
             Self::DeviceIndex { .. } => DEVICE_INDEX.into(),
+            Self::JanitorPosition => SCAN.into(),
         }
     }
 
     /// What an item is, from its key; None for a key this crate never wrote.
     pub fn parse(pk: &str, sk: &str) -> Option<Self> {
+        if pk == JANITOR {
+            return (sk == SCAN).then_some(Self::JanitorPosition);
+        }
         if let Some(token_hash) = pk.strip_prefix(PUSH_TOKEN) {
             return (sk == OWNER).then(|| Self::PushToken {
                 token_hash: token_hash.into(),
@@ -272,7 +281,10 @@ impl ItemKey {
             Self::Space { space } | Self::Member { space, .. } | Self::Invitation { space, .. } => {
                 Partition::Space(space.clone())
             }
-            Self::PushToken { .. } | Self::InvitationCode { .. } | Self::MediaLocation { .. } => {
+            Self::PushToken { .. }
+            | Self::InvitationCode { .. }
+            | Self::MediaLocation { .. }
+            | Self::JanitorPosition => {
                 return None;
             }
         })
@@ -495,6 +507,7 @@ mod tests {
                 }
             ),
             "[0-9a-f]{64}".prop_map(|token_hash| ItemKey::PushToken { token_hash }),
+            Just(ItemKey::JanitorPosition),
         ]
     }
 

@@ -111,6 +111,7 @@ impl TestStack {
             api_port: 0,
             cdn_port: 0,
             websocket_port: 0,
+            console_port: 0,
             websocket_limits,
             stack_name: format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
             template,

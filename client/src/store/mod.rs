@@ -259,9 +259,18 @@ impl Store {
         meta(&self.conn, "cursor")
     }
 
-    pub fn forget_cursor(&mut self) -> Result<(), SyncError> {
-        self.conn
-            .execute("DELETE FROM meta WHERE key = 'cursor'", [])?;
+    /// The server cannot bring this copy up to date (`cursor_expired`):
+    /// the next pull starts from nothing and replaces the records instead
+    /// of merging, since a merge would keep records whose deletes the
+    /// server no longer has. Until it ends, the app keeps seeing the old
+    /// copy; the outbox stays and is applied on top throughout.
+    pub fn start_over(&mut self) -> Result<(), SyncError> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM meta WHERE key = 'cursor'", [])?;
+        tx.execute("UPDATE records SET stale = 1", [])?;
+        tx.execute("UPDATE spaces SET stale = 1", [])?;
+        set_meta(&tx, "starting_over", "1")?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -269,9 +278,12 @@ impl Store {
     /// transaction; every stamp seen advances the clock. Membership changes
     /// come first: a space left is dropped before a rejoined one's fresh
     /// state lands. Returns the records that changed (a dropped space's
-    /// included).
+    /// included). While starting over, a page replaces the records it
+    /// holds, and its last page removes every record and space it did not
+    /// send.
     pub fn apply_page(&mut self, page: &PullPage) -> Result<Vec<RecordKey>, SyncError> {
         let tx = self.conn.transaction()?;
+        let starting_over = meta(&tx, "starting_over")?.is_some();
         let mut clock = clock(&tx, self.client_id.as_str())?;
         let mut changed = Vec::new();
         for space in &page.spaces {
@@ -293,13 +305,24 @@ impl Store {
                 clock.observe(hlc);
             }
             let key = change.key();
-            let mut state = server_state(&tx, &key)?.unwrap_or_default();
-            let before = state.clone();
-            state.merge(&incoming);
+            let before = server_state(&tx, &key)?.unwrap_or_default();
+            let state = if starting_over {
+                incoming
+            } else {
+                let mut merged = before.clone();
+                merged.merge(&incoming);
+                merged
+            };
             if state != before {
-                put_state(&tx, &key, &state)?;
-                changed.push(key);
+                changed.push(key.clone());
             }
+            if state != before || starting_over {
+                put_state(&tx, &key, &state)?;
+            }
+        }
+        if starting_over && !page.has_more {
+            changed.extend(spaces::sweep_stale(&tx)?);
+            tx.execute("DELETE FROM meta WHERE key = 'starting_over'", [])?;
         }
         set_meta(&tx, "clock", &clock.last().to_string())?;
         set_meta(&tx, "cursor", &page.cursor)?;
@@ -365,7 +388,7 @@ pub(super) fn put_state(
 ) -> Result<(), SyncError> {
     tx.execute(
         "INSERT INTO records (space, collection, record_id, state) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (space, collection, record_id) DO UPDATE SET state = excluded.state",
+         ON CONFLICT (space, collection, record_id) DO UPDATE SET state = excluded.state, stale = 0",
         params![
             space_column(key.space.as_ref()),
             key.collection,

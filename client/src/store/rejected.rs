@@ -41,6 +41,9 @@ pub enum RejectionCode {
     NotAMember,
     /// The edit was for a shared space this user may only read.
     ReadOnly,
+    /// The record was deleted (on another device) longer ago than the
+    /// server keeps deletes, and this edit is older than that delete.
+    StaleEdit,
     Other {
         code: String,
     },
@@ -55,6 +58,7 @@ impl RejectionCode {
             "record_too_large" => Self::RecordTooLarge,
             "not_a_member" => Self::NotAMember,
             "read_only" => Self::ReadOnly,
+            "stale_edit" => Self::StaleEdit,
             other => Self::Other {
                 code: other.to_string(),
             },

@@ -9,7 +9,7 @@ use crate::SyncError;
 pub(super) const APPLICATION_ID: i64 = 0x6D73_796E;
 /// `PRAGMA user_version`: the schema this code writes. Older files are
 /// upgraded in place by `upgrade` (every version's file is a test fixture).
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 pub(super) const SCHEMA: &str = "
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
@@ -75,6 +75,15 @@ CREATE TABLE spaces (
 ) STRICT, WITHOUT ROWID;
 ";
 
+/// Version 4: starting over. When the server has compacted deletes this
+/// device never saw (`cursor_expired`), every record and space is marked
+/// `stale`; the full pull that follows replaces what it sends and clears
+/// the mark, and what is still marked when it ends is gone on the server.
+pub(super) const SCHEMA_4: &str = "
+ALTER TABLE records ADD COLUMN stale INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE spaces ADD COLUMN stale INTEGER NOT NULL DEFAULT 0;
+";
+
 /// A new file is version 1 brought up to date: one path for both.
 pub(super) fn create(conn: &mut Connection, client_id: &str) -> Result<(), SyncError> {
     let tx = conn.transaction()?;
@@ -101,6 +110,9 @@ fn migrate(tx: &Transaction<'_>, from: i64) -> Result<(), SyncError> {
     }
     if from < 3 {
         tx.execute_batch(SCHEMA_3)?;
+    }
+    if from < 4 {
+        tx.execute_batch(SCHEMA_4)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     Ok(())

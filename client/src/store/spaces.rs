@@ -7,9 +7,9 @@ use shared::model::ids::SpaceId;
 use shared::sync::RecordKey;
 use shared::sync::spaces::SpaceChange;
 
-use super::Store;
 use super::outbox::{key_of, queued, reject};
 use super::schema::meta;
+use super::{Store, space_of};
 use crate::SyncError;
 
 /// What a member may do in a space.
@@ -105,10 +105,53 @@ pub(super) fn upsert(
 ) -> Result<(), SyncError> {
     conn.execute(
         "INSERT INTO spaces (space_id, name, role) VALUES (?1, ?2, ?3)
-         ON CONFLICT (space_id) DO UPDATE SET name = excluded.name, role = excluded.role",
+         ON CONFLICT (space_id) DO UPDATE SET name = excluded.name, role = excluded.role, stale = 0",
         params![space.as_str(), name, role.as_str()],
     )?;
     Ok(())
+}
+
+/// The end of starting over: every space and record the full pull did not
+/// send is gone on the server. Returns the records whose view changed.
+pub(super) fn sweep_stale(tx: &Transaction<'_>) -> Result<Vec<RecordKey>, SyncError> {
+    let gone: Vec<SpaceId> = {
+        let mut statement = tx.prepare_cached("SELECT space_id FROM spaces WHERE stale = 1")?;
+        let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+        rows.map(|id| {
+            let id = id?;
+            SpaceId::parse(&id).map_err(|_| SyncError::Database {
+                reason: format!("a stored space id {id:?} is not one"),
+            })
+        })
+        .collect::<Result<_, _>>()?
+    };
+    let mut changed = Vec::new();
+    for space in &gone {
+        changed.extend(drop_space(tx, space)?);
+    }
+    {
+        let mut statement =
+            tx.prepare_cached("SELECT space, collection, record_id FROM records WHERE stale = 1")?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (space, collection, record_id) = row?;
+            changed.push(RecordKey {
+                space: space_of(&space)?,
+                collection,
+                record_id,
+            });
+        }
+    }
+    tx.execute("DELETE FROM records WHERE stale = 1", [])?;
+    changed.sort();
+    changed.dedup();
+    Ok(changed)
 }
 
 /// This user is out of `space`: its records go, and its queued edits move

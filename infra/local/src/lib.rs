@@ -4,11 +4,13 @@
 
 pub mod authorizer;
 pub mod cdn;
+pub mod control;
 pub mod filter;
 pub mod provision;
 pub mod queue;
 pub mod registry;
 pub mod s3;
+pub mod schedule;
 pub mod server;
 pub mod stream;
 pub mod template;
@@ -39,6 +41,8 @@ pub struct Options {
     pub cdn_port: u16,
     /// The live channel's port; 0 picks a free one.
     pub websocket_port: u16,
+    /// The control port (run a schedule now); 0 picks a free one.
+    pub console_port: u16,
     /// The live channel's idle and maximum durations.
     pub websocket_limits: websocket::Limits,
     /// Prefix of every resource name, so stacks can share one emulator.
@@ -64,11 +68,15 @@ pub struct LocalStack {
     /// over `http://`).
     pub websocket_url: String,
     pub gateway: Arc<websocket::Gateway>,
+    /// The control port: `http://127.0.0.1:PORT`.
+    pub console_url: String,
+    /// The functions with a `Schedule` event, to run now.
+    pub schedules: schedule::Schedules,
     pub resources: Resources,
     pub routes: Vec<template::Route>,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
-    /// The distribution and the WebSocket gateway.
+    /// The distribution, the WebSocket gateway and the control port.
     side_servers: Vec<JoinHandle<()>>,
     pollers: Vec<JoinHandle<()>>,
 }
@@ -150,6 +158,7 @@ pub async fn start(options: Options) -> Result<LocalStack> {
 
     let mut handlers: HashMap<String, server::Handler> = HashMap::new();
     let mut pollers = Vec::new();
+    let mut schedules = schedule::Schedules::new(&options.region);
     for function in template.functions() {
         let env = environment(&template, &resources, &function, &endpoints)?;
         let identity = identity(&options, &template, &resources, &function).await?;
@@ -201,6 +210,12 @@ pub async fn start(options: Options) -> Result<LocalStack> {
                         visibility_timeout,
                     },
                 ));
+            }
+            Trigger::Schedule(handler) => {
+                let expression = template
+                    .schedule_event(&function)
+                    .with_context(|| format!("{function} has no Schedule event in the template"))?;
+                schedules.add(&function, &expression, handler);
             }
             Trigger::SocketAuthorizer(handler) => socket_authorizer = Some(handler),
             Trigger::Socket(handler) => {
@@ -256,6 +271,18 @@ pub async fn start(options: Options) -> Result<LocalStack> {
         gateway.clone(),
     ));
 
+    pollers.extend(schedules.spawn_timers());
+    let console_listener = TcpListener::bind(("127.0.0.1", options.console_port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{}", options.console_port))?;
+    let console_url = format!("http://{}", console_listener.local_addr()?);
+    let console_app = control::router(schedules.clone());
+    let console = tokio::spawn(async move {
+        if let Err(err) = axum::serve(console_listener, console_app).await {
+            tracing::error!(error = %err, "the control port stopped");
+        }
+    });
+
     let authorizer = authorizer::Authorizer::new(
         &options.emulator_url,
         &options.region,
@@ -288,7 +315,9 @@ pub async fn start(options: Options) -> Result<LocalStack> {
         media_key_group,
         websocket_url: format!("ws://{websocket_host}"),
         gateway,
-        side_servers: vec![cdn, websocket],
+        console_url,
+        schedules,
+        side_servers: vec![cdn, websocket, console],
         resources,
         routes,
         shutdown: Some(shutdown),

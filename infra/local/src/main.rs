@@ -24,6 +24,10 @@ async fn main() -> Result<()> {
             .ok()
             .and_then(|p| p.parse().ok())
             .unwrap_or(3001),
+        console_port: std::env::var("CONSOLE_PORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(3003),
         websocket_limits: local_stack::websocket::Limits::default(),
         stack_name: std::env::var("STACK_NAME").unwrap_or_else(|_| "local".into()),
         template: std::env::var("TEMPLATE")
@@ -33,10 +37,11 @@ async fn main() -> Result<()> {
     let mut stack = local_stack::start(options).await?;
     let r = &stack.resources;
     eprintln!(
-        "\nlocal stack ready\n  API           {}\n  media CDN     {}\n  live channel  {}/?token=<accessToken>&clientId=<id>\n  emulator      {emulator_url}\n  table         {}\n  bucket        {}\n  user pool     {}\n  app client    {}\n  routes        {}\n\nCtrl-C stops it.\n",
+        "\nlocal stack ready\n  API           {}\n  media CDN     {}\n  live channel  {}/?token=<accessToken>&clientId=<id>\n  control       {} (scripts/run-schedule JanitorFunction)\n  emulator      {emulator_url}\n  table         {}\n  bucket        {}\n  user pool     {}\n  app client    {}\n  routes        {}\n\nCtrl-C stops it.\n",
         stack.api_url,
         stack.cdn_url,
         stack.websocket_url,
+        stack.console_url,
         r.table_name,
         r.bucket,
         r.user_pool_id,

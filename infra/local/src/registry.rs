@@ -1,6 +1,6 @@
 //! Which crate runs each function of `template.yaml`, and on which kind of
 //! trigger: one line per function. The stack's trigger modules (`server`
-//! for HTTP routes, `s3`, `stream`, `queue`) take the details (routes,
+//! for HTTP routes, `s3`, `stream`, `queue`, `schedule`) take the details (routes,
 //! queues, the stream) from the template itself; nothing else names a
 //! function. Every handler runs under its function's `Timeout`, as on
 //! Lambda: past it the call is dropped and the trigger sees what it would
@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use aws_config::SdkConfig;
 use shared::config::FromEnv;
 
-use crate::{queue, s3, server, stream, websocket};
+use crate::{queue, s3, schedule, server, stream, websocket};
 
 /// A function, ready to be called by its trigger.
 pub enum Trigger {
@@ -30,6 +30,8 @@ pub enum Trigger {
     Stream(stream::Handler),
     /// An SQS queue (the template's `SQS` events).
     Queue(queue::Handler),
+    /// An EventBridge schedule (the template's `Schedule` events).
+    Schedule(schedule::Handler),
     /// The WebSocket API's `$connect` REQUEST authorizer.
     SocketAuthorizer(websocket::Authorizer),
     /// The WebSocket API's routes.
@@ -58,6 +60,7 @@ pub fn build(
         "RealtimeFunction" => function!(Socket, realtime::socket, handle),
         "PokeFunction" => function!(Stream, realtime::poke, handle_stream),
         "PurgeFunction" => function!(Queue, purge, handle),
+        "JanitorFunction" => function!(Schedule, janitor, handle),
         _ => return None,
     };
     let lookup = |name: &str| env.get(name).cloned();
@@ -93,7 +96,8 @@ impl TimedOut for aws_lambda_events::apigw::ApiGatewayProxyResponse {
     }
 }
 
-/// An event source (S3's retries, the stream's mapping) retries the event.
+/// An event source (S3's retries, the stream's mapping, a schedule's
+/// asynchronous invocation) retries the event.
 impl<T> TimedOut for Result<T, shared::Error> {
     fn timed_out(limit: Duration) -> Self {
         Err(shared::Error::unavailable(std::io::Error::other(format!(

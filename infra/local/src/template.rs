@@ -249,6 +249,14 @@ impl Template {
         Some((queue, batch_size))
     }
 
+    /// The expression of a function's `Schedule` event: `rate(1 hour)`.
+    pub fn schedule_event(&self, function: &str) -> Option<String> {
+        self.event_properties(function, "Schedule")?
+            .get("Schedule")?
+            .as_str()
+            .map(str::to_string)
+    }
+
     /// A queue's `VisibilityTimeout` (SQS's default is 30 s).
     pub fn visibility_timeout(&self, queue: &str) -> i32 {
         self.resources

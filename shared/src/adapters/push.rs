@@ -121,6 +121,26 @@ impl Push {
         Ok(())
     }
 
+    /// Whether the endpoint can still be pushed to: false once APNs or FCM
+    /// told SNS the token is dead (SNS disables it) or it was deleted.
+    pub async fn endpoint_enabled(&self, arn: &str) -> Result<bool, Error> {
+        match self
+            .client
+            .get_endpoint_attributes()
+            .endpoint_arn(arn)
+            .send()
+            .await
+        {
+            Ok(output) => Ok(output
+                .attributes
+                .unwrap_or_default()
+                .get("Enabled")
+                .is_some_and(|enabled| enabled == "true")),
+            Err(err) if aws::error_code(&err) == Some("NotFound") => Ok(false),
+            Err(err) => Err(aws::classify(err)),
+        }
+    }
+
     pub async fn delete_endpoint(&self, arn: &str) -> Result<(), Error> {
         self.client
             .delete_endpoint()

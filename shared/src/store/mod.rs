@@ -7,6 +7,7 @@ mod change;
 mod connection;
 mod device;
 mod idempotency;
+mod janitor;
 mod media;
 mod migration;
 mod profile;
@@ -23,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
 
+pub use janitor::{Finding, ScanPage, ScanPosition};
 pub use media::Page;
 pub use space::{Accepted, NewInvitation, SpaceAccess, SpacePage};
 

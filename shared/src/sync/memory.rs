@@ -269,6 +269,7 @@ impl MemoryServer {
                 name_version: space.name_version,
                 version: state.counter(&Partition::Space(space_id.clone())),
                 deleted: space.deleted,
+                compaction: Default::default(),
             });
             let pull = plan_space(cursor.generation, membership, client_id, head.as_ref());
             let page = pull.range(budget).map(|(after, until)| {

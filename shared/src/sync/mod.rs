@@ -2,6 +2,7 @@
 //! client watermark), merged field by field (see `merge`), and written in
 //! chunks that each fit one `TransactWriteItems`.
 
+pub mod compaction;
 pub mod feed;
 pub mod hlc;
 pub mod memory;
@@ -62,6 +63,10 @@ pub enum Rejection {
     NotAMember,
     /// The pusher is a viewer of the space.
     ReadOnly,
+    /// The record is gone and the edit is older than a delete compacted
+    /// away (see [`compaction`]): applying it could bring back a record
+    /// deleted on another device.
+    StaleEdit,
 }
 
 impl Rejection {
@@ -73,6 +78,7 @@ impl Rejection {
             Rejection::RecordTooLarge => "record_too_large",
             Rejection::NotAMember => "not_a_member",
             Rejection::ReadOnly => "read_only",
+            Rejection::StaleEdit => "stale_edit",
         }
     }
 }
@@ -290,6 +296,20 @@ pub fn authorize(
             None => mutation.rejection = Some(Rejection::NotAMember),
             Some(role) if !role.may_write() => mutation.rejection = Some(Rejection::ReadOnly),
             Some(_) => {}
+        }
+    }
+}
+
+/// Marks the mutations for records the store does not hold (`held`) that
+/// are older than a delete compacted in their partition: `stale_edit`.
+pub fn reject_stale(
+    mutations: &mut [Mutation],
+    held: impl Fn(&RecordKey) -> bool,
+    compaction: impl Fn(Option<&SpaceId>) -> compaction::Compaction,
+) {
+    for mutation in mutations.iter_mut().filter(|m| m.rejection.is_none()) {
+        if !held(&mutation.key) && compaction(mutation.key.space.as_ref()).is_stale(&mutation.hlc) {
+            mutation.rejection = Some(Rejection::StaleEdit);
         }
     }
 }

@@ -65,6 +65,8 @@ pub struct SpaceHead {
     pub name_version: u64,
     pub version: u64,
     pub deleted: bool,
+    /// The tombstones compacted away in the space.
+    pub compaction: super::compaction::Compaction,
 }
 
 /// What one space contributes to one pull answer.
@@ -337,6 +339,7 @@ mod tests {
             name_version: 0,
             version,
             deleted: false,
+            compaction: Default::default(),
         }
     }
 

@@ -13,6 +13,7 @@ mod faults;
 mod holes;
 mod iam;
 mod idempotency;
+mod janitor;
 mod media;
 mod media_urls;
 mod migration;

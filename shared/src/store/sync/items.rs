@@ -10,6 +10,7 @@ use crate::keys::{self, ItemKey};
 use crate::model::access::Role;
 use crate::model::ids::{ClientId, Partition, SpaceId, UserId};
 use crate::store::{Item, number};
+use crate::sync::compaction::Compaction;
 use crate::sync::merge::RecordState;
 use crate::sync::spaces::SpaceHead;
 use crate::sync::{RecordKey, Rejected};
@@ -134,6 +135,24 @@ pub(super) fn member_may_write(table: &str, key: Item) -> Result<TransactWriteIt
     Ok(TransactWriteItem::builder().condition_check(check).build())
 }
 
+/// Attribute names of the compaction a counter item records.
+pub(in crate::store) const COMPACTED_THROUGH: &str = "compactedThrough";
+pub(in crate::store) const COMPACTED_BEFORE: &str = "compactedBefore";
+
+/// The compaction recorded in a counter item (none yet: the default).
+pub(in crate::store) fn compaction_of(item: &Item) -> Compaction {
+    let number_of = |name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Compaction {
+        through: number_of(COMPACTED_THROUGH),
+        before: number_of(COMPACTED_BEFORE),
+    }
+}
+
 /// A space's item as a pull reads it: name, counter, deletion.
 pub(super) fn decode_space_head(item: &Item) -> Option<(SpaceId, SpaceHead)> {
     let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
@@ -151,6 +170,7 @@ pub(super) fn decode_space_head(item: &Item) -> Option<(SpaceId, SpaceHead)> {
         name_version: number_of("nameVersion"),
         version: number_of("ver"),
         deleted: item.contains_key("deletedAt"),
+        compaction: compaction_of(item),
     };
     Some((space, head))
 }
@@ -198,6 +218,17 @@ pub(super) fn decode_record(mut item: Item) -> Option<(RecordKey, RecordState, u
     Some((key, state, version))
 }
 
+/// A stored record with the server time (Unix millis) of its last write.
+pub(in crate::store) fn decode_record_at(item: Item) -> Option<(RecordKey, RecordState, u64, i64)> {
+    let updated_at = item
+        .get("updatedAt")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse::<i64>().ok())
+        .unwrap_or(0);
+    let (key, state, version) = decode_record(item)?;
+    Some((key, state, version, updated_at))
+}
+
 /// Moves a client's watermark from `from` to `to`, only if it still holds
 /// `from`, and keeps `rejected` beside it.
 pub(super) fn watermark_update(
@@ -243,11 +274,17 @@ pub(super) fn read_into(snapshot: &mut Snapshot, item: Item) -> Result<(), Error
     match ItemKey::parse(text(keys::PK).unwrap_or(""), text(keys::SK).unwrap_or("")) {
         Some(ItemKey::SyncVersion { .. }) => {
             snapshot.versions.insert(None, number_of("ver"));
+            snapshot.compactions.insert(None, compaction_of(&item));
         }
         Some(ItemKey::Space { space }) => {
             // A deleted space takes no writes: it has no counter to move.
             if !item.contains_key("deletedAt") {
-                snapshot.versions.insert(Some(space), number_of("ver"));
+                snapshot
+                    .versions
+                    .insert(Some(space.clone()), number_of("ver"));
+                snapshot
+                    .compactions
+                    .insert(Some(space), compaction_of(&item));
             }
         }
         Some(ItemKey::Member { space, .. }) => {

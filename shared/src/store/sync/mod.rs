@@ -15,6 +15,7 @@ use aws_sdk_dynamodb::types::{
 
 mod items;
 
+pub(super) use items::{COMPACTED_BEFORE, COMPACTED_THROUGH, decode_record_at};
 use items::{RecordItem, decode_record, read_into, record_key, version_key, watermark_key};
 use items::{counter_update, member_may_write, space_counter_update, watermark_update};
 
@@ -25,13 +26,14 @@ use crate::model::access::Grant;
 use crate::model::access::Role;
 use crate::model::ids::SpaceId;
 use crate::model::ids::{ClientId, Partition, UserId};
+use crate::sync::compaction::Compaction;
 use crate::sync::feed::PullCursor;
 use crate::sync::merge::RecordState;
 use crate::sync::spaces::{SpaceHead, assemble, plan_space};
 use crate::sync::store::SyncStore;
 use crate::sync::{
     Change, Chunk, FeedRead, Mutation, PullPage, PushOutcome, RECORDS_PER_CHUNK, RecordKey,
-    Rejected, authorize, plan, rejections_within, unapplied,
+    Rejected, authorize, plan, reject_stale, rejections_within, unapplied,
 };
 use crate::{Error, adapters::aws};
 
@@ -44,6 +46,8 @@ pub(super) struct Snapshot {
     /// Each partition's version counter (None: the user's own); a space
     /// that is gone or deleted has none.
     versions: BTreeMap<Option<SpaceId>, u64>,
+    /// What was compacted in each of those partitions.
+    compactions: BTreeMap<Option<SpaceId>, Compaction>,
     /// The writer's role in each space read.
     roles: BTreeMap<SpaceId, Role>,
     records: BTreeMap<RecordKey, (RecordState, u64)>,
@@ -344,6 +348,17 @@ impl SyncStore for Table {
                     .then(|| snapshot.roles.get(space).copied())
                     .flatten()
             });
+            reject_stale(
+                &mut fresh,
+                |key| snapshot.records.contains_key(key),
+                |space| {
+                    snapshot
+                        .compactions
+                        .get(&space.cloned())
+                        .copied()
+                        .unwrap_or_default()
+                },
+            );
             let chunks = plan(&snapshot.states(), &fresh, RECORDS_PER_CHUNK);
             if self.commit_all(writer, &mut snapshot, &chunks).await? {
                 return Ok(PushOutcome {
@@ -402,6 +417,10 @@ impl SyncStore for Table {
             }
         }
         let own_version = head.versions.get(&None).copied().unwrap_or(0);
+        let own_compaction = head.compactions.get(&None).copied().unwrap_or_default();
+        if own_compaction.expires(cursor.own) {
+            return Err(expired());
+        }
         let own_partition = Partition::User(user.clone());
         let own = self
             .feed_page(&own_partition, cursor.own, own_version, limit)
@@ -411,6 +430,11 @@ impl SyncStore for Table {
         for membership in &memberships {
             let space = &membership.space_id;
             let pull = plan_space(cursor.generation, membership, client_id, spaces.get(space));
+            if let (Some((after, _)), Some(head)) = (pull.range(1), spaces.get(space))
+                && head.compaction.expires(after)
+            {
+                return Err(expired());
+            }
             let page = match pull.range(budget) {
                 Some((after, until)) => {
                     let partition = Partition::Space(space.clone());
@@ -427,6 +451,14 @@ impl SyncStore for Table {
             .await?;
         Ok(assembled.page)
     }
+}
+
+/// A position below what the janitor compacted: the client starts over.
+fn expired() -> Error {
+    Error::new(
+        crate::Code::CursorExpired,
+        "the cursor is older than the deletes the server keeps; pull without a cursor and replace the local copy",
+    )
 }
 
 impl Table {
