@@ -7,7 +7,10 @@
 //! - removes photos still pending a day after their upload, with any
 //!   object that arrived;
 //! - forgets devices whose push endpoint SNS disabled (the phone's token
-//!   died while nothing was sent to it).
+//!   died while nothing was sent to it);
+//! - queues the purge again of an account or space marked deleted over an
+//!   hour ago whose purge never finished (its message was never sent, or
+//!   it waits in the dead-letter queue): purge steps are idempotent.
 //!
 //! Every action is a conditional write on what was read, so a run repeated
 //! or overlapping another does nothing twice, and the walk's position is
@@ -21,12 +24,14 @@ use chrono::{DateTime, Utc};
 use shared::Error;
 use shared::adapters::objects::Objects;
 use shared::adapters::push::Push;
+use shared::adapters::queue::Queue;
 use shared::aws_config::SdkConfig;
 use shared::config::{self, Env, FromEnv, MissingVariable, PushApplications};
 use shared::metrics::Metrics;
 use shared::model::device::{Device, TokenOwner};
 use shared::model::ids::Partition;
 use shared::model::media::{Media, PENDING_TTL_SECONDS};
+use shared::model::purge::PurgeJob;
 use shared::store::{Finding, Table};
 use shared::sync::RecordKey;
 use shared::sync::compaction::{self, Compaction};
@@ -46,6 +51,8 @@ pub struct Config {
     /// `COMPACTION_GRACE_SECONDS`: between announcing a compaction and
     /// deleting; longer than the sync function's `Timeout` (30).
     pub grace_seconds: u64,
+    /// `PURGE_QUEUE_URL`: where an unfinished purge is queued again.
+    pub purge_queue_url: String,
 }
 
 impl FromEnv for Config {
@@ -61,6 +68,7 @@ impl FromEnv for Config {
             pages_per_run: size("JANITOR_PAGES_PER_RUN", 20),
             page_size: size("JANITOR_PAGE_SIZE", 1000),
             grace_seconds: env.number("COMPACTION_GRACE_SECONDS", 30),
+            purge_queue_url: env.required("PURGE_QUEUE_URL")?,
         })
     }
 }
@@ -70,6 +78,7 @@ pub struct Deps {
     pub table: Table,
     pub objects: Objects,
     pub push: Push,
+    pub purge_queue: Queue,
     pub horizon_millis: u64,
     pub pages_per_run: usize,
     pub page_size: usize,
@@ -82,6 +91,7 @@ impl Deps {
             table: Table::new(sdk, &config.table_name),
             objects: Objects::new(sdk, &config.media_bucket),
             push: Push::new(sdk, &config.push.apns, &config.push.fcm),
+            purge_queue: Queue::new(sdk, &config.purge_queue_url),
             horizon_millis: config.tombstone_days * 24 * 3600 * 1000,
             pages_per_run: config.pages_per_run,
             page_size: config.page_size,
@@ -98,6 +108,7 @@ pub struct Report {
     pub tombstones_compacted: usize,
     pub pending_media_removed: usize,
     pub devices_removed: usize,
+    pub purges_queued: usize,
     /// Findings whose action failed: the next walk tries them again.
     pub failures: usize,
     /// Whether the run reached the end of the table (the next starts over).
@@ -114,10 +125,15 @@ pub async fn handle(deps: &Deps, _event: EventBridgeEvent) -> Result<(), Error> 
         .count("TombstonesCompacted", report.tombstones_compacted)
         .count("PendingMediaRemoved", report.pending_media_removed)
         .count("DevicesRemoved", report.devices_removed)
+        .count("PurgesQueued", report.purges_queued)
         .count("JanitorFailures", report.failures)
         .emit();
     Ok(())
 }
+
+/// A purge runs in minutes (50,000 records: four); one still unfinished
+/// an hour after the deletion was lost or is stuck.
+const PURGE_OVERDUE: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
 /// A tombstone to compact once its partition's announcement is out.
 struct Tombstone {
@@ -181,7 +197,15 @@ pub async fn run(deps: &Deps, now: DateTime<Utc>) -> Result<Report, Error> {
                         forget_if_dead(deps, &device).await,
                     );
                 }
-                Finding::Pending(_) => {}
+                Finding::Unpurged { target, deleted_at } if now - deleted_at > PURGE_OVERDUE => {
+                    let queued = deps.purge_queue.send(&PurgeJob::start(target)).await;
+                    tally(
+                        &mut report.purges_queued,
+                        &mut report.failures,
+                        queued.map(|()| true),
+                    );
+                }
+                Finding::Pending(_) | Finding::Unpurged { .. } => {}
             }
         }
         // Announced before anything of the page is deleted.

@@ -102,8 +102,10 @@ async fn run_message(deps: &Deps, message: &SqsMessage) -> Result<(), Error> {
     } else {
         job.next()
     };
-    if let Some(next) = &follow_up {
-        deps.queue.send(next).await?;
+    match &follow_up {
+        Some(next) => deps.queue.send(next).await?,
+        // The janitor queues again a purge never marked finished.
+        None => deps.table.mark_purged(&job.target).await?,
     }
     tracing::info!(
         target_kind = kind(&job.target),

@@ -3,6 +3,7 @@
 //! conditional deletes that make each finding safe to act on twice.
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
 
 use super::sync::{COMPACTED_BEFORE, COMPACTED_THROUGH, decode_record_at};
 use super::{Item, Stored, Table, item_key, number};
@@ -10,6 +11,9 @@ use crate::keys::{self, ItemKey};
 use crate::model::device::Device;
 use crate::model::ids::{MediaId, Partition};
 use crate::model::media::{Media, Status};
+use crate::model::profile::Profile;
+use crate::model::purge::Target;
+use crate::model::space::Space;
 use crate::sync::RecordKey;
 use crate::sync::compaction::Compaction;
 use crate::sync::merge::RecordState;
@@ -30,6 +34,12 @@ pub enum Finding {
     Pending(Media),
     /// A registered phone, whose endpoint may have been disabled.
     Device(Device),
+    /// An account or space marked deleted whose purge has not finished
+    /// (or was never queued), with when it was marked.
+    Unpurged {
+        target: Target,
+        deleted_at: DateTime<Utc>,
+    },
 }
 
 /// One page of the walk.
@@ -173,6 +183,31 @@ impl Table {
         aws::conditional(result)
     }
 
+    /// Marks a deleted account's or space's purge finished: the janitor
+    /// stops queueing it again. Nothing is marked if the marker is gone.
+    pub async fn mark_purged(&self, target: &Target) -> Result<(), Error> {
+        let marker = match target {
+            Target::Account { user_id } => ItemKey::Profile {
+                user: user_id.clone(),
+            },
+            Target::Space { space_id } => ItemKey::Space {
+                space: space_id.clone(),
+            },
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(item_key(&marker)))
+            .update_expression("SET #purged = :now")
+            .condition_expression("attribute_exists(deletedAt)")
+            .expression_attribute_names("#purged", PURGED_AT)
+            .expression_attribute_values(":now", AttributeValue::S(Utc::now().to_rfc3339()))
+            .send()
+            .await;
+        aws::conditional(result).map(|_| ())
+    }
+
     /// Deletes a media item only while it is still pending (an upload
     /// processed meanwhile stays); false if it was not.
     pub async fn delete_pending_media(
@@ -212,6 +247,9 @@ impl Table {
     }
 }
 
+/// On a deletion marker: when its purge finished.
+const PURGED_AT: &str = "purgedAt";
+
 /// What an item is to the janitor; None for the items it has no work for.
 fn finding(item: Item) -> Option<Finding> {
     let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
@@ -235,6 +273,26 @@ fn finding(item: Item) -> Option<Finding> {
         ItemKey::Device { .. } => serde_dynamo::from_item::<_, Stored<Device>>(item)
             .ok()
             .map(|stored| Finding::Device(stored.value)),
+        _ if item.contains_key(PURGED_AT) => None,
+        ItemKey::Profile { user } => {
+            let profile = serde_dynamo::from_item::<_, Stored<Profile>>(item)
+                .ok()?
+                .value;
+            Some(Finding::Unpurged {
+                target: Target::Account { user_id: user },
+                deleted_at: DateTime::from_timestamp(profile.deleted_at?, 0)?,
+            })
+        }
+        ItemKey::Space { space } => {
+            let deleted_at = serde_dynamo::from_item::<_, Stored<Space>>(item)
+                .ok()?
+                .value
+                .deleted_at?;
+            Some(Finding::Unpurged {
+                target: Target::Space { space_id: space },
+                deleted_at,
+            })
+        }
         _ => None,
     }
 }

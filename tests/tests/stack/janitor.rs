@@ -29,6 +29,7 @@ async fn janitor(api: &TestStack, grace: Duration) -> janitor::Deps {
         pages_per_run: 20,
         page_size: 1000,
         grace_seconds: 0,
+        purge_queue_url: api.stack.resources.queues["PurgeQueue"].0.clone(),
     };
     let mut deps = janitor::Deps::new(&api.sdk().await, &config);
     deps.grace = grace;
@@ -380,4 +381,41 @@ async fn abandoned_uploads_and_dead_devices_are_removed_on_schedule() {
     api.get(&format!("/media/{media_id}"), Some(&user.access_token))
         .await
         .assert_problem(404, "not_found");
+}
+
+#[tokio::test]
+async fn a_deletion_whose_purge_was_never_queued_is_purged_after_an_hour() {
+    let api = TestStack::start().await;
+    let user = api.user().await;
+    let pushed = api
+        .push(
+            &user,
+            "phone",
+            vec![mutation(
+                1,
+                "milk",
+                "put",
+                Some("milk"),
+                &e2e::hlc_now("phone"),
+            )],
+        )
+        .await;
+    assert_eq!(pushed.status, 200);
+    // Marked deleted two hours ago, as DELETE /me does, but its queue
+    // message was never sent (the request answered 503 and the app never
+    // retried).
+    let table = api.table().await;
+    let profile = table.profile(&user.user_id).await.unwrap().unwrap();
+    let two_hours_ago = Utc::now().timestamp() - 7200;
+    table.mark_deleted(&profile, two_hours_ago).await.unwrap();
+    let own = Partition::User(user.user_id.clone());
+
+    let deps = janitor(&api, Duration::ZERO).await;
+    let report = janitor::run(&deps, Utc::now()).await.unwrap();
+    assert_eq!(report.purges_queued, 1, "{report:?}");
+    api.wait_until_purged().await;
+    assert_eq!(api.partition_keys(&own).await, ["PROFILE"]);
+    // Finished purges are marked, and not queued again.
+    let again = janitor::run(&deps, Utc::now()).await.unwrap();
+    assert_eq!(again.purges_queued, 0, "{again:?}");
 }
