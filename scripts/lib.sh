@@ -86,13 +86,14 @@ stop_emulator() {
 # its resources prefixed NAME; sets STACK_API, STACK_WS and STACK_PID. The caller's
 # trap calls stop_local_stack.
 start_local_stack() {
-  local name="$1" log="$2" port cdn_port ws_port
+  local name="$1" log="$2" port cdn_port ws_port console_port
   port="$(free_port)"
   cdn_port="$(free_port)"
   ws_port="$(free_port)"
+  console_port="$(free_port)"
   STACK_API="http://127.0.0.1:$port"
   STACK_WS="ws://127.0.0.1:$ws_port"
-  API_PORT="$port" CDN_PORT="$cdn_port" WS_PORT="$ws_port" STACK_NAME="$name" \
+  API_PORT="$port" CDN_PORT="$cdn_port" WS_PORT="$ws_port" CONSOLE_PORT="$console_port" STACK_NAME="$name" \
     "$ROOT/target/debug/local-stack" >"$log" 2>&1 &
   STACK_PID=$!
   wait_until_answers "$STACK_API/health" "$STACK_PID" "$log" 30

@@ -230,10 +230,10 @@ impl<T: Transport> Replica<T> {
             // Bound first: the store's lock must not outlive this line.
             let next = lock(&self.store).next_batch()?;
             let Some(batch) = next else { break };
-            match self
-                .transport
-                .push(&client_id, &batch.mutations, &batch.idempotency_key)
-            {
+            match patiently(|| {
+                self.transport
+                    .push(&client_id, &batch.mutations, &batch.idempotency_key)
+            }) {
                 Ok(answer) => {
                     let acknowledged = lock(&self.store).acknowledge(&answer)?;
                     let rejected = acknowledged.rejected.len() as u64;
@@ -254,10 +254,10 @@ impl<T: Transport> Replica<T> {
         let mut started_over = false;
         loop {
             let cursor = lock(&self.store).cursor()?;
-            match self
-                .transport
-                .pull(&client_id, cursor.as_deref(), PULL_LIMIT)
-            {
+            match patiently(|| {
+                self.transport
+                    .pull(&client_id, cursor.as_deref(), PULL_LIMIT)
+            }) {
                 Ok(page) => {
                     let pulled = lock(&self.store).apply_page(&page)?;
                     report.pulled += pulled.len() as u64;
@@ -280,6 +280,28 @@ impl<T: Transport> Replica<T> {
         }
         report.collections = collections(changed);
         Ok(report)
+    }
+}
+
+/// A rate limit asking for at most this long is waited out inside
+/// `sync()`; a longer one is the app's `RateLimited`, to schedule.
+const WAIT_AT_MOST: u64 = 5;
+
+/// Runs `call`, waiting out short rate limits (at most three times): a
+/// push refused is resent under the same idempotency key, so nothing is
+/// lost or applied twice.
+fn patiently<T>(mut call: impl FnMut() -> Result<T, SyncError>) -> Result<T, SyncError> {
+    let mut waits = 0;
+    loop {
+        match call() {
+            Err(SyncError::RateLimited {
+                retry_after_seconds,
+            }) if retry_after_seconds <= WAIT_AT_MOST && waits < 3 => {
+                waits += 1;
+                std::thread::sleep(std::time::Duration::from_secs(retry_after_seconds));
+            }
+            outcome => return outcome,
+        }
     }
 }
 

@@ -37,6 +37,11 @@ pub enum SyncError {
     /// refresh it, `set_access_token`, and sync again.
     #[error("not signed in, or the access token expired")]
     Unauthorized,
+    /// Too many requests: the server (or API Gateway's throttle) asks to
+    /// wait `retry_after_seconds`. `sync()` waits out short ones itself;
+    /// this is a longer one. Nothing was lost: sync again after the wait.
+    #[error("rate limited; retry in {retry_after_seconds} s")]
+    RateLimited { retry_after_seconds: u64 },
     /// The request did not get an answer (offline, timeout, reset).
     #[error("network error: {reason}")]
     Transport { reason: String },

@@ -111,6 +111,17 @@ impl HttpTransport {
     }
 }
 
+/// `Retry-After` in seconds. API Gateway's stage throttle answers 429
+/// without one (and without a problem document): a second, then.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> u64 {
+    headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
 fn transport(err: reqwest::Error) -> SyncError {
     SyncError::Transport {
         reason: err.to_string(),
@@ -122,6 +133,11 @@ fn refused(response: Response) -> SyncError {
     let status = response.status().as_u16();
     if status == 401 {
         return SyncError::Unauthorized;
+    }
+    if status == 429 {
+        return SyncError::RateLimited {
+            retry_after_seconds: retry_after(response.headers()),
+        };
     }
     let problem: Problem = response.json().unwrap_or_default();
     match (problem.code.as_str(), problem.last_mutation_id) {

@@ -61,6 +61,17 @@ pub fn run(
             {
                 return Err(SyncError::Unauthorized);
             }
+            // Refused for now (a limit): wait what it asks before the
+            // next attempt, on top of the backoff.
+            Err(tungstenite::Error::Http(response)) if response.status().as_u16() == 429 => {
+                let asked = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(1);
+                sleep_unless_stopped(Duration::from_secs(asked.min(300)), stop);
+            }
             Err(_) => {}
         }
         if stop.load(Ordering::Relaxed) {

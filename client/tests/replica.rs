@@ -25,6 +25,8 @@ struct Server {
     rules: Arc<Mutex<MemoryServer>>,
     pushes: Arc<Mutex<Vec<Push>>>,
     lose_next_answer: Arc<Mutex<bool>>,
+    /// The next pushes are refused with these `Retry-After` seconds.
+    limited: Arc<Mutex<Vec<u64>>>,
 }
 
 impl Transport for Server {
@@ -34,6 +36,11 @@ impl Transport for Server {
         mutations: &[WireMutation],
         key: &str,
     ) -> Result<PushAnswer, SyncError> {
+        if let Some(retry_after_seconds) = self.limited.lock().unwrap().pop() {
+            return Err(SyncError::RateLimited {
+                retry_after_seconds,
+            });
+        }
         self.pushes
             .lock()
             .unwrap()
@@ -535,4 +542,34 @@ fn starting_over_replaces_the_copy_and_keeps_the_outbox() {
         .apply_page(&page(vec![pulled("other", "x", NOW + 2, 8)], "c8", false))
         .unwrap();
     assert_eq!(store.list(None, "notes").unwrap().len(), 3);
+}
+
+#[test]
+fn a_rate_limited_sync_waits_a_short_limit_out_and_reports_a_long_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::default();
+    let phone = replica(&dir, "phone", &server);
+    phone
+        .put_at("notes", "n1", fields(json!({"t": "a"})), NOW)
+        .unwrap();
+    // A second's wait: sync() waits it out and goes on.
+    server.limited.lock().unwrap().push(1);
+    let started = std::time::Instant::now();
+    assert_eq!(phone.sync().unwrap().pushed, 1);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+
+    // A minute's: the app is told, and the outbox waits intact.
+    phone
+        .put_at("notes", "n2", fields(json!({"t": "b"})), NOW + 1)
+        .unwrap();
+    server.limited.lock().unwrap().push(60);
+    assert_eq!(
+        phone.sync(),
+        Err(SyncError::RateLimited {
+            retry_after_seconds: 60
+        })
+    );
+    assert_eq!(phone.pending_count().unwrap(), 1);
+    assert_eq!(phone.sync().unwrap().pushed, 1, "the next try goes through");
+    assert_eq!(phone.pending_count().unwrap(), 0);
 }

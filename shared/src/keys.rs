@@ -37,6 +37,8 @@ const INVITATION: &str = "INVITE#";
 const INVITATION_CODE: &str = "INVITECODE#";
 const CODE: &str = "CODE";
 const JANITOR: &str = "JANITOR";
+const LIMIT: &str = "LIMIT#";
+const RATE: &str = "RATE#";
 const SCAN: &str = "SCAN";
 
 const UPLOADS: &str = "uploads/";
@@ -117,6 +119,22 @@ pub enum ItemKey {
     PushToken { token_hash: String },
     /// Where the janitor's walk over the table stopped (`JANITOR`, `SCAN`).
     JanitorPosition,
+    /// The count of a rate limit's window (`RATE#<policy>#<window start>`):
+    /// in the user's partition (so `DELETE /me` takes it), or for what has
+    /// no account yet, under the subject's hash (`LIMIT#<sha256>`).
+    Rate {
+        subject: RateSubject,
+        policy: String,
+        window: i64,
+    },
+}
+
+/// Whom a rate limit counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateSubject {
+    User(UserId),
+    /// A hash of an e-mail address or a refresh token.
+    Hashed(String),
 }
 
 impl ItemKey {
@@ -142,6 +160,10 @@ impl ItemKey {
             Self::PushToken { token_hash } => format!("{PUSH_TOKEN}{token_hash}"),
             Self::InvitationCode { code_hash } => format!("{INVITATION_CODE}{code_hash}"),
             Self::JanitorPosition => JANITOR.into(),
+            Self::Rate { subject, .. } => match subject {
+                RateSubject::User(user) => user_partition(user),
+                RateSubject::Hashed(hash) => format!("{LIMIT}{hash}"),
+            },
         }
     }
 
@@ -174,6 +196,7 @@ impl ItemKey {
             Self::Presence { .. } => PRESENCE.into(),
             Self::DeviceIndex { .. } => DEVICE_INDEX.into(),
             Self::JanitorPosition => SCAN.into(),
+            Self::Rate { policy, window, .. } => format!("{RATE}{policy}#{window}"),
         }
     }
 
@@ -181,6 +204,18 @@ impl ItemKey {
     pub fn parse(pk: &str, sk: &str) -> Option<Self> {
         if pk == JANITOR {
             return (sk == SCAN).then_some(Self::JanitorPosition);
+        }
+        if let Some(rest) = sk.strip_prefix(RATE) {
+            let (policy, window) = rest.split_once('#')?;
+            let subject = match pk.strip_prefix(LIMIT) {
+                Some(hash) => RateSubject::Hashed(hash.into()),
+                None => RateSubject::User(parse_user_partition(pk)?),
+            };
+            return Some(Self::Rate {
+                subject,
+                policy: policy.into(),
+                window: window.parse().ok()?,
+            });
         }
         if let Some(token_hash) = pk.strip_prefix(PUSH_TOKEN) {
             return (sk == OWNER).then(|| Self::PushToken {
@@ -287,6 +322,10 @@ impl ItemKey {
             | Self::JanitorPosition => {
                 return None;
             }
+            Self::Rate { subject, .. } => match subject {
+                RateSubject::User(user) => Partition::User(user.clone()),
+                RateSubject::Hashed(_) => return None,
+            },
         })
     }
 }
@@ -508,6 +547,20 @@ mod tests {
             ),
             "[0-9a-f]{64}".prop_map(|token_hash| ItemKey::PushToken { token_hash }),
             Just(ItemKey::JanitorPosition),
+            (user(), "[a-z-]{1,12}", any::<i64>()).prop_map(|(user, policy, window)| {
+                ItemKey::Rate {
+                    subject: RateSubject::User(user),
+                    policy,
+                    window,
+                }
+            }),
+            ("[0-9a-f]{64}", "[a-z-]{1,12}", any::<i64>()).prop_map(|(hash, policy, window)| {
+                ItemKey::Rate {
+                    subject: RateSubject::Hashed(hash),
+                    policy,
+                    window,
+                }
+            }),
         ]
     }
 

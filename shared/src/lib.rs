@@ -19,6 +19,7 @@
 pub mod config;
 pub mod error;
 pub mod keys;
+pub mod limits;
 pub mod media;
 pub mod model;
 pub mod sync;

@@ -403,6 +403,16 @@ impl TestStack {
 }
 
 /// A sync hlc for `client` at the current time (counter 0).
+/// A copy of the project's template with its first `from` changed to `to`
+/// (a smaller step, a lower limit), for a stack of its own.
+pub fn template_with(from: &str, to: &str) -> std::path::PathBuf {
+    let original = std::fs::read_to_string(Options::default_template()).unwrap();
+    assert!(original.contains(from), "the template has {from:?}");
+    let path = std::env::temp_dir().join(format!("template-{}.yaml", uuid::Uuid::new_v4()));
+    std::fs::write(&path, original.replacen(from, to, 1)).unwrap();
+    path
+}
+
 pub fn hlc_now(client: &str) -> String {
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

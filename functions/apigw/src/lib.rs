@@ -8,6 +8,7 @@
 
 mod delivery;
 mod idempotency;
+mod limits;
 mod request;
 mod response;
 mod routes;
@@ -15,6 +16,7 @@ pub mod testing;
 
 pub use delivery::{COMPRESS_ABOVE, etag};
 pub use idempotency::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
+pub use limits::{Limiter, Limits};
 pub use request::{Caller, json_body};
 pub use response::{Reply, problem_response};
 pub use routes::{Access, BoxReply, Call, Route, Service, handle, match_path, page_cursor};

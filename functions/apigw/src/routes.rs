@@ -5,12 +5,15 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::DeserializeOwned;
+use shared::keys::RateSubject;
+use shared::limits::{Decision, Policy};
 use shared::model::access::Session;
 use shared::store::Table;
 use shared::{Code, Error};
@@ -19,7 +22,7 @@ use crate::delivery::Negotiation;
 use crate::idempotency::idempotent;
 use crate::request::{bearer_token, caller, route_path};
 use crate::response::{problem_response, respond};
-use crate::{Caller, Reply, json_body};
+use crate::{Caller, Limiter, Reply, json_body};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +137,9 @@ pub trait Service: Sync + Sized + 'static {
     const ROUTES: &'static [Route<Self>];
 
     fn table(&self) -> &Table;
+
+    /// Every session route is counted against the caller's limits.
+    fn limiter(&self) -> &Limiter;
 }
 
 /// One request as a handler sees it.
@@ -141,7 +147,12 @@ pub struct Call<'a> {
     pub req: &'a Request,
     params: Vec<(&'static str, String)>,
     verified: Option<(Caller, Session)>,
+    /// The limits this request was counted against, for its headers.
+    decisions: Decisions,
 }
+
+/// Shared between the dispatcher and the handler's call.
+type Decisions = Arc<Mutex<Vec<Decision>>>;
 
 impl Call<'_> {
     /// The verified caller's token claims (a session route always has
@@ -208,6 +219,18 @@ impl Call<'_> {
         json_body(self.req, limit)
     }
 
+    /// Counts this request against `policy` for `subject` (a public
+    /// route's e-mail address, say); refused past the quota.
+    pub async fn count_against(
+        &self,
+        table: &Table,
+        subject: &RateSubject,
+        policy: &Policy,
+    ) -> Result<(), Error> {
+        let decision = table.take(subject, policy, now()).await?;
+        record(&self.decisions, decision)
+    }
+
     /// The raw bearer token (only sign-out hands it back to Cognito).
     pub fn bearer_token(&self) -> Result<&str, Error> {
         bearer_token(self.req)
@@ -241,8 +264,65 @@ pub async fn handle<S: Service>(service: &S, req: Request) -> Response<Body> {
     };
     let key = route.key();
     let delivery = Negotiation::of(req.method(), req.headers(), Some(route.access));
-    let result = run(service, route, &key, &req, params).await;
-    delivery.deliver(respond(&key, started, result))
+    let decisions = Decisions::default();
+    let result = run(service, route, &key, &req, params, decisions.clone()).await;
+    let mut response = delivery.deliver(respond(&key, started, result));
+    announce(
+        &mut response,
+        &decisions.lock().unwrap_or_else(|p| p.into_inner()),
+    );
+    response
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Keeps a decision for the headers; a refusal is the request's error.
+fn record(decisions: &Decisions, decision: Decision) -> Result<(), Error> {
+    decisions
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(decision);
+    if decision.allowed {
+        Ok(())
+    } else {
+        Err(decision.refusal())
+    }
+}
+
+/// The limits a request was counted against, as the RateLimit fields
+/// (draft-ietf-httpapi-ratelimit-headers-09), and `Retry-After` on a
+/// refusal.
+fn announce(response: &mut Response<Body>, decisions: &[Decision]) {
+    if decisions.is_empty() {
+        return;
+    }
+    let join = |parts: Vec<String>| parts.join(", ");
+    let headers = [
+        (
+            "ratelimit-policy",
+            join(decisions.iter().map(|d| d.policy.header()).collect()),
+        ),
+        (
+            "ratelimit",
+            join(decisions.iter().map(Decision::header).collect()),
+        ),
+    ];
+    for (name, value) in headers {
+        if let Ok(value) = value.parse() {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    if let Some(retry) = decisions
+        .iter()
+        .filter(|d| !d.allowed)
+        .map(|d| d.reset)
+        .max()
+        && let Ok(value) = retry.to_string().parse()
+    {
+        response.headers_mut().insert("retry-after", value);
+    }
 }
 
 async fn run<S: Service>(
@@ -251,6 +331,7 @@ async fn run<S: Service>(
     key: &str,
     req: &Request,
     params: Vec<(&'static str, String)>,
+    decisions: Decisions,
 ) -> Result<Reply, Error> {
     let verified = match route.access {
         Access::Public => None,
@@ -266,6 +347,11 @@ async fn run<S: Service>(
                     .check_session(&caller.user_id, caller.issued_at, token_id)
                     .await?
             };
+            let decision = service
+                .limiter()
+                .check(table, &caller.user_id, req.method().as_str(), now())
+                .await?;
+            record(&decisions, decision)?;
             Some((caller, session))
         }
     };
@@ -273,6 +359,7 @@ async fn run<S: Service>(
         req,
         params,
         verified,
+        decisions,
     };
     if !route.idempotent {
         return (route.handler)(service, call).await;

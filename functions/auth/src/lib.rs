@@ -8,6 +8,7 @@ use shared::adapters::queue::Queue;
 use shared::adapters::sockets::Sockets;
 use shared::aws_config::SdkConfig;
 use shared::config::{self, Env, FromEnv, MissingVariable, UserPool};
+use shared::keys::RateSubject;
 use shared::metrics::Metrics;
 use shared::model::email::Email;
 use shared::model::ids::UserId;
@@ -27,11 +28,14 @@ pub struct Config {
     pub websocket_management_url: String,
     /// `PURGE_QUEUE_URL`: where deletions go.
     pub purge_queue_url: String,
+    /// The caller's rate limits (`USER_WRITES_PER_MINUTE`, `USER_READS_PER_MINUTE`).
+    pub limits: apigw::Limits,
 }
 
 impl FromEnv for Config {
     fn read(env: &Env) -> Result<Self, MissingVariable> {
         Ok(Self {
+            limits: apigw::Limits::read(env)?,
             table_name: config::table_name(env)?,
             user_pool: UserPool::read(env)?,
             websocket_management_url: env.required("WEBSOCKET_MANAGEMENT_URL")?,
@@ -47,11 +51,13 @@ pub struct Deps {
     pub table: Table,
     pub sockets: Sockets,
     pub purge: Queue,
+    pub limiter: std::sync::Arc<apigw::Limiter>,
 }
 
 impl Deps {
     pub fn new(sdk: &SdkConfig, config: &Config) -> Self {
         Self {
+            limiter: std::sync::Arc::new(apigw::Limiter::new(config.limits)),
             identity: Identity::new(
                 shared::adapters::identity::client(sdk),
                 &config.user_pool.id,
@@ -88,6 +94,10 @@ impl Service for Deps {
 
     fn table(&self) -> &Table {
         &self.table
+    }
+
+    fn limiter(&self) -> &apigw::Limiter {
+        &self.limiter
     }
 }
 
@@ -210,9 +220,50 @@ fn code(raw: &str) -> Result<&str, Error> {
     Ok(raw)
 }
 
+/// The public routes' limits, per e-mail address (or refresh token): tight
+/// where a person is behind them, generous enough that no real user meets
+/// them. Per source address they would have to be loose (carrier-grade NAT
+/// puts many phones behind one), so the account is what is counted.
+mod public {
+    use shared::limits::Policy;
+
+    /// Cognito locks an account after 5 wrong passwords for a while and
+    /// longer each time; this keeps guessing slow everywhere, the emulator
+    /// included, and locks the owner out for at most 5 minutes.
+    pub const SIGN_IN: Policy = Policy::new("sign-in", 10, 300);
+    pub const SIGN_UP: Policy = Policy::new("sign-up", 5, 3600);
+    pub const CONFIRM: Policy = Policy::new("confirm", 10, 600);
+    /// A victim's inbox gets at most this many reset e-mails an hour,
+    /// whoever asks.
+    pub const FORGOT_PASSWORD: Policy = Policy::new("forgot-password", 3, 3600);
+    pub const RESET_PASSWORD: Policy = Policy::new("reset-password", 10, 3600);
+    /// An app refreshes once an access token's hour is over: 30 in 5
+    /// minutes is a loop.
+    pub const REFRESH: Policy = Policy::new("refresh", 30, 300);
+}
+
+/// A subject of the public limits: the hash of what identifies it, never
+/// the address or token itself.
+fn hashed(kind: &str, value: &str) -> RateSubject {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{kind}:{value}"));
+    RateSubject::Hashed(digest.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+async fn limit_email(
+    deps: &Deps,
+    call: &Call<'_>,
+    email: &Email,
+    policy: &shared::limits::Policy,
+) -> Result<(), Error> {
+    call.count_against(&deps.table, &hashed("email", email.as_str()), policy)
+        .await
+}
+
 async fn sign_up(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     let body: Credentials = call.json(DEFAULT_BODY_LIMIT)?;
     let email = Email::parse(&body.email)?;
+    limit_email(deps, &call, &email, &public::SIGN_UP).await?;
     let signed_up = deps
         .identity
         .sign_up(&email, password(&body.password)?)
@@ -229,6 +280,7 @@ async fn sign_up(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
 async fn confirm(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     let body: Confirmation = call.json(DEFAULT_BODY_LIMIT)?;
     let email = Email::parse(&body.email)?;
+    limit_email(deps, &call, &email, &public::CONFIRM).await?;
     deps.identity.confirm(&email, code(&body.code)?).await?;
     Ok(Reply::empty(204))
 }
@@ -237,6 +289,7 @@ async fn sign_in(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     let body: Credentials = call.json(DEFAULT_BODY_LIMIT)?;
     let email = Email::parse(&body.email)?;
     let password = password(&body.password)?;
+    limit_email(deps, &call, &email, &public::SIGN_IN).await?;
     let tokens = live_tokens(deps, || deps.identity.sign_in(&email, password)).await?;
     let claims = tokens.id_claims()?;
     deps.table
@@ -292,15 +345,17 @@ async fn refresh(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
             "the refresh token is not valid; sign in again",
         ));
     }
+    call.count_against(&deps.table, &hashed("refresh", token), &public::REFRESH)
+        .await?;
     let tokens = live_tokens(deps, || deps.identity.refresh(token)).await?;
     Reply::ok(TokensBody::from(tokens))
 }
 
 async fn forgot_password(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     let body: ForgotPassword = call.json(DEFAULT_BODY_LIMIT)?;
-    deps.identity
-        .forgot_password(&Email::parse(&body.email)?)
-        .await?;
+    let email = Email::parse(&body.email)?;
+    limit_email(deps, &call, &email, &public::FORGOT_PASSWORD).await?;
+    deps.identity.forgot_password(&email).await?;
     Ok(Reply::empty(202))
 }
 
@@ -308,6 +363,7 @@ async fn reset_password(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     let body: ResetPassword = call.json(DEFAULT_BODY_LIMIT)?;
     let email = Email::parse(&body.email)?;
     let (code, password) = (code(&body.code)?, password(&body.password)?);
+    limit_email(deps, &call, &email, &public::RESET_PASSWORD).await?;
     // Looked up first: an unknown email answers like a wrong code (no
     // account oracle) whichever error the user pool would give for it.
     let user_id = deps.identity.user_id(&email).await?;

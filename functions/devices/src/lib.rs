@@ -17,11 +17,14 @@ use shared::store::Table;
 pub struct Config {
     pub table_name: String,
     pub push: PushApplications,
+    /// The caller's rate limits (`USER_WRITES_PER_MINUTE`, `USER_READS_PER_MINUTE`).
+    pub limits: apigw::Limits,
 }
 
 impl FromEnv for Config {
     fn read(env: &Env) -> Result<Self, MissingVariable> {
         Ok(Self {
+            limits: apigw::Limits::read(env)?,
             table_name: config::table_name(env)?,
             push: PushApplications::read(env)?,
         })
@@ -32,11 +35,13 @@ impl FromEnv for Config {
 pub struct Deps {
     pub table: Table,
     pub push: Push,
+    pub limiter: std::sync::Arc<apigw::Limiter>,
 }
 
 impl Deps {
     pub fn new(sdk: &SdkConfig, config: &Config) -> Self {
         Self {
+            limiter: std::sync::Arc::new(apigw::Limiter::new(config.limits)),
             table: Table::new(sdk, &config.table_name),
             push: Push::new(sdk, &config.push.apns, &config.push.fcm),
         }
@@ -55,6 +60,10 @@ impl Service for Deps {
 
     fn table(&self) -> &Table {
         &self.table
+    }
+
+    fn limiter(&self) -> &apigw::Limiter {
+        &self.limiter
     }
 }
 

@@ -32,11 +32,14 @@ pub struct Config {
     pub table_name: String,
     /// `PURGE_QUEUE_URL`: where a deleted space's contents go.
     pub purge_queue_url: String,
+    /// The caller's rate limits (`USER_WRITES_PER_MINUTE`, `USER_READS_PER_MINUTE`).
+    pub limits: apigw::Limits,
 }
 
 impl FromEnv for Config {
     fn read(env: &Env) -> Result<Self, MissingVariable> {
         Ok(Self {
+            limits: apigw::Limits::read(env)?,
             table_name: config::table_name(env)?,
             purge_queue_url: env.required("PURGE_QUEUE_URL")?,
         })
@@ -47,11 +50,13 @@ impl FromEnv for Config {
 pub struct Deps {
     pub table: Table,
     pub purge: Queue,
+    pub limiter: std::sync::Arc<apigw::Limiter>,
 }
 
 impl Deps {
     pub fn new(sdk: &SdkConfig, config: &Config) -> Self {
         Self {
+            limiter: std::sync::Arc::new(apigw::Limiter::new(config.limits)),
             table: Table::new(sdk, &config.table_name),
             purge: Queue::new(sdk, &config.purge_queue_url),
         }
@@ -88,6 +93,10 @@ impl Service for Deps {
 
     fn table(&self) -> &Table {
         &self.table
+    }
+
+    fn limiter(&self) -> &apigw::Limiter {
+        &self.limiter
     }
 }
 

@@ -26,11 +26,14 @@ pub struct Config {
     /// `SYNC_MAX_CLOCK_SKEW_SECONDS`: how far ahead a client's hlc may be
     /// (default 300).
     pub max_clock_skew_seconds: u64,
+    /// The caller's rate limits (`USER_WRITES_PER_MINUTE`, `USER_READS_PER_MINUTE`).
+    pub limits: apigw::Limits,
 }
 
 impl FromEnv for Config {
     fn read(env: &Env) -> Result<Self, MissingVariable> {
         Ok(Self {
+            limits: apigw::Limits::read(env)?,
             table_name: config::table_name(env)?,
             max_clock_skew_seconds: env.number("SYNC_MAX_CLOCK_SKEW_SECONDS", 300),
         })
@@ -41,11 +44,13 @@ impl FromEnv for Config {
 pub struct Deps {
     pub table: Table,
     pub limits: Limits,
+    pub limiter: std::sync::Arc<apigw::Limiter>,
 }
 
 impl Deps {
     pub fn new(sdk: &SdkConfig, config: &Config) -> Self {
         Self {
+            limiter: std::sync::Arc::new(apigw::Limiter::new(config.limits)),
             table: Table::new(sdk, &config.table_name),
             limits: Limits {
                 max_clock_skew_ms: config.max_clock_skew_seconds * 1000,
@@ -63,6 +68,10 @@ impl Service for Deps {
 
     fn table(&self) -> &Table {
         &self.table
+    }
+
+    fn limiter(&self) -> &apigw::Limiter {
+        &self.limiter
     }
 }
 

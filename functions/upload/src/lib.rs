@@ -35,6 +35,8 @@ pub struct Config {
     /// (default 600).
     pub upload_url_ttl_seconds: u64,
     pub media_urls: MediaUrlConfig,
+    /// The caller's rate limits (`USER_WRITES_PER_MINUTE`, `USER_READS_PER_MINUTE`).
+    pub limits: apigw::Limits,
 }
 
 /// How variant URLs are signed: CloudFront signed URLs from the
@@ -56,6 +58,7 @@ pub struct MediaUrlConfig {
 impl FromEnv for Config {
     fn read(env: &Env) -> Result<Self, MissingVariable> {
         Ok(Self {
+            limits: apigw::Limits::read(env)?,
             table_name: config::table_name(env)?,
             media_bucket: config::media_bucket(env)?,
             max_upload_bytes: env.number("MAX_UPLOAD_BYTES", 25 * 1024 * 1024),
@@ -79,11 +82,13 @@ pub struct Deps {
     pub media_urls: MediaUrls,
     /// The clock variant URLs are signed by (tests move it across windows).
     pub now: fn() -> SystemTime,
+    pub limiter: std::sync::Arc<apigw::Limiter>,
 }
 
 impl Deps {
     pub fn new(sdk: &SdkConfig, config: &Config) -> Self {
         Self {
+            limiter: std::sync::Arc::new(apigw::Limiter::new(config.limits)),
             table: Table::new(sdk, &config.table_name),
             objects: Objects::new(sdk, &config.media_bucket),
             max_upload_bytes: config.max_upload_bytes,
@@ -147,6 +152,10 @@ impl Service for Deps {
 
     fn table(&self) -> &Table {
         &self.table
+    }
+
+    fn limiter(&self) -> &apigw::Limiter {
+        &self.limiter
     }
 }
 
@@ -445,6 +454,10 @@ mod tests {
             upload_url_ttl: Duration::from_secs(1),
             media_urls: MediaUrls::with_signer(&sdk, &config, signer),
             now,
+            limiter: std::sync::Arc::new(apigw::Limiter::new(apigw::Limits {
+                writes: shared::limits::Policy::new("writes", 1, 60),
+                reads: shared::limits::Policy::new("reads", 1, 60),
+            })),
         }
     }
 

@@ -8,6 +8,7 @@ mod connection;
 mod device;
 mod idempotency;
 mod janitor;
+mod limit;
 mod media;
 mod migration;
 mod profile;

@@ -14,6 +14,7 @@ mod holes;
 mod iam;
 mod idempotency;
 mod janitor;
+mod limits;
 mod media;
 mod media_urls;
 mod migration;

@@ -10,15 +10,6 @@ use serde_json::json;
 use shared::media::pipeline::testing::jpeg_with_exif;
 use shared::model::ids::{Partition, SpaceId, UserId};
 
-/// The project's template with one line changed.
-fn template_with(from: &str, to: &str) -> std::path::PathBuf {
-    let original = std::fs::read_to_string(local_stack::Options::default_template()).unwrap();
-    assert!(original.contains(from), "the template has {from:?}");
-    let path = std::env::temp_dir().join(format!("template-{}.yaml", uuid::Uuid::new_v4()));
-    std::fs::write(&path, original.replacen(from, to, 1)).unwrap();
-    path
-}
-
 fn notes(from: u64, count: u64) -> Vec<serde_json::Value> {
     (from..from + count)
         .map(|i| {
@@ -31,7 +22,7 @@ fn notes(from: u64, count: u64) -> Vec<serde_json::Value> {
 #[tokio::test]
 async fn a_deleted_account_is_purged_in_bounded_steps_while_its_tokens_are_refused_at_once() {
     // 25 items a step: the account's 300-odd items take a dozen steps.
-    let template = template_with(r#"PURGE_STEP_SIZE: "1000""#, r#"PURGE_STEP_SIZE: "25""#);
+    let template = e2e::template_with(r#"PURGE_STEP_SIZE: "1000""#, r#"PURGE_STEP_SIZE: "25""#);
     let api = TestStack::start_with_template(template).await;
     let user = api.user().await;
     let other = api.user().await;
@@ -208,7 +199,7 @@ async fn a_message_that_is_no_job_ends_in_the_dead_letter_queue_after_five_tries
 #[tokio::test]
 async fn a_handler_past_its_timeout_is_stopped_and_the_api_answers_as_api_gateway_does() {
     // Every function gets 1 s; the profile read is held for 3.
-    let template = template_with("    Timeout: 10\n", "    Timeout: 1\n");
+    let template = e2e::template_with("    Timeout: 10\n", "    Timeout: 1\n");
     let proxy = FaultyProxy::start(&e2e::emulator_url()).await;
     let api = TestStack::start_against_with_template(proxy.url.clone(), template).await;
     let user = api.user().await;
