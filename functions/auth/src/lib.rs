@@ -1,5 +1,8 @@
 //! The `auth` function: the public account routes, `/me` and `/health`.
 
+mod addresses;
+
+use addresses::AddressKey;
 use apigw::{Call, DEFAULT_BODY_LIMIT, Reply, Route, Service};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
@@ -30,6 +33,8 @@ pub struct Config {
     pub purge_queue_url: String,
     /// The caller's rate limits (`USER_WRITES_PER_MINUTE`, `USER_READS_PER_MINUTE`).
     pub limits: apigw::Limits,
+    /// `ADDRESS_KEY_PARAMETER`: the SecureString keying source addresses.
+    pub address_key_parameter: String,
 }
 
 impl FromEnv for Config {
@@ -40,6 +45,7 @@ impl FromEnv for Config {
             user_pool: UserPool::read(env)?,
             websocket_management_url: env.required("WEBSOCKET_MANAGEMENT_URL")?,
             purge_queue_url: env.required("PURGE_QUEUE_URL")?,
+            address_key_parameter: env.required("ADDRESS_KEY_PARAMETER")?,
         })
     }
 }
@@ -52,12 +58,14 @@ pub struct Deps {
     pub sockets: Sockets,
     pub purge: Queue,
     pub limiter: std::sync::Arc<apigw::Limiter>,
+    pub address_key: AddressKey,
 }
 
 impl Deps {
     pub fn new(sdk: &SdkConfig, config: &Config) -> Self {
         Self {
             limiter: std::sync::Arc::new(apigw::Limiter::new(config.limits)),
+            address_key: AddressKey::new(sdk, &config.address_key_parameter),
             identity: Identity::new(
                 shared::adapters::identity::client(sdk),
                 &config.user_pool.id,
@@ -240,6 +248,16 @@ mod public {
     /// An app refreshes once an access token's hour is over: 30 in 5
     /// minutes is a loop.
     pub const REFRESH: Policy = Policy::new("refresh", 30, 300);
+
+    /// Per source address: floods, not users. Many phones share one
+    /// address behind carrier-grade NAT, so these are far above what one
+    /// address's real users do.
+    pub const SIGN_IN_ADDRESS: Policy = Policy::new("sign-in-address", 300, 300);
+    pub const SIGN_UP_ADDRESS: Policy = Policy::new("sign-up-address", 100, 3600);
+    pub const CONFIRM_ADDRESS: Policy = Policy::new("confirm-address", 300, 600);
+    pub const FORGOT_PASSWORD_ADDRESS: Policy = Policy::new("forgot-password-address", 100, 3600);
+    pub const RESET_PASSWORD_ADDRESS: Policy = Policy::new("reset-password-address", 300, 3600);
+    pub const REFRESH_ADDRESS: Policy = Policy::new("refresh-address", 3000, 300);
 }
 
 /// A subject of the public limits: the hash of what identifies it, never
@@ -250,20 +268,44 @@ fn hashed(kind: &str, value: &str) -> RateSubject {
     RateSubject::Hashed(digest.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Counts a public request against its source address's limit, then
+/// against its e-mail address's (or token's): a flood from one address is
+/// refused before it reaches any account's count.
+async fn limit_public(
+    deps: &Deps,
+    call: &Call<'_>,
+    by_address: &shared::limits::Policy,
+    subject: RateSubject,
+    by_subject: &shared::limits::Policy,
+) -> Result<(), Error> {
+    if let Some(address) = addresses::source_ip(call.req) {
+        let address = deps.address_key.subject(&address).await?;
+        call.count_against(&deps.table, &address, by_address)
+            .await?;
+    }
+    call.count_against(&deps.table, &subject, by_subject).await
+}
+
 async fn limit_email(
     deps: &Deps,
     call: &Call<'_>,
     email: &Email,
-    policy: &shared::limits::Policy,
+    (by_address, by_email): (&shared::limits::Policy, &shared::limits::Policy),
 ) -> Result<(), Error> {
-    call.count_against(&deps.table, &hashed("email", email.as_str()), policy)
-        .await
+    let subject = hashed("email", email.as_str());
+    limit_public(deps, call, by_address, subject, by_email).await
 }
 
 async fn sign_up(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     let body: Credentials = call.json(DEFAULT_BODY_LIMIT)?;
     let email = Email::parse(&body.email)?;
-    limit_email(deps, &call, &email, &public::SIGN_UP).await?;
+    limit_email(
+        deps,
+        &call,
+        &email,
+        (&public::SIGN_UP_ADDRESS, &public::SIGN_UP),
+    )
+    .await?;
     let signed_up = deps
         .identity
         .sign_up(&email, password(&body.password)?)
@@ -280,7 +322,13 @@ async fn sign_up(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
 async fn confirm(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     let body: Confirmation = call.json(DEFAULT_BODY_LIMIT)?;
     let email = Email::parse(&body.email)?;
-    limit_email(deps, &call, &email, &public::CONFIRM).await?;
+    limit_email(
+        deps,
+        &call,
+        &email,
+        (&public::CONFIRM_ADDRESS, &public::CONFIRM),
+    )
+    .await?;
     deps.identity.confirm(&email, code(&body.code)?).await?;
     Ok(Reply::empty(204))
 }
@@ -289,7 +337,13 @@ async fn sign_in(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     let body: Credentials = call.json(DEFAULT_BODY_LIMIT)?;
     let email = Email::parse(&body.email)?;
     let password = password(&body.password)?;
-    limit_email(deps, &call, &email, &public::SIGN_IN).await?;
+    limit_email(
+        deps,
+        &call,
+        &email,
+        (&public::SIGN_IN_ADDRESS, &public::SIGN_IN),
+    )
+    .await?;
     let tokens = live_tokens(deps, || deps.identity.sign_in(&email, password)).await?;
     let claims = tokens.id_claims()?;
     deps.table
@@ -345,8 +399,15 @@ async fn refresh(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
             "the refresh token is not valid; sign in again",
         ));
     }
-    call.count_against(&deps.table, &hashed("refresh", token), &public::REFRESH)
-        .await?;
+    let subject = hashed("refresh", token);
+    limit_public(
+        deps,
+        &call,
+        &public::REFRESH_ADDRESS,
+        subject,
+        &public::REFRESH,
+    )
+    .await?;
     let tokens = live_tokens(deps, || deps.identity.refresh(token)).await?;
     Reply::ok(TokensBody::from(tokens))
 }
@@ -354,7 +415,13 @@ async fn refresh(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
 async fn forgot_password(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     let body: ForgotPassword = call.json(DEFAULT_BODY_LIMIT)?;
     let email = Email::parse(&body.email)?;
-    limit_email(deps, &call, &email, &public::FORGOT_PASSWORD).await?;
+    limit_email(
+        deps,
+        &call,
+        &email,
+        (&public::FORGOT_PASSWORD_ADDRESS, &public::FORGOT_PASSWORD),
+    )
+    .await?;
     deps.identity.forgot_password(&email).await?;
     Ok(Reply::empty(202))
 }
@@ -363,7 +430,13 @@ async fn reset_password(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     let body: ResetPassword = call.json(DEFAULT_BODY_LIMIT)?;
     let email = Email::parse(&body.email)?;
     let (code, password) = (code(&body.code)?, password(&body.password)?);
-    limit_email(deps, &call, &email, &public::RESET_PASSWORD).await?;
+    limit_email(
+        deps,
+        &call,
+        &email,
+        (&public::RESET_PASSWORD_ADDRESS, &public::RESET_PASSWORD),
+    )
+    .await?;
     // Looked up first: an unknown email answers like a wrong code (no
     // account oracle) whichever error the user pool would give for it.
     let user_id = deps.identity.user_id(&email).await?;

@@ -131,10 +131,51 @@ async fn public_routes_count_per_email_address() {
     }
     let tenth = api.sign_in(&bystander.email, "Wr0ng-Password").await;
     tenth.assert_problem(401, "bad_credentials");
-    assert!(header(&tenth, "ratelimit").starts_with("\"sign-in\";r=0;t="));
+    // Both limits it counts against: its address's, and the account's.
+    let counted = header(&tenth, "ratelimit");
+    assert!(counted.starts_with("\"sign-in-address\";r="), "{counted}");
+    assert!(counted.contains(", \"sign-in\";r=0;t="), "{counted}");
     let blocked = api.sign_in(&bystander.email, e2e::PASSWORD).await;
     blocked.assert_problem(429, "too_many_requests");
     assert!(header(&blocked, "retry-after").parse::<u64>().unwrap() <= 300);
     // Another account signs in as ever.
     assert_eq!(api.sign_in(&victim.email, e2e::PASSWORD).await.status, 200);
+}
+
+#[tokio::test]
+async fn one_source_address_cycling_through_addresses_is_stopped_generously() {
+    let api = TestStack::start().await;
+    in_one_window(3600).await;
+    // A hundred different inboxes from one address: a flood, not a user.
+    for i in 0..100 {
+        let asked = api
+            .post(
+                "/auth/forgot-password",
+                json!({"email": format!("someone-{i}@example.com")}),
+                None,
+            )
+            .await;
+        assert_eq!(asked.status, 202, "{asked:?}");
+    }
+    let flood = api
+        .post(
+            "/auth/forgot-password",
+            json!({"email": "one-more@example.com"}),
+            None,
+        )
+        .await;
+    flood.assert_problem(429, "too_many_requests");
+    assert_eq!(flood.body["policy"], "forgot-password-address");
+    // The key is the deployment's own, made by the function, and the
+    // address is stored only as its keyed hash.
+    let ssm = aws_sdk_ssm::Client::new(&api.sdk().await);
+    let stack = &api.stack.resources.physical["AWS::StackName"];
+    let key = ssm
+        .get_parameter()
+        .name(format!("/{stack}/address-key"))
+        .with_decryption(true)
+        .send()
+        .await
+        .expect("the function made its key");
+    assert!(key.parameter.unwrap().value.unwrap().len() >= 64);
 }
