@@ -23,6 +23,7 @@ pub enum Code {
     NotConfirmed,
     NotFound,
     InsufficientRole,
+    QuotaExceeded,
     MethodNotAllowed,
     UserExists,
     SpaceIdTaken,
@@ -38,7 +39,7 @@ pub enum Code {
 }
 
 impl Code {
-    pub const ALL: [Code; 26] = [
+    pub const ALL: [Code; 27] = [
         Code::InvalidRequest,
         Code::MalformedJson,
         Code::UnsupportedMediaType,
@@ -53,6 +54,7 @@ impl Code {
         Code::NotConfirmed,
         Code::NotFound,
         Code::InsufficientRole,
+        Code::QuotaExceeded,
         Code::MethodNotAllowed,
         Code::UserExists,
         Code::SpaceIdTaken,
@@ -79,7 +81,7 @@ impl Code {
             | Code::BadCredentials
             | Code::InvalidRefreshToken
             | Code::TokenRevoked => 401,
-            Code::NotConfirmed | Code::InsufficientRole => 403,
+            Code::NotConfirmed | Code::InsufficientRole | Code::QuotaExceeded => 403,
             Code::NotFound => 404,
             Code::MethodNotAllowed => 405,
             Code::UserExists
@@ -113,6 +115,7 @@ impl Code {
             Code::NotConfirmed => "not_confirmed",
             Code::NotFound => "not_found",
             Code::InsufficientRole => "insufficient_role",
+            Code::QuotaExceeded => "quota_exceeded",
             Code::MethodNotAllowed => "method_not_allowed",
             Code::UserExists => "user_exists",
             Code::SpaceIdTaken => "space_id_taken",
@@ -144,6 +147,7 @@ impl Code {
             Code::NotConfirmed => "The account is not confirmed",
             Code::NotFound => "Not found",
             Code::InsufficientRole => "Your role in this space does not allow this",
+            Code::QuotaExceeded => "A quota is used up",
             Code::MethodNotAllowed => "Method not allowed",
             Code::UserExists => "An account with this email already exists",
             Code::SpaceIdTaken => "Another space has this id",

@@ -18,6 +18,7 @@ use shared::config::{self, Env, FromEnv, MissingVariable};
 use shared::model::access::Role;
 use shared::model::ids::{InvitationId, SpaceId, UserId};
 use shared::model::purge::{PurgeJob, Target};
+use shared::model::quota::SpaceQuotas;
 use shared::model::space::{
     self, DEFAULT_INVITATION_SECONDS, MAX_INVITATION_SECONDS, MAX_INVITATION_USES, Space,
 };
@@ -34,11 +35,26 @@ pub struct Config {
     pub purge_queue_url: String,
     /// The caller's rate limits (`USER_WRITES_PER_MINUTE`, `USER_READS_PER_MINUTE`).
     pub limits: apigw::Limits,
+    /// `MAX_SPACES_PER_USER`, `MAX_MEMBERS_PER_SPACE`,
+    /// `MAX_OPEN_INVITATIONS_PER_SPACE`.
+    pub quotas: SpaceQuotas,
 }
 
 impl FromEnv for Config {
     fn read(env: &Env) -> Result<Self, MissingVariable> {
+        let defaults = SpaceQuotas::default();
+        let limit = |name: &str, default: u32| {
+            u32::try_from(env.number(name, u64::from(default)).max(1)).unwrap_or(default)
+        };
         Ok(Self {
+            quotas: SpaceQuotas {
+                spaces_per_user: limit("MAX_SPACES_PER_USER", defaults.spaces_per_user),
+                members_per_space: limit("MAX_MEMBERS_PER_SPACE", defaults.members_per_space),
+                open_invitations_per_space: limit(
+                    "MAX_OPEN_INVITATIONS_PER_SPACE",
+                    defaults.open_invitations_per_space,
+                ),
+            },
             limits: apigw::Limits::read(env)?,
             table_name: config::table_name(env)?,
             purge_queue_url: env.required("PURGE_QUEUE_URL")?,
@@ -51,12 +67,14 @@ pub struct Deps {
     pub table: Table,
     pub purge: Queue,
     pub limiter: std::sync::Arc<apigw::Limiter>,
+    pub quotas: SpaceQuotas,
 }
 
 impl Deps {
     pub fn new(sdk: &SdkConfig, config: &Config) -> Self {
         Self {
             limiter: std::sync::Arc::new(apigw::Limiter::new(config.limits)),
+            quotas: config.quotas,
             table: Table::new(sdk, &config.table_name),
             purge: Queue::new(sdk, &config.purge_queue_url),
         }
@@ -147,7 +165,10 @@ async fn create(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
         Some(raw) => space::client_space_id(raw)?,
         None => space::new_space_id(),
     };
-    let (space, created) = deps.table.create_space(session, space_id, name).await?;
+    let (space, created) = deps
+        .table
+        .create_space(session, space_id, name, &deps.quotas)
+        .await?;
     let role = if created {
         Role::Owner
     } else {
@@ -315,7 +336,7 @@ async fn invite(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     }
     let created = deps
         .table
-        .create_invitation(&access, role, uses, ttl)
+        .create_invitation(&access, role, uses, ttl, &deps.quotas)
         .await?;
     // The code is a bearer secret: never logged.
     tracing::info!(space = %access.space.space_id, invitation = %created.invitation.invitation_id, "invitation created");
@@ -391,7 +412,10 @@ async fn accept(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     if !space::plausible_code(&body.code) {
         return Err(Error::not_found("invitation"));
     }
-    let accepted = deps.table.accept_invitation(session, &body.code).await?;
+    let accepted = deps
+        .table
+        .accept_invitation(session, &body.code, &deps.quotas)
+        .await?;
     tracing::info!(space = %accepted.space.space_id, role = accepted.role.as_str(), "invitation accepted");
     Reply::ok(AcceptReply {
         space_id: accepted.space.space_id,

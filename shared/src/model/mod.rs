@@ -10,4 +10,5 @@ pub mod ids;
 pub mod media;
 pub mod profile;
 pub mod purge;
+pub mod quota;
 pub mod space;

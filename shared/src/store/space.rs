@@ -16,6 +16,7 @@ use super::{Item, Stored, Table, item_key, number};
 use crate::keys::{self, ItemKey};
 use crate::model::access::{Grant, Role, Session};
 use crate::model::ids::{InvitationId, SpaceId, UserId};
+use crate::model::quota::{self, SpaceQuotas};
 use crate::model::space::{
     Invitation, Member, Membership, Position, REMOVAL_MEMORY_SECONDS, Space, code_hash,
     new_invitation_code,
@@ -208,6 +209,23 @@ fn count_members(
     Ok(TransactWriteItem::builder().update(update).build())
 }
 
+/// One more member, only while the space has fewer than `limit`: joins
+/// racing for the last place cannot both take it.
+fn join_within(table: &str, space: &SpaceId, limit: u32) -> Result<TransactWriteItem, Error> {
+    let update = Update::builder()
+        .table_name(table)
+        .set_key(Some(item_key(&space_key(space))))
+        .update_expression("ADD members :one")
+        .condition_expression(
+            "attribute_exists(PK) AND attribute_not_exists(deletedAt) AND members < :limit",
+        )
+        .expression_attribute_values(":one", number(1))
+        .expression_attribute_values(":limit", number(limit))
+        .build()
+        .map_err(Error::internal)?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
+
 impl Table {
     /// Runs one transaction; false if a condition failed (a concurrent
     /// change won).
@@ -245,9 +263,23 @@ impl Table {
         session: &Session,
         space_id: SpaceId,
         name: String,
+        quotas: &SpaceQuotas,
     ) -> Result<(Space, bool), Error> {
         let now = Utc::now();
         let owner = session.user();
+        let owned = self
+            .memberships(owner)
+            .await?
+            .iter()
+            .filter(|m| m.is_current() && m.role == Role::Owner)
+            .count();
+        if let Err(full) = quota::check("spacesPerUser", owned, quotas.spaces_per_user) {
+            // The same id again is the space made before, not a new one.
+            return match self.space_access(session, &space_id).await {
+                Ok(access) => Ok((access.space, false)),
+                Err(_) => Err(full),
+            };
+        }
         let space = Space {
             space_id: space_id.clone(),
             name,
@@ -477,8 +509,14 @@ impl Table {
         role: Role,
         uses: u32,
         lifetime_seconds: i64,
+        quotas: &SpaceQuotas,
     ) -> Result<NewInvitation, Error> {
         let space = &access.space.space_id;
+        quota::check(
+            "openInvitationsPerSpace",
+            self.invitations(space).await?.len(),
+            quotas.open_invitations_per_space,
+        )?;
         let code = new_invitation_code();
         let invitation = Invitation {
             invitation_id: InvitationId::parse(&uuid::Uuid::new_v4().simple().to_string())?,
@@ -580,6 +618,7 @@ impl Table {
         &self,
         session: &Session,
         code: &str,
+        quotas: &SpaceQuotas,
     ) -> Result<Accepted, Error> {
         let unknown = || Error::not_found("invitation");
         let lookup: Option<Stored<CodeLookup>> = self
@@ -611,6 +650,8 @@ impl Table {
                 .pop()
                 .filter(|s| !s.is_deleted())
                 .ok_or_else(unknown)?;
+            let limit = quotas.members_per_space;
+            quota::check("membersPerSpace", space.members as usize, limit)?;
             let user = session.user();
             let member = Member {
                 user_id: user.clone(),
@@ -632,7 +673,7 @@ impl Table {
                 .map_err(Error::internal)?;
             let items = vec![
                 TransactWriteItem::builder().update(spend).build(),
-                count_members(&self.name, &space.space_id, 1, None)?,
+                join_within(&self.name, &space.space_id, limit)?,
                 put(
                     &self.name,
                     Stored::item(&member_key(&space.space_id, user), &member, None)?,
@@ -802,7 +843,9 @@ impl Table {
 impl crate::sync::store::Memberships for Table {
     async fn create_space(&self, owner: &UserId, space: &SpaceId, name: &str) -> Result<(), Error> {
         let session = Session::new(owner.clone(), None);
-        let (_, created) = Table::create_space(self, &session, space.clone(), name.into()).await?;
+        let quotas = SpaceQuotas::default();
+        let (_, created) =
+            Table::create_space(self, &session, space.clone(), name.into(), &quotas).await?;
         if created {
             Ok(())
         } else {
@@ -818,8 +861,11 @@ impl crate::sync::store::Memberships for Table {
         role: Role,
     ) -> Result<(), Error> {
         let access = self.owner_access(owner, space).await?;
-        let invitation = self.create_invitation(&access, role, 1, 600).await?;
-        self.accept_invitation(&Session::new(user.clone(), None), &invitation.code)
+        let quotas = SpaceQuotas::default();
+        let invitation = self
+            .create_invitation(&access, role, 1, 600, &quotas)
+            .await?;
+        self.accept_invitation(&Session::new(user.clone(), None), &invitation.code, &quotas)
             .await?;
         Ok(())
     }

@@ -21,6 +21,7 @@ mod migration;
 mod notify;
 mod presign_botocore;
 mod purge;
+mod quotas;
 mod realtime;
 mod security;
 mod spaces;
