@@ -128,8 +128,10 @@ impl Table {
     }
 
     /// Records in the partition's counter item that `compaction` is about
-    /// to happen; the counter only widens. A space that no longer has its
-    /// item is left alone (its purge deletes the records).
+    /// to happen. Each number only rises: a walk meets a partition's
+    /// tombstones in key order, not version order, so a later page can
+    /// announce a lower version than an earlier one did. A space that no
+    /// longer has its item is left alone (its purge deletes the records).
     pub async fn announce_compaction(
         &self,
         partition: &Partition,
@@ -141,22 +143,26 @@ impl Table {
                 space: space.clone(),
             },
         };
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .set_key(Some(item_key(&counter)))
-            .update_expression("SET #through = :through, #before = :before")
-            .condition_expression(
-                "attribute_exists(PK) AND (attribute_not_exists(#through) OR #through < :through OR #before < :before)",
-            )
-            .expression_attribute_names("#through", COMPACTED_THROUGH)
-            .expression_attribute_names("#before", COMPACTED_BEFORE)
-            .expression_attribute_values(":through", number(compaction.through))
-            .expression_attribute_values(":before", number(compaction.before))
-            .send()
-            .await;
-        aws::conditional(result).map(|_| ())
+        for (attribute, value) in [
+            (COMPACTED_THROUGH, compaction.through),
+            (COMPACTED_BEFORE, compaction.before),
+        ] {
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.name)
+                .set_key(Some(item_key(&counter)))
+                .update_expression("SET #a = :v")
+                .condition_expression(
+                    "attribute_exists(PK) AND (attribute_not_exists(#a) OR #a < :v)",
+                )
+                .expression_attribute_names("#a", attribute)
+                .expression_attribute_values(":v", number(value))
+                .send()
+                .await;
+            aws::conditional(result)?;
+        }
+        Ok(())
     }
 
     /// Deletes a tombstone if it is still the version the janitor read

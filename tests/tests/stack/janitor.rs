@@ -419,3 +419,57 @@ async fn a_deletion_whose_purge_was_never_queued_is_purged_after_an_hour() {
     let again = janitor::run(&deps, Utc::now()).await.unwrap();
     assert_eq!(again.purges_queued, 0, "{again:?}");
 }
+
+#[tokio::test]
+async fn an_announcement_only_ever_widens_what_was_compacted() {
+    use shared::sync::compaction::Compaction;
+    let api = TestStack::start().await;
+    let user = api.user().await;
+    let pushed = api
+        .push(
+            &user,
+            "phone",
+            vec![mutation(
+                1,
+                "milk",
+                "put",
+                Some("milk"),
+                &e2e::hlc_now("phone"),
+            )],
+        )
+        .await;
+    assert_eq!(pushed.status, 200);
+    let table = api.table().await;
+    let own = Partition::User(user.user_id.clone());
+    let announce = |through, before| {
+        let (table, own) = (&table, &own);
+        async move {
+            table
+                .announce_compaction(own, Compaction { through, before })
+                .await
+                .unwrap()
+        }
+    };
+    // A later page of the walk can meet an older tombstone of the
+    // partition: its lower version must not lower what expires cursors.
+    announce(10, 100).await;
+    announce(7, 200).await;
+    let counter = aws_sdk_dynamodb::Client::new(&api.sdk().await)
+        .get_item()
+        .table_name(&api.stack.resources.table_name)
+        .key(
+            "PK",
+            aws_sdk_dynamodb::types::AttributeValue::S(shared::keys::partition_key(&own)),
+        )
+        .key(
+            "SK",
+            aws_sdk_dynamodb::types::AttributeValue::S("SYNCVER".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(counter["compactedThrough"].as_n().unwrap(), "10");
+    assert_eq!(counter["compactedBefore"].as_n().unwrap(), "200");
+}
