@@ -299,6 +299,17 @@ impl ItemKey {
         Some(key)
     }
 
+    /// The item that marks a partition deleted, and stays when the rest
+    /// goes: the account's profile, or the space's own item.
+    pub fn marker(partition: &Partition) -> Self {
+        match partition {
+            Partition::User(user) => Self::Profile { user: user.clone() },
+            Partition::Space(space) => Self::Space {
+                space: space.clone(),
+            },
+        }
+    }
+
     /// The partition the item lives in; None for an item of no partition.
     pub fn partition(&self) -> Option<Partition> {
         Some(match self {

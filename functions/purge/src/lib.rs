@@ -16,7 +16,6 @@ use shared::aws_config::SdkConfig;
 use shared::config::{self, Env, FromEnv, MissingVariable, PushApplications, UserPool};
 use shared::keys;
 use shared::metrics::Metrics;
-use shared::model::ids::Partition;
 use shared::model::purge::{PurgeJob, Step, Swept, Target};
 use shared::store::Table;
 
@@ -108,7 +107,7 @@ async fn run_message(deps: &Deps, message: &SqsMessage) -> Result<(), Error> {
         None => deps.table.mark_purged(&job.target).await?,
     }
     tracing::info!(
-        target_kind = kind(&job.target),
+        target_kind = job.target.kind(),
         step = ?job.step,
         deleted = swept.deleted,
         more = swept.more,
@@ -124,10 +123,7 @@ async fn run_message(deps: &Deps, message: &SqsMessage) -> Result<(), Error> {
 
 /// One bounded step of a job: deletes what it can and says if more is left.
 pub async fn run_step(deps: &Deps, job: &PurgeJob) -> Result<Swept, Error> {
-    let partition = match &job.target {
-        Target::Account { user_id } => Partition::User(user_id.clone()),
-        Target::Space { space_id } => Partition::Space(space_id.clone()),
-    };
+    let partition = job.target.partition();
     match (&job.target, job.step) {
         (Target::Account { user_id }, Step::Devices) => {
             let devices = deps.table.devices(user_id).await?;
@@ -161,12 +157,5 @@ pub async fn run_step(deps: &Deps, job: &PurgeJob) -> Result<Swept, Error> {
         (Target::Space { .. }, Step::Devices | Step::Memberships | Step::Identity) => {
             Ok(Swept::default())
         }
-    }
-}
-
-fn kind(target: &Target) -> &'static str {
-    match target {
-        Target::Account { .. } => "account",
-        Target::Space { .. } => "space",
     }
 }

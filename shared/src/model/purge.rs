@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ids::{SpaceId, UserId};
+use super::ids::{Partition, SpaceId, UserId};
 
 /// What is being deleted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +28,24 @@ pub enum Target {
     /// the space's own (kept, marked deleted, so its members' devices
     /// learn it went and its id is never taken again).
     Space { space_id: SpaceId },
+}
+
+impl Target {
+    /// The partition its items live in.
+    pub fn partition(&self) -> Partition {
+        match self {
+            Target::Account { user_id } => Partition::User(user_id.clone()),
+            Target::Space { space_id } => Partition::Space(space_id.clone()),
+        }
+    }
+
+    /// `account` or `space`, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Account { .. } => "account",
+            Target::Space { .. } => "space",
+        }
+    }
 }
 
 /// One kind of thing to delete, in the order a target's steps run.

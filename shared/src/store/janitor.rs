@@ -192,14 +192,7 @@ impl Table {
     /// Marks a deleted account's or space's purge finished: the janitor
     /// stops queueing it again. Nothing is marked if the marker is gone.
     pub async fn mark_purged(&self, target: &Target) -> Result<(), Error> {
-        let marker = match target {
-            Target::Account { user_id } => ItemKey::Profile {
-                user: user_id.clone(),
-            },
-            Target::Space { space_id } => ItemKey::Space {
-                space: space_id.clone(),
-            },
-        };
+        let marker = ItemKey::marker(&target.partition());
         let result = self
             .client
             .update_item()

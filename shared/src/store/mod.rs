@@ -117,12 +117,7 @@ impl Table {
         partition: &Partition,
         limit: usize,
     ) -> Result<Swept, Error> {
-        let marker = item_key(&match partition {
-            Partition::User(user) => ItemKey::Profile { user: user.clone() },
-            Partition::Space(space) => ItemKey::Space {
-                space: space.clone(),
-            },
-        });
+        let marker = item_key(&ItemKey::marker(partition));
         // One more than asked, so a page holding the marker still holds
         // `limit` items to delete.
         let page = self

@@ -55,6 +55,15 @@ fn hlc_ago(ago: Duration) -> String {
     shared::sync::hlc::Hlc::new(millis, 0, "phone").to_string()
 }
 
+/// A new user whose phone synced one note.
+async fn user_with_a_note(api: &TestStack) -> User {
+    let user = api.user().await;
+    let note = mutation(1, "milk", "put", Some("milk"), &e2e::hlc_now("phone"));
+    let pushed = api.push(&user, "phone", vec![note]).await;
+    assert_eq!(pushed.status, 200, "{pushed:?}");
+    user
+}
+
 /// Runs `work` on the user's tablet (its file in `dir`), on a blocking
 /// thread: the app library's HTTP is blocking, and the replica is opened
 /// and dropped there.
@@ -386,21 +395,7 @@ async fn abandoned_uploads_and_dead_devices_are_removed_on_schedule() {
 #[tokio::test]
 async fn a_deletion_whose_purge_was_never_queued_is_purged_after_an_hour() {
     let api = TestStack::start().await;
-    let user = api.user().await;
-    let pushed = api
-        .push(
-            &user,
-            "phone",
-            vec![mutation(
-                1,
-                "milk",
-                "put",
-                Some("milk"),
-                &e2e::hlc_now("phone"),
-            )],
-        )
-        .await;
-    assert_eq!(pushed.status, 200);
+    let user = user_with_a_note(&api).await;
     // Marked deleted two hours ago, as DELETE /me does, but its queue
     // message was never sent (the request answered 503 and the app never
     // retried).
@@ -424,21 +419,7 @@ async fn a_deletion_whose_purge_was_never_queued_is_purged_after_an_hour() {
 async fn an_announcement_only_ever_widens_what_was_compacted() {
     use shared::sync::compaction::Compaction;
     let api = TestStack::start().await;
-    let user = api.user().await;
-    let pushed = api
-        .push(
-            &user,
-            "phone",
-            vec![mutation(
-                1,
-                "milk",
-                "put",
-                Some("milk"),
-                &e2e::hlc_now("phone"),
-            )],
-        )
-        .await;
-    assert_eq!(pushed.status, 200);
+    let user = user_with_a_note(&api).await;
     let table = api.table().await;
     let own = Partition::User(user.user_id.clone());
     let announce = |through, before| {
