@@ -57,26 +57,15 @@ impl Push {
         user_id: &UserId,
         existing: Option<&str>,
     ) -> Result<String, Error> {
-        if let Some(arn) = existing {
-            match self
-                .client
-                .get_endpoint_attributes()
-                .endpoint_arn(arn)
-                .send()
-                .await
-            {
-                Ok(output) => {
-                    let attributes = output.attributes.unwrap_or_default();
-                    let same_token = attributes.get("Token").map(String::as_str) == Some(token);
-                    let enabled = attributes.get("Enabled").map(String::as_str) == Some("true");
-                    if !(same_token && enabled) {
-                        self.enable(arn, token).await?;
-                    }
-                    return Ok(arn.to_string());
-                }
-                Err(err) if aws::error_code(&err) == Some("NotFound") => {}
-                Err(err) => return Err(aws::classify(err)),
+        if let Some(arn) = existing
+            && let Some(attributes) = self.attributes(arn).await?
+        {
+            let same_token = attributes.get("Token").map(String::as_str) == Some(token);
+            let enabled = attributes.get("Enabled").map(String::as_str) == Some("true");
+            if !(same_token && enabled) {
+                self.enable(arn, token).await?;
             }
+            return Ok(arn.to_string());
         }
         let created = self
             .client
@@ -124,6 +113,17 @@ impl Push {
     /// Whether the endpoint can still be pushed to: false once APNs or FCM
     /// told SNS the token is dead (SNS disables it) or it was deleted.
     pub async fn endpoint_enabled(&self, arn: &str) -> Result<bool, Error> {
+        Ok(self
+            .attributes(arn)
+            .await?
+            .is_some_and(|attributes| attributes.get("Enabled").is_some_and(|e| e == "true")))
+    }
+
+    /// An endpoint's attributes; None if it no longer exists.
+    async fn attributes(
+        &self,
+        arn: &str,
+    ) -> Result<Option<std::collections::HashMap<String, String>>, Error> {
         match self
             .client
             .get_endpoint_attributes()
@@ -131,12 +131,8 @@ impl Push {
             .send()
             .await
         {
-            Ok(output) => Ok(output
-                .attributes
-                .unwrap_or_default()
-                .get("Enabled")
-                .is_some_and(|enabled| enabled == "true")),
-            Err(err) if aws::error_code(&err) == Some("NotFound") => Ok(false),
+            Ok(output) => Ok(Some(output.attributes.unwrap_or_default())),
+            Err(err) if aws::error_code(&err) == Some("NotFound") => Ok(None),
             Err(err) => Err(aws::classify(err)),
         }
     }

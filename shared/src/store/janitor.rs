@@ -232,15 +232,7 @@ impl Table {
             .await;
         let deleted = aws::conditional(result)?;
         if deleted && matches!(partition, Partition::Space(_)) {
-            self.client
-                .delete_item()
-                .table_name(&self.name)
-                .set_key(Some(item_key(&ItemKey::MediaLocation {
-                    media_id: media_id.clone(),
-                })))
-                .send()
-                .await
-                .map_err(aws::classify)?;
+            self.forget_media_location(media_id).await?;
         }
         Ok(deleted)
     }

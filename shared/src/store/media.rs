@@ -133,17 +133,23 @@ impl Table {
             .await;
         let deleted = aws::conditional(result)?;
         if matches!(partition, Partition::Space(_)) {
-            self.client
-                .delete_item()
-                .table_name(&self.name)
-                .set_key(Some(item_key(&ItemKey::MediaLocation {
-                    media_id: media_id.clone(),
-                })))
-                .send()
-                .await
-                .map_err(aws::classify)?;
+            self.forget_media_location(media_id).await?;
         }
         Ok(deleted)
+    }
+
+    /// Deletes where a space's photo was found by its id.
+    pub(super) async fn forget_media_location(&self, media_id: &MediaId) -> Result<(), Error> {
+        self.client
+            .delete_item()
+            .table_name(&self.name)
+            .set_key(Some(item_key(&ItemKey::MediaLocation {
+                media_id: media_id.clone(),
+            })))
+            .send()
+            .await
+            .map_err(aws::classify)?;
+        Ok(())
     }
 
     /// `pending -> ready`, only from pending: a redelivered event, or an item

@@ -55,6 +55,16 @@ fn hlc_ago(ago: Duration) -> String {
     shared::sync::hlc::Hlc::new(millis, 0, "phone").to_string()
 }
 
+/// `POST /schedules/{function}` on the stack's control port, as
+/// scripts/run-schedule sends it.
+async fn run_schedule(api: &TestStack, function: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/schedules/{function}", api.stack.console_url))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// A new user whose phone synced one note.
 async fn user_with_a_note(api: &TestStack) -> User {
     let user = api.user().await;
@@ -340,14 +350,7 @@ async fn abandoned_uploads_and_dead_devices_are_removed_on_schedule() {
         listed["schedules"],
         json!([{"function": "JanitorFunction", "schedule": "rate(1 hour)"}])
     );
-    let ran = http
-        .post(format!(
-            "{}/schedules/JanitorFunction",
-            api.stack.console_url
-        ))
-        .send()
-        .await
-        .unwrap();
+    let ran = run_schedule(&api, "JanitorFunction").await;
     assert_eq!(ran.status(), 200);
     let ran: Value = ran.json().await.unwrap();
     assert_eq!(ran["ok"], true, "{ran}");
@@ -372,14 +375,7 @@ async fn abandoned_uploads_and_dead_devices_are_removed_on_schedule() {
         .get(&format!("/media/{media_id}"), Some(&user.access_token))
         .await;
     assert_eq!(media.body["status"], "pending");
-    let unknown = http
-        .post(format!(
-            "{}/schedules/NoSuchFunction",
-            api.stack.console_url
-        ))
-        .send()
-        .await
-        .unwrap();
+    let unknown = run_schedule(&api, "NoSuchFunction").await;
     assert_eq!(unknown.status(), 404);
 
     // Two days later nothing can complete it: it goes.
