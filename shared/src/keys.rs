@@ -310,6 +310,17 @@ impl ItemKey {
         }
     }
 
+    /// The item counting what a partition holds (its sync version, live
+    /// records, photos): the user's sync counter, or the space's own item.
+    pub fn counter(partition: &Partition) -> Self {
+        match partition {
+            Partition::User(user) => Self::SyncVersion { user: user.clone() },
+            Partition::Space(space) => Self::Space {
+                space: space.clone(),
+            },
+        }
+    }
+
     /// The partition the item lives in; None for an item of no partition.
     pub fn partition(&self) -> Option<Partition> {
         Some(match self {

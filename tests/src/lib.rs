@@ -443,9 +443,14 @@ pub async fn upload_to(
         .await;
     assert_eq!(created.status, 201, "{created:?}");
     let media_id = created.body["mediaId"].as_str().unwrap().to_string();
-    let form = &created.body["upload"];
+    post_form(&created.body["upload"], bytes).await;
+    media_id
+}
+
+/// Sends `bytes` with an upload's presigned form, as a phone does.
+pub async fn post_form(upload: &serde_json::Value, bytes: &[u8]) {
     let mut multipart = reqwest::multipart::Form::new();
-    for (name, value) in form["fields"].as_object().unwrap() {
+    for (name, value) in upload["fields"].as_object().unwrap() {
         multipart = multipart.text(name.clone(), value.as_str().unwrap().to_string());
     }
     multipart = multipart.part(
@@ -453,11 +458,10 @@ pub async fn upload_to(
         reqwest::multipart::Part::bytes(bytes.to_vec()).file_name("photo"),
     );
     let posted = reqwest::Client::new()
-        .post(form["url"].as_str().unwrap())
+        .post(upload["url"].as_str().unwrap())
         .multipart(multipart)
         .send()
         .await
         .unwrap();
     assert!(posted.status().is_success(), "{:?}", posted.text().await);
-    media_id
 }

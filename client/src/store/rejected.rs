@@ -44,6 +44,10 @@ pub enum RejectionCode {
     /// The record was deleted (on another device) longer ago than the
     /// server keeps deletes, and this edit is older than that delete.
     StaleEdit,
+    /// The record would be new where the user (or the space) already
+    /// holds as many records as the server allows; deleting records makes
+    /// room, and the edit can be made again then.
+    QuotaExceeded,
     Other {
         code: String,
     },
@@ -59,6 +63,7 @@ impl RejectionCode {
             "not_a_member" => Self::NotAMember,
             "read_only" => Self::ReadOnly,
             "stale_edit" => Self::StaleEdit,
+            "quota_exceeded" => Self::QuotaExceeded,
             other => Self::Other {
                 code: other.to_string(),
             },

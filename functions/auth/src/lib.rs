@@ -14,9 +14,10 @@ use shared::config::{self, Env, FromEnv, MissingVariable, UserPool};
 use shared::keys::RateSubject;
 use shared::metrics::Metrics;
 use shared::model::email::Email;
-use shared::model::ids::UserId;
+use shared::model::ids::{Partition, UserId};
 use shared::model::profile::Profile;
 use shared::model::purge::{PurgeJob, Target};
+use shared::model::quota::{Holdings, Quotas};
 use shared::store::Table;
 use shared::{Code, Error};
 
@@ -26,6 +27,8 @@ use shared::{Code, Error};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub table_name: String,
+    /// What a user or partition may hold (`MAX_*`, template `Globals`).
+    pub quotas: Quotas,
     pub user_pool: UserPool,
     /// `WEBSOCKET_MANAGEMENT_URL`: the WebSocket API stage's HTTPS URL.
     pub websocket_management_url: String,
@@ -42,6 +45,7 @@ impl FromEnv for Config {
         Ok(Self {
             limits: apigw::Limits::read(env)?,
             table_name: config::table_name(env)?,
+            quotas: Quotas::read(env),
             user_pool: UserPool::read(env)?,
             websocket_management_url: env.required("WEBSOCKET_MANAGEMENT_URL")?,
             purge_queue_url: env.required("PURGE_QUEUE_URL")?,
@@ -71,7 +75,7 @@ impl Deps {
                 &config.user_pool.id,
                 &config.user_pool.client_id,
             ),
-            table: Table::new(sdk, &config.table_name),
+            table: Table::new(sdk, &config.table_name).with_quotas(config.quotas),
             sockets: Sockets::new(sdk, &config.websocket_management_url),
             purge: Queue::new(sdk, &config.purge_queue_url),
         }
@@ -206,6 +210,21 @@ struct MeBody {
     user_id: String,
     email: String,
     created_at: String,
+    /// What the account holds now, beside `quotas`.
+    usage: Usage,
+    quotas: Quotas,
+}
+
+/// What an account holds, named as its quotas are.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Usage {
+    /// The account's own records, photos and photo bytes (a space's
+    /// count against the space).
+    #[serde(flatten)]
+    own: Holdings,
+    spaces_owned: u64,
+    connections: u64,
 }
 
 /// Cognito allows up to 256 characters; its pool policy judges the rest.
@@ -480,12 +499,24 @@ async fn revoke_access_tokens(
     }
 }
 
-async fn me(_: &Deps, call: Call<'_>) -> Result<Reply, Error> {
+async fn me(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     let profile = call
         .session()?
         .profile()
         .ok_or_else(|| Error::not_found("profile"))?;
+    let user = Partition::User(profile.user_id.clone());
+    let (own, spaces_owned, connections) = tokio::try_join!(
+        deps.table.holdings(&user),
+        deps.table.spaces_owned(&profile.user_id),
+        deps.table.connections(&profile.user_id),
+    )?;
     Reply::ok(MeBody {
+        usage: Usage {
+            own,
+            spaces_owned,
+            connections: connections.len() as u64,
+        },
+        quotas: *deps.table.quotas(),
         user_id: profile.user_id.to_string(),
         email: profile.email.clone(),
         created_at: profile

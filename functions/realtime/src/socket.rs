@@ -1,26 +1,35 @@
 //! The WebSocket routes: `$connect` records the connection (after the
-//! authorizer let it in), `$disconnect` forgets it, `$default` answers a
-//! ping with a pong (the route response sends the body back).
+//! authorizer let it in) unless the user holds their quota of open ones,
+//! `$disconnect` forgets it, `$default` answers a ping with a pong (the
+//! route response sends the body back).
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
 use serde_json::Value;
+use shared::adapters::sockets::Sockets;
 use shared::aws_config::SdkConfig;
 use shared::config::{self, Env, FromEnv, MissingVariable};
 use shared::model::connection::{ClientMessage, Connection, ServerMessage};
 use shared::model::ids::UserId;
+use shared::model::quota::Quotas;
 use shared::store::Table;
 use shared::{Code, Error};
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub table_name: String,
+    /// What a user or partition may hold (`MAX_*`, template `Globals`).
+    pub quotas: Quotas,
+    /// `WEBSOCKET_MANAGEMENT_URL`: the WebSocket API stage's HTTPS URL.
+    pub management_url: String,
 }
 
 impl FromEnv for Config {
     fn read(env: &Env) -> Result<Self, MissingVariable> {
         Ok(Self {
             table_name: config::table_name(env)?,
+            quotas: Quotas::read(env),
+            management_url: env.required("WEBSOCKET_MANAGEMENT_URL")?,
         })
     }
 }
@@ -28,14 +37,47 @@ impl FromEnv for Config {
 #[derive(Debug, Clone)]
 pub struct Deps {
     pub table: Table,
+    pub sockets: Sockets,
 }
 
 impl Deps {
     pub fn new(sdk: &SdkConfig, config: &Config) -> Self {
         Self {
-            table: Table::new(sdk, &config.table_name),
+            table: Table::new(sdk, &config.table_name).with_quotas(config.quotas),
+            sockets: Sockets::new(sdk, &config.management_url),
         }
     }
+}
+
+/// How long a device refused for holding too many connections waits
+/// before it tries again.
+const FULL_RETRY_AFTER_SECONDS: u64 = 30;
+
+/// Whether `user` may open one more connection. Only at the quota does it
+/// cost more than the presence read: `$disconnect` is best-effort, so
+/// each counted connection is asked of the gateway and those it no longer
+/// holds are forgotten, and a stale item never locks a user out.
+async fn has_room(deps: &Deps, user: &UserId) -> Result<bool, Error> {
+    let quota = deps.table.quotas().connections_per_user as usize;
+    let open = deps
+        .table
+        .connections_of(std::slice::from_ref(user))
+        .await?;
+    let open = open.get(user).map_or(&[][..], Vec::as_slice);
+    if open.len() < quota {
+        return Ok(true);
+    }
+    let mut live = 0;
+    for connection in open {
+        if deps.sockets.is_open(&connection.connection_id).await? {
+            live += 1;
+        } else {
+            deps.table
+                .delete_connection(user, &connection.connection_id)
+                .await?;
+        }
+    }
+    Ok(live < quota)
 }
 
 fn reply(status: i64, message: Option<&ServerMessage>) -> ApiGatewayProxyResponse {
@@ -91,10 +133,26 @@ async fn route(
             let connected_at =
                 chrono::DateTime::from_timestamp_millis(event.request_context.connected_at)
                     .unwrap_or_else(chrono::Utc::now);
+            let user_id: UserId = context(event, "userId")?;
+            // Boxed: the SDK calls nest deep enough to pass the
+            // compiler's layout depth in the binary's future.
+            if !Box::pin(has_room(deps, &user_id)).await? {
+                // Never 401 or 403, which an app reads as "sign in again".
+                tracing::warn!(user = %user_id, "refused a connection over the quota");
+                let mut refused = reply(429, None);
+                refused.headers.insert(
+                    "retry-after",
+                    FULL_RETRY_AFTER_SECONDS
+                        .to_string()
+                        .parse()
+                        .map_err(Error::internal)?,
+                );
+                return Ok(refused);
+            }
             deps.table
                 .put_connection(&Connection {
                     connection_id,
-                    user_id: context(event, "userId")?,
+                    user_id,
                     client_id: context(event, "clientId")?,
                     connected_at,
                     poked_version: 0,
@@ -141,6 +199,8 @@ mod tests {
             &sdk,
             &Config {
                 table_name: "t".into(),
+                quotas: Quotas::default(),
+                management_url: "http://127.0.0.1:9".into(),
             },
         )
     }

@@ -12,7 +12,7 @@ use shared::keys;
 use shared::media::pipeline::{self, Options};
 use shared::metrics::Metrics;
 use shared::model::media::{Media, Status, Variant};
-use shared::store::Table;
+use shared::store::{Readied, Table};
 
 const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
@@ -20,6 +20,8 @@ const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 #[derive(Debug, Clone)]
 pub struct Config {
     pub table_name: String,
+    /// What a user or partition may hold (`MAX_*`, template `Globals`).
+    pub quotas: shared::model::quota::Quotas,
     pub media_bucket: String,
 }
 
@@ -27,6 +29,7 @@ impl FromEnv for Config {
     fn read(env: &Env) -> Result<Self, MissingVariable> {
         Ok(Self {
             table_name: config::table_name(env)?,
+            quotas: shared::model::quota::Quotas::read(env),
             media_bucket: config::media_bucket(env)?,
         })
     }
@@ -42,7 +45,7 @@ pub struct Deps {
 impl Deps {
     pub fn new(sdk: &SdkConfig, config: &Config) -> Self {
         Self {
-            table: Table::new(sdk, &config.table_name),
+            table: Table::new(sdk, &config.table_name).with_quotas(config.quotas),
             objects: Objects::new(sdk, &config.media_bucket),
             options: Options::default(),
         }
@@ -186,12 +189,26 @@ pub async fn handle_record(deps: &Deps, record: &S3EventRecord) -> Result<Outcom
         ..media
     };
     let count = ready.variants.len();
-    if !deps.table.mark_media_ready(&ready).await? {
-        // Deleted (or processed by a concurrent delivery) while we worked.
-        if deps.table.media(&partition, &media_id).await?.is_none() {
-            deps.objects.delete(&[], &[prefix]).await?;
+    match deps.table.mark_media_ready(&ready).await? {
+        Readied::Ready => {}
+        Readied::NotPending => {
+            // Deleted (or processed by a concurrent delivery) while we worked.
+            if deps.table.media(&partition, &media_id).await?.is_none() {
+                deps.objects.delete(&[], &[prefix]).await?;
+            }
+            return Ok(Outcome::Skipped("no longer pending"));
         }
-        return Ok(Outcome::Skipped("no longer pending"));
+        Readied::OverQuota => {
+            // Checked when the upload was asked for; uploads asked for at
+            // once can still pass it together, and this one came last.
+            deps.objects.delete(&[], &[prefix]).await?;
+            let quotas = deps.table.quotas();
+            let reason = format!(
+                "over the photo quota: {} photos or {} bytes",
+                quotas.photos_per_partition, quotas.photo_bytes_per_partition
+            );
+            return fail(deps, &ready, &key, reason).await;
+        }
     }
     // The original may carry GPS and other metadata: only variants stay.
     deps.objects.delete(&[key], &[]).await?;

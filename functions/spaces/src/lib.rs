@@ -18,7 +18,7 @@ use shared::config::{self, Env, FromEnv, MissingVariable};
 use shared::model::access::Role;
 use shared::model::ids::{InvitationId, SpaceId, UserId};
 use shared::model::purge::{PurgeJob, Target};
-use shared::model::quota::SpaceQuotas;
+use shared::model::quota::Quotas;
 use shared::model::space::{
     self, DEFAULT_INVITATION_SECONDS, MAX_INVITATION_SECONDS, MAX_INVITATION_USES, Space,
 };
@@ -36,25 +36,14 @@ pub struct Config {
     /// The caller's rate limits (`USER_WRITES_PER_MINUTE`, `USER_READS_PER_MINUTE`).
     pub limits: apigw::Limits,
     /// `MAX_SPACES_PER_USER`, `MAX_MEMBERS_PER_SPACE`,
-    /// `MAX_OPEN_INVITATIONS_PER_SPACE`.
-    pub quotas: SpaceQuotas,
+    /// `MAX_OPEN_INVITATIONS_PER_SPACE` (template `Globals`).
+    pub quotas: Quotas,
 }
 
 impl FromEnv for Config {
     fn read(env: &Env) -> Result<Self, MissingVariable> {
-        let defaults = SpaceQuotas::default();
-        let limit = |name: &str, default: u32| {
-            u32::try_from(env.number(name, u64::from(default)).max(1)).unwrap_or(default)
-        };
         Ok(Self {
-            quotas: SpaceQuotas {
-                spaces_per_user: limit("MAX_SPACES_PER_USER", defaults.spaces_per_user),
-                members_per_space: limit("MAX_MEMBERS_PER_SPACE", defaults.members_per_space),
-                open_invitations_per_space: limit(
-                    "MAX_OPEN_INVITATIONS_PER_SPACE",
-                    defaults.open_invitations_per_space,
-                ),
-            },
+            quotas: Quotas::read(env),
             limits: apigw::Limits::read(env)?,
             table_name: config::table_name(env)?,
             purge_queue_url: env.required("PURGE_QUEUE_URL")?,
@@ -67,15 +56,13 @@ pub struct Deps {
     pub table: Table,
     pub purge: Queue,
     pub limiter: std::sync::Arc<apigw::Limiter>,
-    pub quotas: SpaceQuotas,
 }
 
 impl Deps {
     pub fn new(sdk: &SdkConfig, config: &Config) -> Self {
         Self {
             limiter: std::sync::Arc::new(apigw::Limiter::new(config.limits)),
-            quotas: config.quotas,
-            table: Table::new(sdk, &config.table_name),
+            table: Table::new(sdk, &config.table_name).with_quotas(config.quotas),
             purge: Queue::new(sdk, &config.purge_queue_url),
         }
     }
@@ -165,10 +152,7 @@ async fn create(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
         Some(raw) => space::client_space_id(raw)?,
         None => space::new_space_id(),
     };
-    let (space, created) = deps
-        .table
-        .create_space(session, space_id, name, &deps.quotas)
-        .await?;
+    let (space, created) = deps.table.create_space(session, space_id, name).await?;
     let role = if created {
         Role::Owner
     } else {
@@ -336,7 +320,7 @@ async fn invite(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     }
     let created = deps
         .table
-        .create_invitation(&access, role, uses, ttl, &deps.quotas)
+        .create_invitation(&access, role, uses, ttl)
         .await?;
     // The code is a bearer secret: never logged.
     tracing::info!(space = %access.space.space_id, invitation = %created.invitation.invitation_id, "invitation created");
@@ -412,10 +396,7 @@ async fn accept(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
     if !space::plausible_code(&body.code) {
         return Err(Error::not_found("invitation"));
     }
-    let accepted = deps
-        .table
-        .accept_invitation(session, &body.code, &deps.quotas)
-        .await?;
+    let accepted = deps.table.accept_invitation(session, &body.code).await?;
     tracing::info!(space = %accepted.space.space_id, role = accepted.role.as_str(), "invitation accepted");
     Reply::ok(AcceptReply {
         space_id: accepted.space.space_id,

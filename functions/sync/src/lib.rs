@@ -23,6 +23,8 @@ pub const MAX_PULL_LIMIT: usize = 500;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub table_name: String,
+    /// What a user or partition may hold (`MAX_*`, template `Globals`).
+    pub quotas: shared::model::quota::Quotas,
     /// `SYNC_MAX_CLOCK_SKEW_SECONDS`: how far ahead a client's hlc may be
     /// (default 300).
     pub max_clock_skew_seconds: u64,
@@ -35,6 +37,7 @@ impl FromEnv for Config {
         Ok(Self {
             limits: apigw::Limits::read(env)?,
             table_name: config::table_name(env)?,
+            quotas: shared::model::quota::Quotas::read(env),
             max_clock_skew_seconds: env.number("SYNC_MAX_CLOCK_SKEW_SECONDS", 300),
         })
     }
@@ -51,7 +54,7 @@ impl Deps {
     pub fn new(sdk: &SdkConfig, config: &Config) -> Self {
         Self {
             limiter: std::sync::Arc::new(apigw::Limiter::new(config.limits)),
-            table: Table::new(sdk, &config.table_name),
+            table: Table::new(sdk, &config.table_name).with_quotas(config.quotas),
             limits: Limits {
                 max_clock_skew_ms: config.max_clock_skew_seconds * 1000,
                 ..Limits::default()

@@ -27,6 +27,8 @@ const MAX_PAGE: usize = 100;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub table_name: String,
+    /// What a user or partition may hold (`MAX_*`, template `Globals`).
+    pub quotas: shared::model::quota::Quotas,
     pub media_bucket: String,
     /// `MAX_UPLOAD_BYTES`: the largest upload a client may declare
     /// (default 25 MB).
@@ -60,6 +62,7 @@ impl FromEnv for Config {
         Ok(Self {
             limits: apigw::Limits::read(env)?,
             table_name: config::table_name(env)?,
+            quotas: shared::model::quota::Quotas::read(env),
             media_bucket: config::media_bucket(env)?,
             max_upload_bytes: env.number("MAX_UPLOAD_BYTES", 25 * 1024 * 1024),
             upload_url_ttl_seconds: env.number("UPLOAD_URL_TTL_SECONDS", 600),
@@ -89,7 +92,7 @@ impl Deps {
     pub fn new(sdk: &SdkConfig, config: &Config) -> Self {
         Self {
             limiter: std::sync::Arc::new(apigw::Limiter::new(config.limits)),
-            table: Table::new(sdk, &config.table_name),
+            table: Table::new(sdk, &config.table_name).with_quotas(config.quotas),
             objects: Objects::new(sdk, &config.media_bucket),
             max_upload_bytes: config.max_upload_bytes,
             upload_url_ttl: Duration::from_secs(config.upload_url_ttl_seconds),
@@ -261,6 +264,7 @@ async fn create_upload(deps: &Deps, call: Call<'_>) -> Result<Reply, Error> {
             body.bytes,
         )
     };
+    deps.table.require_photo_room(&media.partition()).await?;
     deps.table.put_pending_media(&media).await?;
     Metrics::new("upload")
         .count("UploadsRequested", 1)

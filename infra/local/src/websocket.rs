@@ -294,7 +294,11 @@ async fn handshake(
     if !(200..300).contains(&answer.status_code) {
         let status =
             StatusCode::from_u16(answer.status_code as u16).unwrap_or(StatusCode::FORBIDDEN);
-        return (status, "the $connect route refused the connection").into_response();
+        // Its headers go back with it, as API Gateway sends them
+        // (`Retry-After` on a 429).
+        let mut refused = (status, "the $connect route refused the connection").into_response();
+        refused.headers_mut().extend(answer.headers);
+        return refused;
     }
 
     // Registered before the upgrade completes: a message posted meanwhile

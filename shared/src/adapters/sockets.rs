@@ -1,5 +1,6 @@
 //! The WebSocket management API of the live channel: posting to a
-//! connection (`POST /@connections/{id}`) and closing one. Its endpoint is
+//! connection (`POST /@connections/{id}`), asking whether one is still
+//! open, and closing one. Its endpoint is
 //! the API's stage URL (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`),
 //! the local stack's gateway when run locally.
 
@@ -49,6 +50,21 @@ impl Sockets {
         {
             Ok(_) => Ok(Posted::Sent),
             Err(err) if gone(&err) => Ok(Posted::Gone),
+            Err(err) => Err(aws::classify(err)),
+        }
+    }
+
+    /// Whether the gateway still holds a connection (`GET /@connections/{id}`).
+    pub async fn is_open(&self, connection_id: &str) -> Result<bool, Error> {
+        match self
+            .client
+            .get_connection()
+            .connection_id(connection_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(err) if gone(&err) => Ok(false),
             Err(err) => Err(aws::classify(err)),
         }
     }

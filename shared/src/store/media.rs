@@ -1,12 +1,25 @@
 //! Media items: an upload's life from `pending` to `ready` or `failed`.
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem, Update};
 
+use super::sync::{ATTEMPTS, backoff};
 use super::{Stored, Table, item_key, number};
 use crate::keys::{self, ItemKey};
 use crate::model::ids::{MediaId, Partition, SpaceId};
-use crate::model::media::{Media, PENDING_TTL_SECONDS};
+use crate::model::media::{Media, PENDING_TTL_SECONDS, Status};
+use crate::model::quota::{self, Holdings};
 use crate::{Error, adapters::aws};
+
+/// What marking a photo ready did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readied {
+    Ready,
+    /// Deleted, or processed by a concurrent delivery, meanwhile.
+    NotPending,
+    /// Its partition already holds its quota of photos or photo bytes.
+    OverQuota,
+}
 
 /// A page of media, newest first.
 #[derive(Debug, Clone)]
@@ -117,25 +130,63 @@ impl Table {
     }
 
     /// Deletes the item (and where a space's photo was found); false if
-    /// there was none.
+    /// there was none. A ready photo leaves its partition's count in the
+    /// same transaction; the delete is conditioned on the status read, so
+    /// a photo turning ready meanwhile is read again.
     pub async fn delete_media(
         &self,
         partition: &Partition,
         media_id: &MediaId,
     ) -> Result<bool, Error> {
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.name)
-            .set_key(Some(item_key(&media_key(partition, media_id))))
-            .condition_expression("attribute_exists(PK)")
-            .send()
-            .await;
-        let deleted = aws::conditional(result)?;
-        if matches!(partition, Partition::Space(_)) {
-            self.forget_media_location(media_id).await?;
+        let key = item_key(&media_key(partition, media_id));
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            let Some(media) = self.media(partition, media_id).await? else {
+                return Ok(false);
+            };
+            let delete = Delete::builder()
+                .table_name(&self.name)
+                .set_key(Some(key.clone()))
+                .condition_expression("#status = :status")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(
+                    ":status",
+                    AttributeValue::S(media.status.as_str().into()),
+                )
+                .build()
+                .map_err(Error::internal)?;
+            let mut items = vec![TransactWriteItem::builder().delete(delete).build()];
+            if media.status == Status::Ready {
+                let uncount = Update::builder()
+                    .table_name(&self.name)
+                    .set_key(Some(item_key(&ItemKey::counter(partition))))
+                    .update_expression("ADD photos :minus, photoBytes :bytes")
+                    .expression_attribute_values(":minus", number(-1))
+                    .expression_attribute_values(
+                        ":bytes",
+                        AttributeValue::N(format!("-{}", media.stored_bytes())),
+                    )
+                    .build()
+                    .map_err(Error::internal)?;
+                items.push(TransactWriteItem::builder().update(uncount).build());
+            }
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await;
+            // A failed condition: its status changed since it was read.
+            if let Ended::Committed = ended(result)? {
+                if matches!(partition, Partition::Space(_)) {
+                    self.forget_media_location(media_id).await?;
+                }
+                return Ok(true);
+            }
         }
-        Ok(deleted)
+        Err(contended())
     }
 
     /// Deletes where a space's photo was found by its id.
@@ -152,14 +203,37 @@ impl Table {
         Ok(())
     }
 
-    /// `pending -> ready`, only from pending: a redelivered event, or an item
-    /// deleted meanwhile, changes nothing (false).
-    pub async fn mark_media_ready(&self, media: &Media) -> Result<bool, Error> {
+    /// What `partition` holds, as its counter item counts it.
+    pub async fn holdings(&self, partition: &Partition) -> Result<Holdings, Error> {
+        let held: Option<Holdings> = self.get(&ItemKey::counter(partition)).await?;
+        Ok(held.unwrap_or_default())
+    }
+
+    /// 403 `quota_exceeded` if `partition` holds its quota of photos or
+    /// of photo bytes: checked when an upload is asked for, so that a
+    /// client learns it before sending the bytes.
+    pub async fn require_photo_room(&self, partition: &Partition) -> Result<(), Error> {
+        let held = self.holdings(partition).await?;
+        quota::check("photos", held.photos, self.quotas.photos_per_partition)?;
+        quota::check(
+            "photoBytes",
+            held.photo_bytes,
+            self.quotas.photo_bytes_per_partition,
+        )
+    }
+
+    /// `pending -> ready`, only from pending (a redelivered event, or an
+    /// item deleted meanwhile, changes nothing), counted in the partition's
+    /// photos and photo bytes in the same transaction, only within its
+    /// quotas: uploads asked for at once cannot together pass them.
+    pub async fn mark_media_ready(&self, media: &Media) -> Result<Readied, Error> {
+        let bytes = media.stored_bytes();
+        let Some(room) = self.quotas.photo_bytes_per_partition.checked_sub(bytes) else {
+            return Ok(Readied::OverQuota);
+        };
         let variants =
             serde_dynamo::to_attribute_value(&media.variants).map_err(Error::internal)?;
-        let result = self
-            .client
-            .update_item()
+        let item = Update::builder()
             .table_name(&self.name)
             .set_key(Some(item_key(&media_key(&media.partition(), &media.media_id))))
             .update_expression(
@@ -177,9 +251,42 @@ impl Table {
                 ":p",
                 AttributeValue::S(media.placeholder.clone().unwrap_or_default()),
             )
-            .send()
-            .await;
-        aws::conditional(result)
+            .build()
+            .map_err(Error::internal)?;
+        let counted = Update::builder()
+            .table_name(&self.name)
+            .set_key(Some(item_key(&ItemKey::counter(&media.partition()))))
+            .update_expression("ADD photos :one, photoBytes :bytes")
+            .condition_expression(
+                "(attribute_not_exists(photos) OR photos < :photos) AND (attribute_not_exists(photoBytes) OR photoBytes <= :room)",
+            )
+            .expression_attribute_values(":one", number(1))
+            .expression_attribute_values(":bytes", number(bytes))
+            .expression_attribute_values(":photos", number(self.quotas.photos_per_partition))
+            .expression_attribute_values(":room", number(room))
+            .build()
+            .map_err(Error::internal)?;
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().update(item.clone()).build())
+                .transact_items(TransactWriteItem::builder().update(counted.clone()).build())
+                .send()
+                .await;
+            match ended(result)? {
+                Ended::Committed => return Ok(Readied::Ready),
+                Ended::Failed(failed) if failed.first() == Some(&true) => {
+                    return Ok(Readied::NotPending);
+                }
+                Ended::Failed(_) => return Ok(Readied::OverQuota),
+                Ended::Conflict => continue,
+            }
+        }
+        Err(contended())
     }
 
     /// `pending -> failed` with a reason a user can read.
@@ -204,4 +311,48 @@ impl Table {
             .await;
         aws::conditional(result)
     }
+}
+
+/// How a transaction ended.
+enum Ended {
+    Committed,
+    /// Canceled: whether each item failed its condition.
+    Failed(Vec<bool>),
+    /// Canceled by another transaction on the same items: try again.
+    Conflict,
+}
+
+fn ended<T>(
+    result: Result<T, aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>>,
+) -> Result<Ended, Error> {
+    let err = match result {
+        Ok(_) => return Ok(Ended::Committed),
+        Err(err) => err,
+    };
+    if let Some(TransactWriteItemsError::TransactionCanceledException(canceled)) =
+        err.as_service_error()
+    {
+        let reasons = canceled.cancellation_reasons();
+        let failed: Vec<bool> = reasons
+            .iter()
+            .map(|r| r.code() == Some("ConditionalCheckFailed"))
+            .collect();
+        if failed.contains(&true) {
+            return Ok(Ended::Failed(failed));
+        }
+        if reasons
+            .iter()
+            .any(|r| r.code() == Some("TransactionConflict"))
+        {
+            return Ok(Ended::Conflict);
+        }
+    }
+    Err(aws::classify(err))
+}
+
+/// A transaction that kept meeting others on its items.
+fn contended() -> Error {
+    Error::unavailable(std::io::Error::other(
+        "the photo's partition kept changing; try again",
+    ))
 }

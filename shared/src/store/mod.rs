@@ -26,12 +26,13 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
 
 pub use janitor::{Finding, ScanPage, ScanPosition};
-pub use media::Page;
+pub use media::{Page, Readied};
 pub use space::{Accepted, NewInvitation, SpaceAccess, SpacePage};
 
 use crate::keys::{self, ItemKey};
 use crate::model::ids::Partition;
 use crate::model::purge::Swept;
+use crate::model::quota::Quotas;
 use crate::{Error, adapters::aws};
 
 type Item = HashMap<String, AttributeValue>;
@@ -42,6 +43,9 @@ pub struct Table {
     client: Client,
     name: String,
     usage: Arc<Usage>,
+    /// What a partition or a user may hold; the table refuses writes past
+    /// them.
+    quotas: Quotas,
 }
 
 /// DynamoDB work done by sync, for the cost benchmark.
@@ -76,7 +80,17 @@ impl Table {
             client: Client::new(sdk),
             name: name.into(),
             usage: Arc::default(),
+            quotas: Quotas::default(),
         }
+    }
+
+    /// The table enforcing `quotas` instead of the defaults.
+    pub fn with_quotas(self, quotas: Quotas) -> Self {
+        Self { quotas, ..self }
+    }
+
+    pub fn quotas(&self) -> &Quotas {
+        &self.quotas
     }
 
     pub fn name(&self) -> &str {

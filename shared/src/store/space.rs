@@ -16,7 +16,7 @@ use super::{Item, Stored, Table, item_key, number};
 use crate::keys::{self, ItemKey};
 use crate::model::access::{Grant, Role, Session};
 use crate::model::ids::{InvitationId, SpaceId, UserId};
-use crate::model::quota::{self, SpaceQuotas};
+use crate::model::quota;
 use crate::model::space::{
     Invitation, Member, Membership, Position, REMOVAL_MEMORY_SECONDS, Space, code_hash,
     new_invitation_code,
@@ -255,6 +255,15 @@ impl Table {
         }
     }
 
+    /// How many spaces `user` owns now.
+    pub async fn spaces_owned(&self, user: &UserId) -> Result<u64, Error> {
+        let memberships = self.memberships(user).await?;
+        let owned = memberships
+            .iter()
+            .filter(|m| m.is_current() && m.role == Role::Owner);
+        Ok(owned.count() as u64)
+    }
+
     /// Creates a space owned by the caller. The same id again from a member
     /// answers the space as it is (created false); from anyone else it is
     /// `space_id_taken`.
@@ -263,17 +272,11 @@ impl Table {
         session: &Session,
         space_id: SpaceId,
         name: String,
-        quotas: &SpaceQuotas,
     ) -> Result<(Space, bool), Error> {
         let now = Utc::now();
         let owner = session.user();
-        let owned = self
-            .memberships(owner)
-            .await?
-            .iter()
-            .filter(|m| m.is_current() && m.role == Role::Owner)
-            .count();
-        if let Err(full) = quota::check("spacesPerUser", owned, quotas.spaces_per_user) {
+        let owned = self.spaces_owned(owner).await?;
+        if let Err(full) = quota::check("spacesPerUser", owned, self.quotas.spaces_per_user) {
             // The same id again is the space made before, not a new one.
             return match self.space_access(session, &space_id).await {
                 Ok(access) => Ok((access.space, false)),
@@ -509,13 +512,12 @@ impl Table {
         role: Role,
         uses: u32,
         lifetime_seconds: i64,
-        quotas: &SpaceQuotas,
     ) -> Result<NewInvitation, Error> {
         let space = &access.space.space_id;
         quota::check(
             "openInvitationsPerSpace",
-            self.invitations(space).await?.len(),
-            quotas.open_invitations_per_space,
+            self.invitations(space).await?.len() as u64,
+            self.quotas.open_invitations_per_space,
         )?;
         let code = new_invitation_code();
         let invitation = Invitation {
@@ -618,7 +620,6 @@ impl Table {
         &self,
         session: &Session,
         code: &str,
-        quotas: &SpaceQuotas,
     ) -> Result<Accepted, Error> {
         let unknown = || Error::not_found("invitation");
         let lookup: Option<Stored<CodeLookup>> = self
@@ -650,8 +651,8 @@ impl Table {
                 .pop()
                 .filter(|s| !s.is_deleted())
                 .ok_or_else(unknown)?;
-            let limit = quotas.members_per_space;
-            quota::check("membersPerSpace", space.members as usize, limit)?;
+            let limit = self.quotas.members_per_space;
+            quota::check("membersPerSpace", u64::from(space.members), limit)?;
             let user = session.user();
             let member = Member {
                 user_id: user.clone(),
@@ -843,9 +844,7 @@ impl Table {
 impl crate::sync::store::Memberships for Table {
     async fn create_space(&self, owner: &UserId, space: &SpaceId, name: &str) -> Result<(), Error> {
         let session = Session::new(owner.clone(), None);
-        let quotas = SpaceQuotas::default();
-        let (_, created) =
-            Table::create_space(self, &session, space.clone(), name.into(), &quotas).await?;
+        let (_, created) = Table::create_space(self, &session, space.clone(), name.into()).await?;
         if created {
             Ok(())
         } else {
@@ -861,11 +860,8 @@ impl crate::sync::store::Memberships for Table {
         role: Role,
     ) -> Result<(), Error> {
         let access = self.owner_access(owner, space).await?;
-        let quotas = SpaceQuotas::default();
-        let invitation = self
-            .create_invitation(&access, role, 1, 600, &quotas)
-            .await?;
-        self.accept_invitation(&Session::new(user.clone(), None), &invitation.code, &quotas)
+        let invitation = self.create_invitation(&access, role, 1, 600).await?;
+        self.accept_invitation(&Session::new(user.clone(), None), &invitation.code)
             .await?;
         Ok(())
     }

@@ -14,7 +14,8 @@ use super::spaces::{SpaceHead, assemble, plan_space};
 use super::store::{Memberships, SyncStore};
 use super::{
     Change, FeedPage, FeedRead, Limits, Mutation, PullPage, PushOutcome, RECORDS_PER_CHUNK,
-    RecordKey, Rejected, WireMutation, authorize, plan, rejections_within, unapplied, validate,
+    RecordKey, Rejected, Room, WireMutation, authorize, plan, rejections_within, unapplied,
+    validate,
 };
 use crate::Error;
 use crate::model::access::{Grant, Role};
@@ -224,7 +225,7 @@ impl MemoryServer {
         }
         // Each chunk is one transaction: its records, their versions, the
         // watermark and the rejections move together.
-        for chunk in plan(&current, &fresh, RECORDS_PER_CHUNK) {
+        for chunk in plan(&current, &fresh, RECORDS_PER_CHUNK, &Room::default()) {
             for (key, record) in chunk.changed {
                 let partition = state.partitions.entry(key.partition(holder)).or_default();
                 partition.counter += 1;

@@ -104,6 +104,11 @@ impl RecordState {
         self.deleted_at.is_some() && self.fields.is_empty()
     }
 
+    /// Holding fields: what a records quota counts (a tombstone does not).
+    pub fn is_live(&self) -> bool {
+        !self.fields.is_empty()
+    }
+
     /// The values a client sees.
     pub fn values(&self) -> BTreeMap<String, Value> {
         self.fields

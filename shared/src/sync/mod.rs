@@ -13,7 +13,7 @@ pub mod spaces;
 pub mod store;
 mod validate;
 
-pub use plan::{Chunk, plan, plan_merge};
+pub use plan::{Chunk, Room, plan, plan_merge};
 pub use validate::{Limits, validate};
 
 #[cfg(any(test, feature = "conformance"))]
@@ -67,6 +67,10 @@ pub enum Rejection {
     /// away (see [`compaction`]): applying it could bring back a record
     /// deleted on another device.
     StaleEdit,
+    /// The record would be new in a partition already holding its quota
+    /// of live records (`MAX_RECORDS_PER_PARTITION`); deleting records
+    /// makes room.
+    QuotaExceeded,
 }
 
 impl Rejection {
@@ -79,6 +83,7 @@ impl Rejection {
             Rejection::NotAMember => "not_a_member",
             Rejection::ReadOnly => "read_only",
             Rejection::StaleEdit => "stale_edit",
+            Rejection::QuotaExceeded => "quota_exceeded",
         }
     }
 }
@@ -358,16 +363,60 @@ mod tests {
         let newer = vec![wire(1, "r", "put", Some(json!({"a": 2})), NOW)];
         let newer = validate(&phone(), newer, &Limits::default(), NOW).unwrap();
         let current: BTreeMap<RecordKey, RecordState> =
-            plan(&BTreeMap::new(), &newer, 10).remove(0).changed;
+            plan(&BTreeMap::new(), &newer, 10, &Room::default())
+                .remove(0)
+                .changed;
         let late = vec![
             wire(1, "r", "put", Some(json!({"a": 1})), NOW - 1000),
             wire(2, "other", "put", Some(json!({"b": 1})), NOW - 1000),
         ];
         let late = validate(&phone(), late, &Limits::default(), NOW).unwrap();
-        let chunks = plan(&current, &late, 10);
+        let chunks = plan(&current, &late, 10, &Room::default());
         assert_eq!(chunks.len(), 1);
         assert_eq!(chunks[0].superseded, 1);
         assert_eq!(chunks[0].changed.len(), 1, "only the other record changed");
+    }
+
+    #[test]
+    fn a_full_partition_rejects_new_records_while_edits_and_deletes_free_room() {
+        let held = vec![wire(1, "kept", "put", Some(json!({"a": 1})), NOW - 10)];
+        let held = validate(&phone(), held, &Limits::default(), NOW).unwrap();
+        let current = plan(&BTreeMap::new(), &held, 10, &Room::default())
+            .remove(0)
+            .changed;
+        let full = Room([(None, 0)].into());
+        let batch = vec![
+            wire(2, "new", "put", Some(json!({"a": 1})), NOW - 5),
+            wire(3, "kept", "put", Some(json!({"a": 2})), NOW - 4),
+            wire(4, "kept", "delete", None, NOW - 3),
+            wire(5, "new", "put", Some(json!({"a": 1})), NOW - 2),
+            wire(6, "third", "put", Some(json!({"a": 1})), NOW - 1),
+        ];
+        let batch = validate(&phone(), batch, &Limits::default(), NOW).unwrap();
+        let chunks = plan(&current, &batch, 10, &full);
+        let rejected: Vec<Rejected> = chunks.iter().flat_map(|c| c.rejected.clone()).collect();
+        assert_eq!(
+            rejected,
+            [2, 6].map(|id| Rejected {
+                id,
+                code: Rejection::QuotaExceeded
+            }),
+            "the edit and the delete apply; the delete's room takes one new record"
+        );
+        let changed = &chunks[0].changed;
+        let key = |id: &str| RecordKey {
+            space: None,
+            collection: "notes".into(),
+            record_id: id.into(),
+        };
+        assert!(!changed[&key("kept")].is_live());
+        assert!(changed[&key("new")].is_live());
+        assert!(!changed.contains_key(&key("third")));
+        assert_eq!(
+            plan(&current, &batch, 10, &Room::default())[0].rejected,
+            [],
+            "a partition without a quota takes them all"
+        );
     }
 
     #[test]
@@ -501,7 +550,7 @@ mod tests {
             .remove(0),
         );
         all[2].id = 3;
-        let chunks = plan(&BTreeMap::new(), &all, RECORDS_PER_CHUNK);
+        let chunks = plan(&BTreeMap::new(), &all, RECORDS_PER_CHUNK, &Room::default());
         let rejected: Vec<Rejected> = chunks.iter().flat_map(|c| c.rejected.clone()).collect();
         assert_eq!(
             rejected,
@@ -525,7 +574,7 @@ mod tests {
         for r in 0..20u64 {
             all.extend(big_puts(r + 1, 1, &format!("r{r}"), "f"));
         }
-        let chunks = plan(&BTreeMap::new(), &all, RECORDS_PER_CHUNK);
+        let chunks = plan(&BTreeMap::new(), &all, RECORDS_PER_CHUNK, &Room::default());
         assert!(chunks.len() >= 2, "{} chunks", chunks.len());
         for chunk in &chunks {
             let bytes: usize = chunk.changed.values().map(size::record_bytes).sum();
@@ -543,7 +592,7 @@ mod tests {
             NOW,
         )
         .unwrap();
-        let chunks = plan(&BTreeMap::new(), &all, RECORDS_PER_CHUNK);
+        let chunks = plan(&BTreeMap::new(), &all, RECORDS_PER_CHUNK, &Room::default());
         assert_eq!(chunks.len(), 1);
         assert!(chunks[0].changed.is_empty());
         assert_eq!(chunks[0].last_mutation_id, 1);
@@ -577,13 +626,24 @@ mod tests {
 
     #[test]
     fn chunks_hold_at_most_the_transaction_limit() {
-        let chunks = plan(&BTreeMap::new(), &mutations(1000, 1000), RECORDS_PER_CHUNK);
+        let chunks = plan(
+            &BTreeMap::new(),
+            &mutations(1000, 1000),
+            RECORDS_PER_CHUNK,
+            &Room::default(),
+        );
         assert_eq!(chunks.len(), 11);
         assert!(chunks.iter().all(|c| c.changed.len() <= RECORDS_PER_CHUNK));
         assert_eq!(chunks.last().unwrap().last_mutation_id, 1000);
         // Edits of the same few records stay in one chunk.
         assert_eq!(
-            plan(&BTreeMap::new(), &mutations(1000, 3), RECORDS_PER_CHUNK).len(),
+            plan(
+                &BTreeMap::new(),
+                &mutations(1000, 3),
+                RECORDS_PER_CHUNK,
+                &Room::default()
+            )
+            .len(),
             1
         );
     }
@@ -592,7 +652,7 @@ mod tests {
         #[test]
         fn chunked_result_equals_one_by_one(n in 1u64..300, records in 1u64..150, per_chunk in 1usize..100) {
             let all = mutations(n, records);
-            let chunks = plan(&BTreeMap::new(), &all, per_chunk);
+            let chunks = plan(&BTreeMap::new(), &all, per_chunk, &Room::default());
             let mut committed: BTreeMap<RecordKey, RecordState> = BTreeMap::new();
             let mut previous = 0;
             for chunk in &chunks {

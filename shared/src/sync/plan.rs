@@ -100,17 +100,46 @@ fn bytes_after(state: &RecordState, before: usize, op: &Op, hlc: &hlc::Hlc) -> u
     bytes
 }
 
+/// How many more live records each partition may hold (None: the
+/// holder's own); a partition not listed has no quota.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Room(pub BTreeMap<Option<SpaceId>, u64>);
+
+impl Room {
+    /// Takes a place in `key`'s partition; false if it is full.
+    fn take(&mut self, key: &RecordKey) -> bool {
+        match self.0.get_mut(&key.space) {
+            Some(0) => false,
+            Some(left) => {
+                *left -= 1;
+                true
+            }
+            None => true,
+        }
+    }
+
+    fn give_back(&mut self, key: &RecordKey) {
+        if let Some(left) = self.0.get_mut(&key.space) {
+            *left += 1;
+        }
+    }
+}
+
 /// Applies `mutations` (above the watermark, in id order) to `current` and
 /// cuts the result into chunks of at most `records_per_chunk` records and
 /// [`CHUNK_BYTES`]. Each chunk carries the state after its own mutations,
 /// so committing chunks in order is the same as applying mutations one by
-/// one. A mutation that validation marked, or that would make its record
-/// outgrow an item, is rejected: it moves the watermark and nothing else.
+/// one. A mutation that validation marked, that would make its record
+/// outgrow an item, or that would bring a record to life in a partition
+/// with no `room` left, is rejected: it moves the watermark and nothing
+/// else. Deletes free room for the mutations after them.
 pub fn plan(
     current: &BTreeMap<RecordKey, RecordState>,
     mutations: &[Mutation],
     records_per_chunk: usize,
+    room: &Room,
 ) -> Vec<Chunk> {
+    let mut room = room.clone();
     let mut states = current.clone();
     let mut sizes: BTreeMap<RecordKey, usize> = BTreeMap::new();
     let mut chunks = Vec::new();
@@ -121,10 +150,18 @@ pub fn plan(
             .entry(mutation.key.clone())
             .or_insert_with(|| size::record_bytes(state));
         let after = bytes_after(state, before, &mutation.op, &mutation.hlc);
-        let rejection = mutation
+        let was_live = state.is_live();
+        let mut rejection = mutation
             .rejection
             .or((after > size::MAX_RECORD_FIELDS_BYTES && after > before)
                 .then_some(Rejection::RecordTooLarge));
+        if rejection.is_none() && !was_live && matches!(mutation.op, Op::Put(_)) {
+            let mut trial = state.clone();
+            trial.apply(&mutation.op, &mutation.hlc);
+            if trial.is_live() && !room.take(&mutation.key) {
+                rejection = Some(Rejection::QuotaExceeded);
+            }
+        }
         if let Some(code) = rejection {
             open.rejected.push(Rejected {
                 id: mutation.id,
@@ -138,6 +175,9 @@ pub fn plan(
         }
         let state = states.entry(mutation.key.clone()).or_default();
         if state.apply(&mutation.op, &mutation.hlc) {
+            if was_live && !state.is_live() {
+                room.give_back(&mutation.key);
+            }
             open.changed.insert(mutation.key.clone());
         } else {
             open.superseded += 1;

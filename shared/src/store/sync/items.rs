@@ -46,14 +46,10 @@ pub(super) struct RecordItem {
 /// The item holding a partition's version counter: the user's own
 /// counter, or the space's own item.
 pub(super) fn version_key(holder: &UserId, space: Option<&SpaceId>) -> ItemKey {
-    match space {
-        None => ItemKey::SyncVersion {
-            user: holder.clone(),
-        },
-        Some(space) => ItemKey::Space {
-            space: space.clone(),
-        },
-    }
+    ItemKey::counter(&match space {
+        None => Partition::User(holder.clone()),
+        Some(space) => Partition::Space(space.clone()),
+    })
 }
 
 pub(super) fn watermark_key(user: &UserId, client_id: &ClientId) -> ItemKey {
@@ -75,23 +71,24 @@ pub(super) fn record_key(holder: &UserId, record: &RecordKey) -> ItemKey {
 pub(super) fn counter_update(
     table: &str,
     key: Item,
-    attribute: &str,
     from: u64,
     to: u64,
+    records: u64,
 ) -> Result<TransactWriteItem, Error> {
     let condition = if from == 0 {
-        "attribute_not_exists(#c) OR #c = :from"
+        "attribute_not_exists(ver) OR ver = :from"
     } else {
-        "#c = :from"
+        "ver = :from"
     };
     let update = Update::builder()
         .table_name(table)
         .set_key(Some(key))
-        .update_expression("SET #c = :to")
+        .update_expression("SET ver = :to, #records = :records")
         .condition_expression(condition)
-        .expression_attribute_names("#c", attribute)
+        .expression_attribute_names("#records", RECORDS)
         .expression_attribute_values(":from", number(from))
         .expression_attribute_values(":to", number(to))
+        .expression_attribute_values(":records", number(records))
         .build()
         .map_err(Error::internal)?;
     Ok(TransactWriteItem::builder().update(update).build())
@@ -105,16 +102,19 @@ pub(super) fn space_counter_update(
     key: Item,
     from: u64,
     to: u64,
+    records: u64,
 ) -> Result<TransactWriteItem, Error> {
     let update = Update::builder()
         .table_name(table)
         .set_key(Some(key))
-        .update_expression("SET ver = :to")
+        .update_expression("SET ver = :to, #records = :records")
         .condition_expression(
             "attribute_exists(PK) AND attribute_not_exists(deletedAt) AND (attribute_not_exists(ver) OR ver = :from)",
         )
+        .expression_attribute_names("#records", RECORDS)
         .expression_attribute_values(":from", number(from))
         .expression_attribute_values(":to", number(to))
+        .expression_attribute_values(":records", number(records))
         .build()
         .map_err(Error::internal)?;
     Ok(TransactWriteItem::builder().update(update).build())
@@ -134,6 +134,9 @@ pub(super) fn member_may_write(table: &str, key: Item) -> Result<TransactWriteIt
         .map_err(Error::internal)?;
     Ok(TransactWriteItem::builder().condition_check(check).build())
 }
+
+/// The counter item's count of the partition's live records.
+pub(in crate::store) const RECORDS: &str = "records";
 
 /// Attribute names of the compaction a counter item records.
 pub(in crate::store) const COMPACTED_THROUGH: &str = "compactedThrough";
@@ -274,6 +277,7 @@ pub(super) fn read_into(snapshot: &mut Snapshot, item: Item) -> Result<(), Error
     match ItemKey::parse(text(keys::PK).unwrap_or(""), text(keys::SK).unwrap_or("")) {
         Some(ItemKey::SyncVersion { .. }) => {
             snapshot.versions.insert(None, number_of("ver"));
+            snapshot.live.insert(None, number_of(RECORDS));
             snapshot.compactions.insert(None, compaction_of(&item));
         }
         Some(ItemKey::Space { space }) => {
@@ -282,6 +286,9 @@ pub(super) fn read_into(snapshot: &mut Snapshot, item: Item) -> Result<(), Error
                 snapshot
                     .versions
                     .insert(Some(space.clone()), number_of("ver"));
+                snapshot
+                    .live
+                    .insert(Some(space.clone()), number_of(RECORDS));
                 snapshot
                     .compactions
                     .insert(Some(space), compaction_of(&item));

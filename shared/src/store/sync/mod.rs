@@ -33,7 +33,7 @@ use crate::sync::spaces::{SpaceHead, assemble, plan_space};
 use crate::sync::store::SyncStore;
 use crate::sync::{
     Change, Chunk, FeedRead, Mutation, PullPage, PushOutcome, RECORDS_PER_CHUNK, RecordKey,
-    Rejected, authorize, plan, reject_stale, rejections_within, unapplied,
+    Rejected, Room, authorize, plan, reject_stale, rejections_within, unapplied,
 };
 use crate::{Error, adapters::aws};
 
@@ -48,6 +48,9 @@ pub(super) struct Snapshot {
     versions: BTreeMap<Option<SpaceId>, u64>,
     /// What was compacted in each of those partitions.
     compactions: BTreeMap<Option<SpaceId>, Compaction>,
+    /// The live records each of those partitions holds (its counter's
+    /// `records`, moved with `ver`).
+    live: BTreeMap<Option<SpaceId>, u64>,
     /// The writer's role in each space read.
     roles: BTreeMap<SpaceId, Role>,
     records: BTreeMap<RecordKey, (RecordState, u64)>,
@@ -206,8 +209,20 @@ impl Table {
         let now = chrono::Utc::now().timestamp_millis();
         let mut items = Vec::with_capacity(chunk.changed.len() + 4);
         let mut versions = snapshot.versions.clone();
+        let mut live = snapshot.live.clone();
         let mut written = Vec::with_capacity(chunk.changed.len());
         for (record, state) in &chunk.changed {
+            let was_live = snapshot
+                .records
+                .get(record)
+                .is_some_and(|(stored, _)| stored.is_live());
+            let count = live.entry(record.space.clone()).or_default();
+            match (was_live, state.is_live()) {
+                (false, true) => *count += 1,
+                // Records from before the count began are not in it.
+                (true, false) => *count = count.saturating_sub(1),
+                _ => {}
+            }
             let version = versions.entry(record.space.clone()).or_default();
             *version += 1;
             let key = record_key(writer.holder, record);
@@ -245,10 +260,13 @@ impl Table {
                 continue;
             }
             let key = item_key(&version_key(writer.holder, space.as_ref()));
+            let records = live.get(space).copied().unwrap_or(0);
             match space {
-                None => items.push(counter_update(&self.name, key, "ver", stored, *version)?),
+                None => items.push(counter_update(&self.name, key, stored, *version, records)?),
                 Some(space) => {
-                    items.push(space_counter_update(&self.name, key, stored, *version)?);
+                    items.push(space_counter_update(
+                        &self.name, key, stored, *version, records,
+                    )?);
                     items.push(member_may_write(
                         &self.name,
                         item_key(&member_key(space, writer.holder)),
@@ -299,6 +317,7 @@ impl Table {
             Err(err) => return Err(aws::classify(err)),
         }
         snapshot.versions = versions;
+        snapshot.live = live;
         if writer.client.is_some() {
             snapshot.watermark = chunk.last_mutation_id;
             snapshot.rejected = rejected;
@@ -359,7 +378,12 @@ impl SyncStore for Table {
                         .unwrap_or_default()
                 },
             );
-            let chunks = plan(&snapshot.states(), &fresh, RECORDS_PER_CHUNK);
+            let chunks = plan(
+                &snapshot.states(),
+                &fresh,
+                RECORDS_PER_CHUNK,
+                &snapshot.room(&keys, self.quotas.records_per_partition),
+            );
             if self.commit_all(writer, &mut snapshot, &chunks).await? {
                 return Ok(PushOutcome {
                     watermark: snapshot.watermark,
@@ -511,6 +535,20 @@ impl Table {
 }
 
 impl Snapshot {
+    /// How many more live records each partition of `records` may take.
+    fn room(&self, records: &BTreeSet<RecordKey>, quota: u64) -> Room {
+        Room(
+            records
+                .iter()
+                .map(|r| r.space.clone())
+                .map(|space| {
+                    let held = self.live.get(&space).copied().unwrap_or(0);
+                    (space, quota.saturating_sub(held))
+                })
+                .collect(),
+        )
+    }
+
     pub(super) fn states(&self) -> BTreeMap<RecordKey, RecordState> {
         self.records
             .iter()
