@@ -38,6 +38,7 @@ impl FromEnv for Config {
 pub struct Deps {
     pub table: Table,
     pub sockets: Sockets,
+    pub members: MemberCache,
 }
 
 impl Deps {
@@ -45,6 +46,43 @@ impl Deps {
         Self {
             table: Table::new(sdk, &config.table_name),
             sockets: Sockets::new(sdk, &config.management_url),
+            members: MemberCache::default(),
+        }
+    }
+}
+
+/// How long a container trusts the members it read of a space.
+const MEMBERS_FRESH: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The members of the spaces this container poked lately: a busy space's
+/// batches then skip the members query, the largest read of a fan-out.
+/// A poke carries no data (the pull it asks for is authorized), so a
+/// member removed meanwhile being poked for a few seconds more leaks
+/// nothing; a membership change in a batch drops its space's entry, and a
+/// new member pulls when they join anyway.
+#[derive(Debug, Clone, Default)]
+pub struct MemberCache(std::sync::Arc<std::sync::Mutex<BTreeMap<SpaceId, MembersRead>>>);
+
+/// When a space's members were read, and who they were.
+type MembersRead = (std::time::Instant, Vec<UserId>);
+
+impl MemberCache {
+    fn fresh(&self, space: &SpaceId) -> Option<Vec<UserId>> {
+        let cached = self.0.lock().ok()?;
+        let (read_at, members) = cached.get(space)?;
+        (read_at.elapsed() < MEMBERS_FRESH).then(|| members.clone())
+    }
+
+    fn keep(&self, space: SpaceId, members: Vec<UserId>) {
+        if let Ok(mut cached) = self.0.lock() {
+            cached.retain(|_, (read_at, _)| read_at.elapsed() < MEMBERS_FRESH);
+            cached.insert(space, (std::time::Instant::now(), members));
+        }
+    }
+
+    fn forget(&self, space: &SpaceId) {
+        if let Ok(mut cached) = self.0.lock() {
+            cached.remove(space);
         }
     }
 }
@@ -165,24 +203,36 @@ fn note(batch: &mut Batch, record: &EventRecord) {
     }
 }
 
-/// Adds each space's changes to the work of each of its members (as they
-/// are now: a removed member is not poked). A space whose members cannot
+/// Adds each space's changes to the work of each of its members (as read
+/// within [`MEMBERS_FRESH`]: see [`MemberCache`]). A space whose members cannot
 /// be read is its first record's failure.
 async fn expand_spaces(deps: &Deps, batch: &mut Batch) -> Vec<String> {
     let mut failed = Vec::new();
+    for work in batch.users.values() {
+        for space in &work.memberships {
+            deps.members.forget(space);
+        }
+    }
     let spaces = std::mem::take(&mut batch.spaces);
     for (space, work) in spaces {
-        let members = match deps.table.members(&space).await {
-            Ok(members) => members,
-            Err(err) => {
-                tracing::warn!(error = %err, %space, "live channel: the members of a space could not be read");
-                failed.push(work.first_sequence);
-                continue;
-            }
+        let members = match deps.members.fresh(&space) {
+            Some(members) => members,
+            None => match deps.table.members(&space).await {
+                Ok(members) => {
+                    let ids: Vec<UserId> = members.into_iter().map(|m| m.user_id).collect();
+                    deps.members.keep(space.clone(), ids.clone());
+                    ids
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, %space, "live channel: the members of a space could not be read");
+                    failed.push(work.first_sequence);
+                    continue;
+                }
+            },
         };
         for member in members {
-            let origins = work.origins.as_seen_by(&member.user_id).collect();
-            let member_work = batch.user(member.user_id.clone(), &work.first_sequence);
+            let origins = work.origins.as_seen_by(&member).collect();
+            let member_work = batch.user(member.clone(), &work.first_sequence);
             member_work.media.extend(work.media.iter().cloned());
             if work.version > 0 {
                 let changed = Changed {
