@@ -12,6 +12,7 @@ use shared::keys;
 use shared::media::pipeline::{self, Options};
 use shared::metrics::Metrics;
 use shared::model::media::{Media, Status, Variant};
+use shared::model::quota::Quotas;
 use shared::store::{Readied, Table};
 
 const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
@@ -21,7 +22,7 @@ const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 pub struct Config {
     pub table_name: String,
     /// What a user or partition may hold (`MAX_*`, template `Globals`).
-    pub quotas: shared::model::quota::Quotas,
+    pub quotas: Quotas,
     pub media_bucket: String,
 }
 
@@ -29,7 +30,7 @@ impl FromEnv for Config {
     fn read(env: &Env) -> Result<Self, MissingVariable> {
         Ok(Self {
             table_name: config::table_name(env)?,
-            quotas: shared::model::quota::Quotas::read(env),
+            quotas: Quotas::read(env),
             media_bucket: config::media_bucket(env)?,
         })
     }

@@ -8,6 +8,7 @@ use shared::aws_config::SdkConfig;
 use shared::config::{self, Env, FromEnv, MissingVariable};
 use shared::metrics::Metrics;
 use shared::model::ids::ClientId;
+use shared::model::quota::Quotas;
 use shared::store::Table;
 use shared::sync::feed::{PullCursor, decode_cursor, encode_cursor};
 use shared::sync::spaces::SpaceChange;
@@ -24,7 +25,7 @@ pub const MAX_PULL_LIMIT: usize = 500;
 pub struct Config {
     pub table_name: String,
     /// What a user or partition may hold (`MAX_*`, template `Globals`).
-    pub quotas: shared::model::quota::Quotas,
+    pub quotas: Quotas,
     /// `SYNC_MAX_CLOCK_SKEW_SECONDS`: how far ahead a client's hlc may be
     /// (default 300).
     pub max_clock_skew_seconds: u64,
@@ -37,7 +38,7 @@ impl FromEnv for Config {
         Ok(Self {
             limits: apigw::Limits::read(env)?,
             table_name: config::table_name(env)?,
-            quotas: shared::model::quota::Quotas::read(env),
+            quotas: Quotas::read(env),
             max_clock_skew_seconds: env.number("SYNC_MAX_CLOCK_SKEW_SECONDS", 300),
         })
     }

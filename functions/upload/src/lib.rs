@@ -16,6 +16,7 @@ use shared::metrics::Metrics;
 use shared::model::access::{Role, Session};
 use shared::model::ids::{MediaId, Partition, SpaceId};
 use shared::model::media::{ALLOWED_TYPES, Media, Status};
+use shared::model::quota::Quotas;
 use shared::store::{SpaceAccess, Table};
 use shared::{Code, Error, keys};
 use tokio::sync::OnceCell;
@@ -28,7 +29,7 @@ const MAX_PAGE: usize = 100;
 pub struct Config {
     pub table_name: String,
     /// What a user or partition may hold (`MAX_*`, template `Globals`).
-    pub quotas: shared::model::quota::Quotas,
+    pub quotas: Quotas,
     pub media_bucket: String,
     /// `MAX_UPLOAD_BYTES`: the largest upload a client may declare
     /// (default 25 MB).
@@ -62,7 +63,7 @@ impl FromEnv for Config {
         Ok(Self {
             limits: apigw::Limits::read(env)?,
             table_name: config::table_name(env)?,
-            quotas: shared::model::quota::Quotas::read(env),
+            quotas: Quotas::read(env),
             media_bucket: config::media_bucket(env)?,
             max_upload_bytes: env.number("MAX_UPLOAD_BYTES", 25 * 1024 * 1024),
             upload_url_ttl_seconds: env.number("UPLOAD_URL_TTL_SECONDS", 600),

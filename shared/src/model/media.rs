@@ -97,13 +97,13 @@ impl Media {
         }
     }
 
-    /// The partition it lives in: its space's, or the uploader's.
     /// What it takes in the bucket: its variants (the original is deleted
     /// once they exist).
     pub fn stored_bytes(&self) -> u64 {
         self.variants.iter().map(|v| v.bytes).sum()
     }
 
+    /// The partition it lives in: its space's, or the uploader's.
     pub fn partition(&self) -> Partition {
         match &self.space_id {
             Some(space) => Partition::Space(space.clone()),

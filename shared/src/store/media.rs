@@ -1,10 +1,9 @@
 //! Media items: an upload's life from `pending` to `ready` or `failed`.
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem, Update};
 
 use super::sync::{ATTEMPTS, backoff};
-use super::{Stored, Table, item_key, number};
+use super::{Ended, Stored, Table, ended, item_key, number};
 use crate::keys::{self, ItemKey};
 use crate::model::ids::{MediaId, Partition, SpaceId};
 use crate::model::media::{Media, PENDING_TTL_SECONDS, Status};
@@ -166,7 +165,7 @@ impl Table {
                     .expression_attribute_values(":minus", number(-1))
                     .expression_attribute_values(
                         ":bytes",
-                        AttributeValue::N(format!("-{}", media.stored_bytes())),
+                        number(-i128::from(media.stored_bytes())),
                     )
                     .build()
                     .map_err(Error::internal)?;
@@ -311,43 +310,6 @@ impl Table {
             .await;
         aws::conditional(result)
     }
-}
-
-/// How a transaction ended.
-enum Ended {
-    Committed,
-    /// Canceled: whether each item failed its condition.
-    Failed(Vec<bool>),
-    /// Canceled by another transaction on the same items: try again.
-    Conflict,
-}
-
-fn ended<T>(
-    result: Result<T, aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>>,
-) -> Result<Ended, Error> {
-    let err = match result {
-        Ok(_) => return Ok(Ended::Committed),
-        Err(err) => err,
-    };
-    if let Some(TransactWriteItemsError::TransactionCanceledException(canceled)) =
-        err.as_service_error()
-    {
-        let reasons = canceled.cancellation_reasons();
-        let failed: Vec<bool> = reasons
-            .iter()
-            .map(|r| r.code() == Some("ConditionalCheckFailed"))
-            .collect();
-        if failed.contains(&true) {
-            return Ok(Ended::Failed(failed));
-        }
-        if reasons
-            .iter()
-            .any(|r| r.code() == Some("TransactionConflict"))
-        {
-            return Ok(Ended::Conflict);
-        }
-    }
-    Err(aws::classify(err))
 }
 
 /// A transaction that kept meeting others on its items.

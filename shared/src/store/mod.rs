@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
 
 pub use janitor::{Finding, ScanPage, ScanPosition};
@@ -309,4 +310,42 @@ const EXPIRES_AT: &str = "expiresAt";
 
 fn number(n: impl ToString) -> AttributeValue {
     AttributeValue::N(n.to_string())
+}
+
+/// How a `TransactWriteItems` ended: what a caller decides on, read from
+/// the cancellation reasons; any other failure is an error.
+pub(in crate::store) enum Ended {
+    Committed,
+    /// Canceled: whether each item failed its condition.
+    Failed(Vec<bool>),
+    /// Canceled by another transaction on the same items: try again.
+    Conflict,
+}
+
+pub(in crate::store) fn ended<T>(
+    result: Result<T, aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>>,
+) -> Result<Ended, Error> {
+    let err = match result {
+        Ok(_) => return Ok(Ended::Committed),
+        Err(err) => err,
+    };
+    if let Some(TransactWriteItemsError::TransactionCanceledException(canceled)) =
+        err.as_service_error()
+    {
+        let reasons = canceled.cancellation_reasons();
+        let failed: Vec<bool> = reasons
+            .iter()
+            .map(|r| r.code() == Some("ConditionalCheckFailed"))
+            .collect();
+        if failed.contains(&true) {
+            return Ok(Ended::Failed(failed));
+        }
+        if reasons
+            .iter()
+            .any(|r| r.code() == Some("TransactionConflict"))
+        {
+            return Ok(Ended::Conflict);
+        }
+    }
+    Err(aws::classify(err))
 }

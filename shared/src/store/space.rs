@@ -6,13 +6,12 @@
 //! code hashes. Every change of a membership writes both of its items in
 //! one transaction.
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
 };
 use chrono::{DateTime, Utc};
 
-use super::{Item, Stored, Table, item_key, number};
+use super::{Ended, Item, Stored, Table, ended, item_key, number};
 use crate::keys::{self, ItemKey};
 use crate::model::access::{Grant, Role, Session};
 use crate::model::ids::{InvitationId, SpaceId, UserId};
@@ -230,29 +229,13 @@ impl Table {
     /// Runs one transaction; false if a condition failed (a concurrent
     /// change won).
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, Error> {
-        match self
+        let result = self
             .client
             .transact_write_items()
             .set_transact_items(Some(items))
             .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(err) => {
-                let failed = matches!(
-                    err.as_service_error(),
-                    Some(TransactWriteItemsError::TransactionCanceledException(canceled))
-                        if canceled.cancellation_reasons().iter().any(|r| {
-                            matches!(r.code(), Some("ConditionalCheckFailed" | "TransactionConflict"))
-                        })
-                );
-                if failed {
-                    Ok(false)
-                } else {
-                    Err(aws::classify(err))
-                }
-            }
-        }
+            .await;
+        Ok(matches!(ended(result)?, Ended::Committed))
     }
 
     /// How many spaces `user` owns now.

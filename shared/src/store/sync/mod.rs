@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, Put, ReturnConsumedCapacity, TransactWriteItem,
 };
@@ -26,6 +25,7 @@ use crate::model::access::Grant;
 use crate::model::access::Role;
 use crate::model::ids::SpaceId;
 use crate::model::ids::{ClientId, Partition, UserId};
+use crate::store::{Ended, ended};
 use crate::sync::compaction::Compaction;
 use crate::sync::feed::PullCursor;
 use crate::sync::merge::RecordState;
@@ -292,29 +292,15 @@ impl Table {
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
-        match result {
-            Ok(output) => {
-                self.usage.add_call(output.consumed_capacity());
-            }
-            Err(err) if aws::error_code(&err) == Some("TransactionCanceledException") => {
+        match &result {
+            Ok(output) => self.usage.add_call(output.consumed_capacity()),
+            Err(err) if aws::error_code(err) == Some("TransactionCanceledException") => {
                 self.usage.add(None);
-                let conflict = match err.as_service_error() {
-                    Some(TransactWriteItemsError::TransactionCanceledException(canceled)) => {
-                        canceled.cancellation_reasons().iter().any(|r| {
-                            matches!(
-                                r.code(),
-                                Some("ConditionalCheckFailed" | "TransactionConflict")
-                            )
-                        })
-                    }
-                    _ => false,
-                };
-                if conflict {
-                    return Ok(false);
-                }
-                return Err(aws::classify(err));
             }
-            Err(err) => return Err(aws::classify(err)),
+            Err(_) => {}
+        }
+        if !matches!(ended(result)?, Ended::Committed) {
+            return Ok(false);
         }
         snapshot.versions = versions;
         snapshot.live = live;
