@@ -41,12 +41,25 @@ ensure_kotlin() {
   fi
 }
 
+# ensure_chromium: Debian's headless-capable Chromium for the console's
+# browser test; installed when missing. Sets CHROMIUM.
+ensure_chromium() {
+  CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+  if [ ! -x "$CHROMIUM" ]; then
+    say "installing Chromium (Debian: chromium) for the console's browser test"
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq chromium >/dev/null
+  fi
+  export CHROMIUM
+}
+
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
 # start_emulator PORT LOGFILE: starts moto on 127.0.0.1:PORT, waits until it
-# answers, and sets EMULATOR_PID. The caller's trap stops it.
+# answers, and sets EMULATOR_PID. The caller's trap stops it. With
+# EMULATOR_STATE=FILE in the environment its state is kept in FILE.
 start_emulator() {
   local port="$1" log="$2"
   say "starting the AWS emulator (moto) on 127.0.0.1:$port"
@@ -74,6 +87,7 @@ wait_until_answers() {
   return 1
 }
 
+# Stops the emulator (SIGTERM: one that keeps state saves it first).
 stop_emulator() {
   if [ -n "${EMULATOR_PID:-}" ] && kill -0 "$EMULATOR_PID" 2>/dev/null; then
     kill "$EMULATOR_PID" 2>/dev/null || true

@@ -75,6 +75,17 @@ form data, which differs from the Rust SDK's encoding: the access key
 names the caller), presigned GET/PUT URLs, resource policies and most
 condition keys (moto's limits).
 
+Queued messages, read without receiving them (the local console shows the
+failed-events and dead-letter queues; a ReceiveMessage would count a
+receive and hide the message):
+
+  GET /_emulator/sqs/messages?queue=URL
+       -> [{"messageId", "body", "sentAt", "receiveCount"}, ...]
+
+State that survives a restart: with EMULATOR_STATE=FILE the services' state
+is restored from FILE at start and saved to it (persistence.py);
+scripts/dev sets it, tests do not.
+
 Run as `python infra/emulator/emulator.py -H 127.0.0.1 -p PORT`, with the
 arguments of `moto_server`.
 """
@@ -87,6 +98,7 @@ import hmac
 import inspect
 import io
 import json
+import os
 import threading
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
@@ -120,6 +132,9 @@ from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.responses import DynamoHandler
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.sns.models import SNSBackend
+from moto.sqs.models import sqs_backends
+
+from persistence import Persistence
 
 # Every DynamoDB request, and every control request, runs alone.
 _lock = threading.RLock()
@@ -345,9 +360,35 @@ def _publish(self, message, arn, *args, **kwargs):
     return message_id
 
 
+def _queued(url):
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    for regions in sqs_backends.values():
+        for backend in regions.values():
+            queue = backend.queues.get(name)
+            if queue is not None:
+                return [
+                    {
+                        "messageId": message.id,
+                        "body": message.body,
+                        "sentAt": message.sent_timestamp,
+                        "receiveCount": message.approximate_receive_count,
+                    }
+                    for message in list(queue._messages)
+                ]
+    raise KeyError(f"no queue {url}")
+
+
 def _control(environ, start_response):
     path = environ["PATH_INFO"]
     method = environ["REQUEST_METHOD"]
+    if path == "/_emulator/sqs/messages":
+        url = parse_qs(environ.get("QUERY_STRING", "")).get("queue", [""])[0]
+        try:
+            status, data = "200 OK", json.dumps(_queued(url)).encode()
+        except KeyError as err:
+            status, data = "404 Not Found", json.dumps({"error": str(err)}).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
     if path == "/_emulator/sns/published":
         endpoint = parse_qs(environ.get("QUERY_STRING", "")).get("endpoint", [""])[0]
         with _lock:
@@ -389,7 +430,13 @@ def _control(environ, start_response):
 _original_call = DomainDispatcherApplication.__call__
 
 
+# Set when EMULATOR_STATE names a file to keep the state in.
+_persistence = None
+
+
 def _call(self, environ, start_response):
+    if _persistence is not None:
+        _persistence.changed()
     if environ.get("PATH_INFO", "").startswith("/_emulator/"):
         return _control(environ, start_response)
     if _is_form_upload(environ):
@@ -696,5 +743,10 @@ SimpleSystemManagerResponse._determine_resource = _ssm_resource
 settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
 
 if __name__ == "__main__":
+    if os.environ.get("EMULATOR_STATE"):
+        _persistence = Persistence(os.environ["EMULATOR_STATE"], _lock, {"published": _published})
+        _persistence.load()
+        _persistence.start()
+        server.signal_handler = _persistence.stop  # moto's main() installs it
     _ensure_admin()
     server.main()

@@ -105,8 +105,8 @@ impl TestStack {
         template: std::path::PathBuf,
         websocket_limits: local_stack::websocket::Limits,
     ) -> Self {
-        let stack = local_stack::start(Options {
-            emulator_url: emulator_url.clone(),
+        Self::start_with_options(Options {
+            emulator_url,
             region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
             api_port: 0,
             cdn_port: 0,
@@ -115,9 +115,43 @@ impl TestStack {
             websocket_limits,
             stack_name: format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
             template,
+            state_dir: None,
+            emulator_log: None,
         })
         .await
-        .expect("the local stack starts");
+    }
+
+    /// The stack as `scripts/dev` runs it: named `stack`, keeping its own
+    /// state in `state_dir` and serving the CDN on `cdn_port` (signed URLs
+    /// name it), so starting it again with the same three goes on from
+    /// where it stopped.
+    pub async fn start_persistent(
+        emulator_url: String,
+        stack: &str,
+        state_dir: std::path::PathBuf,
+        cdn_port: u16,
+    ) -> Self {
+        Self::start_with_options(Options {
+            emulator_url,
+            region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
+            api_port: 0,
+            cdn_port,
+            websocket_port: 0,
+            console_port: 0,
+            websocket_limits: local_stack::websocket::Limits::default(),
+            stack_name: stack.into(),
+            template: Options::default_template(),
+            state_dir: Some(state_dir),
+            emulator_log: None,
+        })
+        .await
+    }
+
+    async fn start_with_options(options: Options) -> Self {
+        let emulator_url = options.emulator_url.clone();
+        let stack = local_stack::start(options)
+            .await
+            .expect("the local stack starts");
         Self {
             stack,
             emulator_url,
@@ -402,7 +436,80 @@ impl TestStack {
     }
 }
 
-/// A sync hlc for `client` at the current time (counter 0).
+/// An emulator process of a test's own on a free loopback port, keeping
+/// its state in a file as `scripts/dev` runs it (the one `scripts/test`
+/// starts keeps none). Needs the virtualenv `scripts/test` makes.
+pub struct OwnEmulator {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl OwnEmulator {
+    pub async fn start(state_file: &std::path::Path, port: u16) -> Self {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let python = root.join(".venv/bin/python");
+        assert!(
+            python.exists(),
+            "{} is missing: scripts/test makes the virtualenv",
+            python.display()
+        );
+        let child = std::process::Command::new(python)
+            .arg(root.join("infra/emulator/emulator.py"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("EMULATOR_STATE", state_file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the emulator starts");
+        // Dropped on a panic below: the process is stopped either way.
+        let emulator = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        for _ in 0..150 {
+            if reqwest::get(format!("{}/moto-api/data.json", emulator.url))
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return emulator;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!(
+            "the emulator on {} did not answer within 15 s",
+            emulator.url
+        );
+    }
+
+    /// SIGTERM, as Ctrl-C: it saves its state, then exits.
+    pub fn stop(mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// SIGKILL: nothing is saved but what was saved already.
+    pub fn kill(self) {
+        drop(self);
+    }
+}
+
+impl Drop for OwnEmulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free port on loopback (free when asked).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 /// A copy of the project's template with its first `from` changed to `to`
 /// (a smaller step, a lower limit), for a stack of its own.
 pub fn template_with(from: &str, to: &str) -> std::path::PathBuf {
@@ -413,6 +520,7 @@ pub fn template_with(from: &str, to: &str) -> std::path::PathBuf {
     path
 }
 
+/// A sync hlc for `client` at the current time (counter 0).
 pub fn hlc_now(client: &str) -> String {
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

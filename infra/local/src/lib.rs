@@ -4,14 +4,17 @@
 
 pub mod authorizer;
 pub mod cdn;
+pub mod console;
 pub mod control;
 pub mod filter;
+pub mod invocations;
 pub mod provision;
 pub mod queue;
 pub mod registry;
 pub mod s3;
 pub mod schedule;
 pub mod server;
+pub mod state;
 pub mod stream;
 pub mod template;
 pub mod websocket;
@@ -41,13 +44,18 @@ pub struct Options {
     pub cdn_port: u16,
     /// The live channel's port; 0 picks a free one.
     pub websocket_port: u16,
-    /// The control port (run a schedule now); 0 picks a free one.
+    /// The console (and run a schedule now); 0 picks a free one.
     pub console_port: u16,
     /// The live channel's idle and maximum durations.
     pub websocket_limits: websocket::Limits,
     /// Prefix of every resource name, so stacks can share one emulator.
     pub stack_name: String,
     pub template: PathBuf,
+    /// Where the stack keeps what survives a restart (stream positions,
+    /// open connections); None starts and stays fresh, as tests do.
+    pub state_dir: Option<PathBuf>,
+    /// The emulator's log, whose tail the console shows.
+    pub emulator_log: Option<PathBuf>,
 }
 
 impl Options {
@@ -68,8 +76,10 @@ pub struct LocalStack {
     /// over `http://`).
     pub websocket_url: String,
     pub gateway: Arc<websocket::Gateway>,
-    /// The control port: `http://127.0.0.1:PORT`.
+    /// The console and control port: `http://127.0.0.1:PORT`.
     pub console_url: String,
+    /// Every function's recent calls.
+    pub invocations: invocations::Invocations,
     /// The functions with a `Schedule` event, to run now.
     pub schedules: schedule::Schedules,
     pub resources: Resources,
@@ -116,6 +126,12 @@ impl Drop for LocalStack {
 
 pub async fn start(options: Options) -> Result<LocalStack> {
     let template = Template::load(&options.template)?;
+    let state = options
+        .state_dir
+        .as_ref()
+        .map(state::StateDir::new)
+        .transpose()
+        .context("creating the state folder")?;
     let sdk = shared::adapters::aws::sdk_config_for(&options.emulator_url, &options.region).await;
     let resources = provision::provision(&sdk, &template, &options.stack_name)
         .await
@@ -159,12 +175,18 @@ pub async fn start(options: Options) -> Result<LocalStack> {
     let mut handlers: HashMap<String, server::Handler> = HashMap::new();
     let mut pollers = Vec::new();
     let mut schedules = schedule::Schedules::new(&options.region);
+    let invocations = invocations::Invocations::default();
     for function in template.functions() {
         let env = environment(&template, &resources, &function, &endpoints)?;
         let identity = identity(&options, &template, &resources, &function).await?;
-        let trigger =
-            registry::build(&function, &identity, &env, template.timeout(&function))
-                .with_context(|| format!("{function} is not in infra/local/src/registry.rs"))??;
+        let trigger = registry::build(
+            &function,
+            &identity,
+            &env,
+            template.timeout(&function),
+            &invocations,
+        )
+        .with_context(|| format!("{function} is not in infra/local/src/registry.rs"))??;
         match trigger {
             Trigger::Http(handler) => {
                 handlers.insert(function, handler);
@@ -246,6 +268,7 @@ pub async fn start(options: Options) -> Result<LocalStack> {
                     function,
                     handler,
                     mapping,
+                    state.clone(),
                 ));
             }
         }
@@ -265,23 +288,15 @@ pub async fn start(options: Options) -> Result<LocalStack> {
             .collect::<Result<_>>()?,
         options.websocket_limits,
         &options.region,
+        state.clone(),
     ));
+    gateway.disconnect_previous().await;
     let websocket = tokio::spawn(websocket::serve_gateway(
         websocket_listener,
         gateway.clone(),
     ));
 
     pollers.extend(schedules.spawn_timers());
-    let console_listener = TcpListener::bind(("127.0.0.1", options.console_port))
-        .await
-        .with_context(|| format!("binding 127.0.0.1:{}", options.console_port))?;
-    let console_url = format!("http://{}", console_listener.local_addr()?);
-    let console_app = control::router(schedules.clone());
-    let console = tokio::spawn(async move {
-        if let Err(err) = axum::serve(console_listener, console_app).await {
-            tracing::error!(error = %err, "the control port stopped");
-        }
-    });
 
     let authorizer = authorizer::Authorizer::new(
         &options.emulator_url,
@@ -295,6 +310,33 @@ pub async fn start(options: Options) -> Result<LocalStack> {
         handlers,
         authorizer,
     });
+
+    let console_listener = TcpListener::bind(("127.0.0.1", options.console_port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{}", options.console_port))?;
+    let console_url = format!("http://{}", console_listener.local_addr()?);
+    let console_app = console::router(Arc::new(console::Console {
+        sdk: sdk.clone(),
+        emulator_url: options.emulator_url.clone(),
+        resources: resources.clone(),
+        api: api.clone(),
+        gateway: gateway.clone(),
+        invocations: invocations.clone(),
+        schedules: schedules.clone(),
+        signer: shared::media::cdn::UrlSigner::new(
+            &cdn_url,
+            &resources.media_signing_key.key_pair_id,
+            &resources.media_signing_key.private_pem,
+            std::time::Duration::from_secs(24 * 60 * 60),
+        )?,
+        emulator_log: options.emulator_log.clone(),
+    }));
+    let console = tokio::spawn(async move {
+        if let Err(err) = axum::serve(console_listener, console_app).await {
+            tracing::error!(error = %err, "the console stopped");
+        }
+    });
+
     let app = axum::Router::new().fallback(server::serve).with_state(api);
     let listener = TcpListener::bind(("127.0.0.1", options.api_port))
         .await
@@ -316,6 +358,7 @@ pub async fn start(options: Options) -> Result<LocalStack> {
         websocket_url: format!("ws://{websocket_host}"),
         gateway,
         console_url,
+        invocations,
         schedules,
         side_servers: vec![cdn, websocket, console],
         resources,

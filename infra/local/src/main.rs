@@ -33,11 +33,14 @@ async fn main() -> Result<()> {
         template: std::env::var("TEMPLATE")
             .map(Into::into)
             .unwrap_or_else(|_| "template.yaml".into()),
+        state_dir: std::env::var_os("STATE_DIR").map(Into::into),
+        emulator_log: std::env::var_os("EMULATOR_LOG").map(Into::into),
     };
+    eprintln!("provisioning template.yaml's resources in the emulator and starting the functions");
     let mut stack = local_stack::start(options).await?;
     let r = &stack.resources;
     eprintln!(
-        "\nlocal stack ready\n  API           {}\n  media CDN     {}\n  live channel  {}/?token=<accessToken>&clientId=<id>\n  control       {} (scripts/run-schedule JanitorFunction)\n  emulator      {emulator_url}\n  table         {}\n  bucket        {}\n  user pool     {}\n  app client    {}\n  routes        {}\n\nCtrl-C stops it.\n",
+        "\nlocal stack ready\n  API           {}\n  media CDN     {}\n  live channel  {}/?token=<accessToken>&clientId=<id>\n  console       {} (what is in the stack; scripts/run-schedule JanitorFunction)\n  emulator      {emulator_url}\n  table         {}\n  bucket        {}\n  user pool     {}\n  app client    {}\n  routes        {}\n\nCtrl-C stops it.\n",
         stack.api_url,
         stack.cdn_url,
         stack.websocket_url,

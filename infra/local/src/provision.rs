@@ -1,5 +1,8 @@
 //! Creates the template's resources in the emulator, named after the stack so
-//! that several stacks (parallel tests) share one emulator.
+//! that several stacks (parallel tests) share one emulator. What already
+//! exists under the stack's names (an emulator restored from saved state)
+//! is taken as it is: the same user pool, app client and signing key, so
+//! tokens and signed URLs handed out before a restart stay good.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +18,7 @@ use aws_sdk_dynamodb::types::{
     StreamViewType, TimeToLiveSpecification,
 };
 use serde_yaml::Value;
+use sha2::{Digest, Sha256};
 
 use shared::media::cdn::{self, KeyGroup};
 
@@ -33,8 +37,26 @@ pub struct Resources {
     pub user_pool_client_id: String,
     /// The distribution's trusted keys (the template's `MediaKeyGroup`).
     pub media_key_group: KeyGroup,
+    /// The key the functions sign media URLs with (the console signs
+    /// with it too).
+    pub media_signing_key: MediaSigningKey,
     /// Logical id -> physical name/id, to resolve `!Ref` in environments.
     pub physical: BTreeMap<String, String>,
+}
+
+/// One key pair of the key group: its id and private half.
+#[derive(Clone)]
+pub struct MediaSigningKey {
+    pub key_pair_id: String,
+    pub private_pem: String,
+}
+
+impl std::fmt::Debug for MediaSigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaSigningKey")
+            .field("key_pair_id", &self.key_pair_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The emulator's account.
@@ -142,9 +164,25 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str) -> Res
         } else {
             continue;
         };
-        let arn = aws_sdk_sns::Client::new(sdk)
+        let name = format!("{stack}-{platform}");
+        let sns = aws_sdk_sns::Client::new(sdk);
+        let existing = sns
+            .list_platform_applications()
+            .send()
+            .await
+            .context("listing platform applications")?
+            .platform_applications
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|application| application.platform_application_arn)
+            .find(|arn| arn.ends_with(&format!("/{platform}/{name}")));
+        if let Some(arn) = existing {
+            physical.insert(parameter.clone(), arn);
+            continue;
+        }
+        let arn = sns
             .create_platform_application()
-            .name(format!("{stack}-{platform}"))
+            .name(name)
             .platform(platform)
             .attributes("PlatformCredential", "local")
             .send()
@@ -166,7 +204,8 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str) -> Res
     physical.insert(pool_id_logical, user_pool_id.clone());
     physical.insert(client_logical, user_pool_client_id.clone());
 
-    let media_key_group = create_media_signing_key(sdk, template, stack, &mut physical).await?;
+    let (media_key_group, media_signing_key) =
+        create_media_signing_key(sdk, template, stack, &mut physical).await?;
 
     // The WebSocket API is the local gateway's (`websocket.rs`).
     let (websocket_api, _) = template.single("AWS::ApiGatewayV2::Api")?;
@@ -176,6 +215,7 @@ pub async fn provision(sdk: &SdkConfig, template: &Template, stack: &str) -> Res
 
     Ok(Resources {
         media_key_group,
+        media_signing_key,
         table_name,
         bucket,
         upload_queues,
@@ -195,19 +235,33 @@ async fn create_media_signing_key(
     template: &Template,
     stack: &str,
     physical: &mut BTreeMap<String, String>,
-) -> Result<KeyGroup> {
+) -> Result<(KeyGroup, MediaSigningKey)> {
     let (key_logical, _) = template.single("AWS::CloudFront::PublicKey")?;
     let parameter = format!("/{stack}/media-signing-key");
-    let key_id = format!("K{}", uuid::Uuid::new_v4().simple()).to_uppercase()[..14].to_string();
-    let (private_pem, public_pem) = cdn::generate_key_pair();
-    shared::adapters::parameters::put_secure_string(sdk, &parameter, &private_pem)
-        .await
-        .context("storing the media signing key in SSM")?;
+    let private_pem = shared::adapters::parameters::secure_string_or_make(sdk, &parameter, || {
+        cdn::generate_key_pair().0
+    })
+    .await
+    .context("storing the media signing key in SSM")?;
+    let public_pem = cdn::public_key_of(&private_pem)?;
+    // Named after the key itself, so the same key keeps its id.
+    let digest = hex_upper(&Sha256::digest(public_pem.as_bytes()));
+    let key_id = format!("K{}", &digest[..13]);
     let mut group = KeyGroup::default();
     group.insert(&key_id, &public_pem)?;
     physical.insert("MediaSigningKeyParameter".into(), parameter);
-    physical.insert(key_logical, key_id);
-    Ok(group)
+    physical.insert(key_logical, key_id.clone());
+    Ok((
+        group,
+        MediaSigningKey {
+            key_pair_id: key_id,
+            private_pem,
+        },
+    ))
+}
+
+fn hex_upper(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
 fn str_of<'a>(value: &'a Value, key: &str) -> Result<&'a str> {
@@ -243,8 +297,54 @@ fn key_schema(value: &Value) -> Result<Vec<KeySchemaElement>> {
         .collect()
 }
 
+/// The names of a table's indexes, as the template declares them.
+fn index_names(table: &Value) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for kind in ["GlobalSecondaryIndexes", "LocalSecondaryIndexes"] {
+        for index in table
+            .get(kind)
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            names.push(str_of(index, "IndexName")?.to_string());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// The table, or the one already there if it has the template's indexes.
 async fn create_table(sdk: &SdkConfig, table: &Value, name: &str) -> Result<()> {
     let client = aws_sdk_dynamodb::Client::new(sdk);
+    if let Some(description) = client
+        .describe_table()
+        .table_name(name)
+        .send()
+        .await
+        .ok()
+        .and_then(|existing| existing.table)
+    {
+        let mut names: Vec<String> = description
+            .global_secondary_indexes()
+            .iter()
+            .filter_map(|i| i.index_name.clone())
+            .chain(
+                description
+                    .local_secondary_indexes()
+                    .iter()
+                    .filter_map(|i| i.index_name.clone()),
+            )
+            .collect();
+        names.sort();
+        let wanted = index_names(table)?;
+        anyhow::ensure!(
+            names == wanted,
+            "the saved table {name} has the indexes {names:?}, the template {wanted:?}: \
+             start with empty state (scripts/dev --fresh)"
+        );
+        return Ok(());
+    }
     let mut create = client
         .create_table()
         .table_name(name)
@@ -332,6 +432,9 @@ async fn create_user_pool(
     name: &str,
 ) -> Result<(String, String)> {
     let cognito = aws_sdk_cognitoidentityprovider::Client::new(sdk);
+    if let Some(existing) = existing_user_pool(&cognito, name).await? {
+        return Ok(existing);
+    }
     let mut create = cognito.create_user_pool().pool_name(name);
     if let Some(policy) = pool.get("Policies").and_then(|p| p.get("PasswordPolicy")) {
         let flag = |key: &str| policy.get(key).and_then(Value::as_bool).unwrap_or(false);
@@ -390,6 +493,40 @@ async fn create_user_pool(
         .and_then(|c| c.client_id)
         .ok_or_else(|| anyhow!("the emulator returned no client id"))?;
     Ok((pool_id, client_id))
+}
+
+/// The pool named `name` and its app client, if the emulator has them.
+async fn existing_user_pool(
+    cognito: &aws_sdk_cognitoidentityprovider::Client,
+    name: &str,
+) -> Result<Option<(String, String)>> {
+    let pools = cognito
+        .list_user_pools()
+        .max_results(60)
+        .send()
+        .await
+        .context("listing user pools")?;
+    let Some(pool_id) = pools
+        .user_pools()
+        .iter()
+        .find(|pool| pool.name() == Some(name))
+        .and_then(|pool| pool.id.clone())
+    else {
+        return Ok(None);
+    };
+    let clients = cognito
+        .list_user_pool_clients()
+        .user_pool_id(&pool_id)
+        .send()
+        .await
+        .context("listing the user pool's clients")?;
+    let client_name = format!("{name}-app");
+    Ok(clients
+        .user_pool_clients()
+        .iter()
+        .find(|client| client.client_name() == Some(client_name.as_str()))
+        .and_then(|client| client.client_id.clone())
+        .map(|client_id| (pool_id, client_id)))
 }
 
 async fn create_notification_queue(

@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 use aws_config::SdkConfig;
 use shared::config::FromEnv;
 
+use crate::invocations::Invocations;
 use crate::{queue, s3, schedule, server, stream, websocket};
 
 /// A function, ready to be called by its trigger.
@@ -38,15 +39,24 @@ pub enum Trigger {
     Socket(websocket::Handler),
 }
 
-type Build = fn(&SdkConfig, &dyn Fn(&str) -> Option<String>, Duration) -> Result<Trigger>;
+type Build = fn(&SdkConfig, &dyn Fn(&str) -> Option<String>, Duration, Recorder) -> Result<Trigger>;
+
+/// Where a function's calls are recorded, under its template id.
+#[derive(Clone)]
+pub struct Recorder {
+    pub function: String,
+    pub invocations: Invocations,
+}
 
 /// The function `id` of the template, built from its environment `env`,
-/// cut off after `timeout`; None if no crate is registered for it.
+/// cut off after `timeout`, each call recorded in `invocations`; None if
+/// no crate is registered for it.
 pub fn build(
     id: &str,
     sdk: &SdkConfig,
     env: &BTreeMap<String, String>,
     timeout: Duration,
+    invocations: &Invocations,
 ) -> Option<Result<Trigger>> {
     let build: Build = match id {
         "AuthFunction" => function!(Http, auth, handle),
@@ -64,7 +74,11 @@ pub fn build(
         _ => return None,
     };
     let lookup = |name: &str| env.get(name).cloned();
-    Some(build(sdk, &lookup, timeout).with_context(|| format!("the environment of {id}")))
+    let recorder = Recorder {
+        function: id.to_string(),
+        invocations: invocations.clone(),
+    };
+    Some(build(sdk, &lookup, timeout, recorder).with_context(|| format!("the environment of {id}")))
 }
 
 /// What a trigger gets from a function that ran past its `Timeout`.
@@ -121,14 +135,16 @@ impl TimedOut for aws_lambda_events::sqs::SqsBatchResponse {
 /// crate with several binaries).
 macro_rules! function {
     ($kind:ident, $($module:ident)::+, $handler:ident) => {
-        |sdk, lookup, timeout| {
+        |sdk, lookup, timeout, recorder: Recorder| {
             let config = $($module)::+::Config::from_lookup(lookup)?;
             let deps = Arc::new($($module)::+::Deps::new(sdk, &config));
             Ok(Trigger::$kind(Arc::new(move |event| {
                 let deps = deps.clone();
+                let recorder = recorder.clone();
                 Box::pin(async move {
+                    let started = std::time::Instant::now();
                     let call = $($module)::+::$handler(&deps, event);
-                    match tokio::time::timeout(timeout, call).await {
+                    let outcome = match tokio::time::timeout(timeout, call).await {
                         Ok(outcome) => outcome,
                         Err(_) => {
                             tracing::error!(
@@ -137,7 +153,14 @@ macro_rules! function {
                             );
                             TimedOut::timed_out(timeout)
                         }
-                    }
+                    };
+                    recorder.invocations.record(
+                        &recorder.function,
+                        stringify!($kind),
+                        started,
+                        &outcome,
+                    );
+                    outcome
                 })
             })))
         }

@@ -114,12 +114,6 @@ async fn dispatch(api: &Api, req: HttpRequest<AxumBody>) -> HttpResponse<AxumBod
         }
     };
 
-    let Some(handler) = api.handlers.get(&route.function).cloned() else {
-        return problem(&Error::internal(format!(
-            "no handler for {}",
-            route.function
-        )));
-    };
     let query = req.uri().query().unwrap_or("").to_string();
     let headers = req.headers().clone();
     let body = match to_bytes(req.into_body(), PAYLOAD_LIMIT).await {
@@ -141,6 +135,46 @@ async fn dispatch(api: &Api, req: HttpRequest<AxumBody>) -> HttpResponse<AxumBod
         params.clone(),
         claims,
     );
+    invoke(api, route, event).await
+}
+
+/// Calls the route `method path` as the user whose token carried `claims`,
+/// as if the authorizer had passed it: what the console's deliberate
+/// buttons (delete a user) do, through the same handler as the app.
+pub async fn call_as(
+    api: &Api,
+    method: &str,
+    path: &str,
+    claims: HashMap<String, String>,
+) -> HttpResponse<AxumBody> {
+    let Some((route, params)) = api
+        .routes
+        .iter()
+        .filter(|route| route.method == method)
+        .find_map(|route| matches(route, path).map(|params| (route, params)))
+    else {
+        return problem(&Error::new(Code::NotFound, format!("no route for {path}")));
+    };
+    let event = v2_event(
+        route,
+        method,
+        path,
+        "",
+        &HeaderMap::new(),
+        &[],
+        params,
+        Some(claims),
+    );
+    invoke(api, route, event).await
+}
+
+async fn invoke(api: &Api, route: &Route, event: Value) -> HttpResponse<AxumBody> {
+    let Some(handler) = api.handlers.get(&route.function).cloned() else {
+        return problem(&Error::internal(format!(
+            "no handler for {}",
+            route.function
+        )));
+    };
     let request = match serde_json::from_value::<LambdaRequest>(event) {
         Ok(lambda) => Request::from(lambda),
         Err(err) => return problem(&Error::internal(err)),

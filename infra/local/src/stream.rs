@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::filter::EventFilter;
+use crate::state::StateDir;
 
 use serde_json::{Value, json};
 
@@ -73,22 +74,24 @@ pub struct Destination {
 }
 
 /// Polls the table's stream shard by shard and delivers batches to the
-/// function as the event source mapping would.
+/// function as the event source mapping would. With `state`, where it read
+/// to is kept there, so a restarted stack goes on after the last record it
+/// delivered rather than delivering the stream again from its start.
 pub fn spawn_poller(
     sdk: &aws_config::SdkConfig,
     table: String,
     function: String,
     handler: Handler,
     mapping: Mapping,
+    state: Option<StateDir>,
 ) -> JoinHandle<()> {
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     let streams = aws_sdk_dynamodbstreams::Client::new(sdk);
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
     tokio::spawn(async move {
-        let mut iterators: std::collections::HashMap<String, String> =
-            std::collections::HashMap::new();
         let mut shards = Shards::default();
+        let mut cursors = Cursors::new(state, &function);
         let target = Target {
             function: &function,
             handler: &handler,
@@ -103,7 +106,7 @@ pub fn spawn_poller(
                 &region,
                 &target,
                 &mut shards,
-                &mut iterators,
+                &mut cursors,
             )
             .await
             {
@@ -146,7 +149,7 @@ async fn poll_once(
     region: &str,
     target: &Target<'_>,
     shards: &mut Shards,
-    iterators: &mut std::collections::HashMap<String, String>,
+    cursors: &mut Cursors,
 ) -> anyhow::Result<bool> {
     use aws_sdk_dynamodbstreams::types::ShardIteratorType;
     let mut read_any = false;
@@ -181,19 +184,21 @@ async fn poll_once(
     }
     let stream_arn = shards.stream_arn.clone();
     for shard_id in shards.ids.clone() {
-        if !iterators.contains_key(&shard_id) {
-            let iterator = streams
+        if !cursors.iterators.contains_key(&shard_id) {
+            let start = streams
                 .get_shard_iterator()
                 .stream_arn(&stream_arn)
-                .shard_id(&shard_id)
-                .shard_iterator_type(ShardIteratorType::TrimHorizon)
-                .send()
-                .await?
-                .shard_iterator
-                .unwrap_or_default();
-            iterators.insert(shard_id.clone(), iterator);
+                .shard_id(&shard_id);
+            let start = match cursors.delivered.get(&shard_id) {
+                Some(sequence_number) => start
+                    .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                    .sequence_number(sequence_number.clone()),
+                None => start.shard_iterator_type(ShardIteratorType::TrimHorizon),
+            };
+            let iterator = start.send().await?.shard_iterator.unwrap_or_default();
+            cursors.iterators.insert(shard_id.clone(), iterator);
         }
-        let iterator = iterators[&shard_id].clone();
+        let iterator = cursors.iterators[&shard_id].clone();
         let output = streams
             .get_records()
             .shard_iterator(iterator)
@@ -210,11 +215,51 @@ async fn poll_once(
         if !records.is_empty() {
             deliver(target, records).await;
         }
+        if let Some(last) = read
+            .last()
+            .and_then(|r| r.dynamodb.as_ref())
+            .and_then(|d| d.sequence_number.clone())
+        {
+            cursors.delivered(&shard_id, last);
+        }
         if let Some(next) = output.next_shard_iterator {
-            iterators.insert(shard_id, next);
+            cursors.iterators.insert(shard_id, next);
         }
     }
     Ok(read_any)
+}
+
+/// Where a consumer reads each shard: the shard iterators of this run,
+/// and the last sequence number delivered, kept in the state folder (if
+/// any) for the next run to start after.
+struct Cursors {
+    iterators: std::collections::HashMap<String, String>,
+    delivered: std::collections::BTreeMap<String, String>,
+    state: Option<StateDir>,
+    file: String,
+}
+
+impl Cursors {
+    fn new(state: Option<StateDir>, function: &str) -> Self {
+        let file = format!("stream-{function}.json");
+        let delivered = state
+            .as_ref()
+            .and_then(|state| state.load(&file))
+            .unwrap_or_default();
+        Self {
+            iterators: std::collections::HashMap::new(),
+            delivered,
+            state,
+            file,
+        }
+    }
+
+    fn delivered(&mut self, shard_id: &str, sequence_number: String) {
+        if let Some(state) = &self.state {
+            self.delivered.insert(shard_id.to_string(), sequence_number);
+            state.save(&self.file, &self.delivered);
+        }
+    }
 }
 
 /// Why a batch was given up, in Lambda's words.

@@ -30,6 +30,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::state::StateDir;
+
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// The template's REQUEST authorizer function.
@@ -79,13 +81,30 @@ pub struct Gateway {
     pub stage: String,
     pub region: String,
     connections: Mutex<HashMap<String, Live>>,
+    /// Where the open connections are listed, so that a restart after a
+    /// stop that ran no `$disconnect` runs them then.
+    journal: Option<StateDir>,
 }
+
+/// The state folder's list of open connections.
+const JOURNAL: &str = "connections.json";
 
 /// A connection being served.
 struct Live {
     outbox: mpsc::UnboundedSender<Outbound>,
     connected_at: chrono::DateTime<chrono::Utc>,
     last_active: Arc<Mutex<chrono::DateTime<chrono::Utc>>>,
+    /// The authorizer's context, which every route's event carries.
+    authorizer: Value,
+}
+
+/// An open connection, as the console shows it and the journal keeps it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenConnection {
+    pub connection_id: String,
+    pub connected_at: i64,
+    pub authorizer: Value,
 }
 
 enum Outbound {
@@ -99,8 +118,10 @@ impl Gateway {
         routes: HashMap<String, Handler>,
         limits: Limits,
         region: &str,
+        journal: Option<StateDir>,
     ) -> Self {
         Self {
+            journal,
             authorizer,
             routes,
             limits,
@@ -120,6 +141,56 @@ impl Gateway {
         self.connections
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The connections open now, oldest first.
+    pub fn open(&self) -> Vec<OpenConnection> {
+        let mut open: Vec<OpenConnection> = self
+            .live()
+            .iter()
+            .map(|(id, live)| OpenConnection {
+                connection_id: id.clone(),
+                connected_at: live.connected_at.timestamp_millis(),
+                authorizer: live.authorizer.clone(),
+            })
+            .collect();
+        open.sort_by_key(|c| c.connected_at);
+        open
+    }
+
+    fn write_journal(&self) {
+        if let Some(journal) = &self.journal {
+            journal.save(JOURNAL, &self.open());
+        }
+    }
+
+    /// Runs `$disconnect` for every connection the journal lists from
+    /// before a restart (their sockets went with the old process), as API
+    /// Gateway runs it when a connection drops.
+    pub async fn disconnect_previous(&self) {
+        let Some(journal) = &self.journal else { return };
+        let previous: Vec<OpenConnection> = journal.load(JOURNAL).unwrap_or_default();
+        if let Some(disconnect) = self.routes.get("$disconnect").cloned() {
+            for connection in &previous {
+                let event = route_event(
+                    self,
+                    "$disconnect",
+                    "DISCONNECT",
+                    &connection.connection_id,
+                    connection.connected_at,
+                    &connection.authorizer,
+                    json!({}),
+                );
+                disconnect(event).await;
+            }
+        }
+        if !previous.is_empty() {
+            tracing::info!(
+                connections = previous.len(),
+                "live channel: connections from before the restart disconnected"
+            );
+        }
+        self.write_journal();
     }
 }
 
@@ -313,8 +384,10 @@ async fn handshake(
             outbox,
             connected_at: connected,
             last_active: last_active.clone(),
+            authorizer: authorizer.clone(),
         },
     );
+    gateway.write_journal();
     let upgrade = upgrade
         .max_frame_size(MAX_FRAME_BYTES)
         .max_message_size(MAX_MESSAGE_BYTES);
@@ -394,6 +467,7 @@ async fn serve(
             .await;
     }
     gateway.live().remove(&connection_id);
+    gateway.write_journal();
     if let Some(disconnect) = gateway.routes.get("$disconnect").cloned() {
         let event = route_event(
             &gateway,

@@ -288,6 +288,15 @@ fn matches_wildcard(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
+/// The SPKI public PEM of a PKCS#8 private PEM (a key kept in SSM).
+pub fn public_key_of(private_key_pem: &str) -> Result<String, KeyError> {
+    SigningKey::from_pkcs8_pem(private_key_pem.trim())
+        .map_err(|_| KeyError::Private)?
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|_| KeyError::Public)
+}
+
 /// A new key pair as (PKCS#8 private PEM, SPKI public PEM): the private
 /// half for SSM, the public half for the template's key group
 /// (`scripts/deploy --media-key` makes one; so does the local stack).
@@ -313,6 +322,13 @@ mod tests {
 
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn the_public_key_is_derived_from_the_private_one() {
+        let (private, public) = generate_key_pair();
+        assert_eq!(public_key_of(&private).unwrap(), public);
+        assert!(matches!(public_key_of("not a key"), Err(KeyError::Private)));
     }
 
     fn signer(id: &str) -> (UrlSigner, KeyGroup) {
