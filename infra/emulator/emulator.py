@@ -82,6 +82,10 @@ receive and hide the message):
   GET /_emulator/sqs/messages?queue=URL
        -> [{"messageId", "body", "sentAt", "receiveCount"}, ...]
 
+Billing facts of every request, while metering is on (meter.py):
+
+  POST /_emulator/meter/start, GET /_emulator/meter, POST /_emulator/meter/stop
+
 State that survives a restart: with EMULATOR_STATE=FILE the services' state
 is restored from FILE at start and saved to it (persistence.py);
 scripts/dev sets it, tests do not.
@@ -134,6 +138,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.sns.models import SNSBackend
 from moto.sqs.models import sqs_backends
 
+import meter
 from persistence import Persistence
 
 # Every DynamoDB request, and every control request, runs alone.
@@ -381,6 +386,11 @@ def _queued(url):
 def _control(environ, start_response):
     path = environ["PATH_INFO"]
     method = environ["REQUEST_METHOD"]
+    metered = meter.control(path, method)
+    if metered is not None:
+        data = json.dumps(metered).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
     if path == "/_emulator/sqs/messages":
         url = parse_qs(environ.get("QUERY_STRING", "")).get("queue", [""])[0]
         try:
@@ -437,7 +447,10 @@ _persistence = None
 def _call(self, environ, start_response):
     if _persistence is not None:
         _persistence.changed()
-    if environ.get("PATH_INFO", "").startswith("/_emulator/"):
+    path = environ.get("PATH_INFO", "")
+    if not path.startswith(("/_emulator/", "/moto-api/")):
+        meter.count(environ)
+    if path.startswith("/_emulator/"):
         return _control(environ, start_response)
     if _is_form_upload(environ):
         refused = _check_form_upload(environ)
@@ -724,7 +737,7 @@ _original_call_action = DynamoHandler.call_action
 
 def _alone(self):
     with _lock:
-        return _original_call_action(self)
+        return meter.measured(self, lambda: _original_call_action(self))
 
 
 Table.query = _query

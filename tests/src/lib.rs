@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 pub use local_stack;
 
+pub mod bill;
 pub mod events;
 pub mod faults;
 pub mod tokens;
@@ -330,6 +331,20 @@ impl TestStack {
             assert_eq!(joined.status, 200, "{joined:?}");
         }
         space
+    }
+
+    /// What the emulator recorded as published to the platform endpoint
+    /// `arn`: each message with its attributes (the delivery headers).
+    pub async fn published_to_endpoint(&self, arn: &str) -> Vec<Value> {
+        reqwest::Client::new()
+            .get(format!("{}/_emulator/sns/published", self.emulator_url))
+            .query(&[("endpoint", arn)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Polls `GET /media/{id}` until the media is no longer pending (the S3

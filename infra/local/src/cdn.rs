@@ -4,6 +4,7 @@
 //! bucket. Like the distribution's origin access, it reads `media/` only,
 //! and a missing object is 403 (the distribution may not list the bucket).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
@@ -19,9 +20,19 @@ pub struct Cdn {
     pub key_group: Arc<RwLock<KeyGroup>>,
     pub s3: aws_sdk_s3::Client,
     pub bucket: String,
+    /// What it served, as CloudFront bills it.
+    pub served: Arc<Served>,
+}
+
+/// Requests answered and bytes sent, as CloudFront bills a distribution.
+#[derive(Debug, Default)]
+pub struct Served {
+    pub requests: AtomicU64,
+    pub bytes: AtomicU64,
 }
 
 pub async fn serve(State(cdn): State<Arc<Cdn>>, req: Request<Body>) -> Response<Body> {
+    cdn.served.requests.fetch_add(1, Ordering::Relaxed);
     if req.method() != "GET" && req.method() != "HEAD" {
         return denied(
             StatusCode::FORBIDDEN,
@@ -75,6 +86,9 @@ pub async fn serve(State(cdn): State<Arc<Cdn>>, req: Request<Body>) -> Response<
     let body = if req.method() == "HEAD" {
         Body::empty()
     } else {
+        cdn.served
+            .bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         Body::from(bytes)
     };
     response.body(body).unwrap_or_default()

@@ -25,7 +25,14 @@ pub struct Invocation {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct Invocations(Arc<Mutex<VecDeque<Invocation>>>);
+pub struct Invocations(Arc<Mutex<Kept>>);
+
+#[derive(Debug, Default)]
+struct Kept {
+    recent: VecDeque<Invocation>,
+    /// Every call since the start, per function: (calls, milliseconds).
+    totals: std::collections::BTreeMap<String, (u64, f64)>,
+}
 
 impl Invocations {
     pub fn record(
@@ -46,16 +53,26 @@ impl Invocations {
             outcome,
         };
         let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if kept.len() == KEPT {
-            kept.pop_front();
+        let total = kept.totals.entry(invocation.function.clone()).or_default();
+        total.0 += 1;
+        total.1 += invocation.duration_ms;
+        if kept.recent.len() == KEPT {
+            kept.recent.pop_front();
         }
-        kept.push_back(invocation);
+        kept.recent.push_back(invocation);
     }
 
     /// The newest first.
     pub fn recent(&self) -> Vec<Invocation> {
         let kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        kept.iter().rev().cloned().collect()
+        kept.recent.iter().rev().cloned().collect()
+    }
+
+    /// Calls and milliseconds per function since the start (the cost
+    /// benchmark's Lambda lines).
+    pub fn totals(&self) -> std::collections::BTreeMap<String, (u64, f64)> {
+        let kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        kept.totals.clone()
     }
 }
 
@@ -116,5 +133,7 @@ mod tests {
             invocations.record("C", "http", started, &Ok::<(), shared::Error>(()));
         }
         assert_eq!(invocations.recent().len(), KEPT);
+        assert_eq!(invocations.totals()["C"].0, KEPT as u64);
+        assert_eq!(invocations.totals()["A"].0, 1);
     }
 }

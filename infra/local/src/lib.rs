@@ -69,6 +69,8 @@ pub struct LocalStack {
     pub api_url: String,
     /// The media distribution (signed variant URLs point here).
     pub cdn_url: String,
+    /// What the distribution served (the cost benchmark's CloudFront lines).
+    pub cdn_served: Arc<cdn::Served>,
     /// The distribution's trusted keys: add and remove keys to rehearse a
     /// rotation.
     pub media_key_group: Arc<RwLock<shared::media::cdn::KeyGroup>>,
@@ -139,6 +141,7 @@ pub async fn start(options: Options) -> Result<LocalStack> {
     let routes = template.routes();
 
     let media_key_group = Arc::new(RwLock::new(resources.media_key_group.clone()));
+    let cdn_served = Arc::new(cdn::Served::default());
     let cdn_listener = TcpListener::bind(("127.0.0.1", options.cdn_port))
         .await
         .with_context(|| format!("binding 127.0.0.1:{}", options.cdn_port))?;
@@ -155,6 +158,7 @@ pub async fn start(options: Options) -> Result<LocalStack> {
                     .build(),
             ),
             bucket: resources.bucket.clone(),
+            served: cdn_served.clone(),
         }));
     let cdn = tokio::spawn(async move {
         if let Err(err) = axum::serve(cdn_listener, cdn_app).await {
@@ -354,6 +358,7 @@ pub async fn start(options: Options) -> Result<LocalStack> {
     Ok(LocalStack {
         api_url,
         cdn_url,
+        cdn_served,
         media_key_group,
         websocket_url: format!("ws://{websocket_host}"),
         gateway,

@@ -14,7 +14,8 @@ pub struct Template {
     parameters: Vec<String>,
     parameter_defaults: BTreeMap<String, String>,
     globals_env: BTreeMap<String, Value>,
-    globals_timeout: Option<u64>,
+    /// `Globals.Function`: what a function's own properties do not say.
+    globals_function: Value,
 }
 
 /// One HTTP API route and the function behind it.
@@ -58,11 +59,11 @@ impl Template {
                     .collect()
             })
             .unwrap_or_default();
-        let globals_timeout = doc
+        let globals_function = doc
             .get("Globals")
             .and_then(|g| g.get("Function"))
-            .and_then(|f| f.get("Timeout"))
-            .and_then(Value::as_u64);
+            .cloned()
+            .unwrap_or(Value::Null);
         let parameters = doc
             .get("Parameters")
             .and_then(Value::as_mapping)
@@ -89,7 +90,7 @@ impl Template {
             parameters,
             parameter_defaults,
             globals_env,
-            globals_timeout,
+            globals_function,
         })
     }
 
@@ -269,14 +270,25 @@ impl Template {
 
     /// A function's `Timeout`: its own, else the globals', else Lambda's
     /// default of 3 s.
-    pub fn timeout(&self, function: &str) -> std::time::Duration {
-        let own = self
-            .resources
+    /// A function's property `key`, its own or from `Globals.Function`.
+    fn function_setting(&self, function: &str, key: &str) -> Option<&Value> {
+        self.resources
             .get(function)
             .and_then(|r| r.get("Properties"))
-            .and_then(|p| p.get("Timeout"))
-            .and_then(Value::as_u64);
-        std::time::Duration::from_secs(own.or(self.globals_timeout).unwrap_or(3))
+            .and_then(|p| p.get(key))
+            .or_else(|| self.globals_function.get(key))
+    }
+
+    pub fn timeout(&self, function: &str) -> std::time::Duration {
+        let seconds = self.function_setting(function, "Timeout");
+        std::time::Duration::from_secs(seconds.and_then(Value::as_u64).unwrap_or(3))
+    }
+
+    /// A function's `MemorySize` in MB (Lambda's default, 128, if unset).
+    pub fn memory_mb(&self, function: &str) -> u64 {
+        self.function_setting(function, "MemorySize")
+            .and_then(Value::as_u64)
+            .unwrap_or(128)
     }
 
     /// The `FilterCriteria` of a function's `DynamoDB` event (none: every
@@ -540,6 +552,15 @@ mod tests {
         assert!(!find("GET /me").unwrap().public);
         assert!(!find("POST /auth/sign-out").unwrap().public);
         assert!(find("GET /health").unwrap().public);
+    }
+
+    #[test]
+    fn memory_and_timeout_come_from_the_function_or_the_globals() {
+        let template = project_template();
+        assert_eq!(template.memory_mb("ResizeFunction"), 1024);
+        assert_eq!(template.memory_mb("SyncFunction"), 256);
+        assert_eq!(template.timeout("ResizeFunction").as_secs(), 60);
+        assert_eq!(template.timeout("AuthFunction").as_secs(), 10);
     }
 
     /// Every route of the template is in the OpenAPI document, and every

@@ -81,6 +81,9 @@ pub struct Gateway {
     pub stage: String,
     pub region: String,
     connections: Mutex<HashMap<String, Live>>,
+    /// Messages in either direction, each counted per started 32 KB as
+    /// API Gateway bills them (the cost benchmark reads it).
+    pub billed_messages: std::sync::atomic::AtomicU64,
     /// Where the open connections are listed, so that a restart after a
     /// stop that ran no `$disconnect` runs them then.
     journal: Option<StateDir>,
@@ -121,6 +124,7 @@ impl Gateway {
         journal: Option<StateDir>,
     ) -> Self {
         Self {
+            billed_messages: std::sync::atomic::AtomicU64::new(0),
             journal,
             authorizer,
             routes,
@@ -156,6 +160,12 @@ impl Gateway {
             .collect();
         open.sort_by_key(|c| c.connected_at);
         open
+    }
+
+    fn bill_message(&self, bytes: usize) {
+        let units = bytes.div_ceil(32 * 1024).max(1) as u64;
+        self.billed_messages
+            .fetch_add(units, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn write_journal(&self) {
@@ -425,16 +435,18 @@ async fn serve(
                     if let Ok(mut at) = last_active.lock() {
                         *at = chrono::Utc::now();
                     }
+                    gateway.bill_message(text.len());
                     if let Some(default) = gateway.routes.get("$default").cloned() {
                         let event = route_event(
                             &gateway, "$default", "MESSAGE", &connection_id, connected_at,
                             &authorizer, json!({"body": text.to_string()}),
                         );
                         let answer = default(event).await;
-                        if let Some(LambdaBody::Text(body)) = answer.body
-                            && socket.send(Message::Text(body.into())).await.is_err()
-                        {
-                            break (None, "the client went away");
+                        if let Some(LambdaBody::Text(body)) = answer.body {
+                            gateway.bill_message(body.len());
+                            if socket.send(Message::Text(body.into())).await.is_err() {
+                                break (None, "the client went away");
+                            }
                         }
                     }
                 }
@@ -499,8 +511,10 @@ async fn post_to_connection(
     body: Bytes,
 ) -> Response {
     let text = String::from_utf8_lossy(&body).into_owned();
+    let bytes = text.len();
     match gateway.live().get(&id) {
         Some(live) if live.outbox.send(Outbound::Text(text)).is_ok() => {
+            gateway.bill_message(bytes);
             StatusCode::OK.into_response()
         }
         _ => gone(),

@@ -79,15 +79,8 @@ async fn messages_for(api: &TestStack, token: &str, count: usize) -> Vec<Value> 
 /// `token`: each message with its attributes (the delivery headers).
 async fn published_to(api: &TestStack, token: &str) -> Vec<Value> {
     let endpoint = endpoint_for(api, token).await.expect("an endpoint");
-    reqwest::Client::new()
-        .get(format!("{}/_emulator/sns/published", api.emulator_url))
-        .query(&[("endpoint", endpoint["arn"].as_str().unwrap())])
-        .send()
+    api.published_to_endpoint(endpoint["arn"].as_str().unwrap())
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 /// The platform payload of a recorded publish.

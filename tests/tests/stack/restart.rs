@@ -42,15 +42,7 @@ impl Dev {
 
 async fn pushes_to(api: &TestStack, user: &User) -> Vec<Value> {
     let devices = api.table().await.devices(&user.user_id).await.unwrap();
-    reqwest::Client::new()
-        .get(format!("{}/_emulator/sns/published", api.emulator_url))
-        .query(&[("endpoint", devices[0].endpoint_arn.as_str())])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    api.published_to_endpoint(&devices[0].endpoint_arn).await
 }
 
 fn note(id: u64, record: &str, text: &str) -> Value {
