@@ -276,9 +276,10 @@ fn push_kind(push: &Value) -> String {
         .filter(|(platform, _)| *platform != "default")
         .find_map(|(_, p)| p.as_str().and_then(|p| serde_json::from_str(p).ok()))
         .unwrap_or_default();
+    // APNs carries it at the top, FCM v1 in fcmV1Message.message.data.
     let kind = payload["type"]
         .as_str()
-        .or_else(|| payload["data"]["type"].as_str())
+        .or_else(|| payload["fcmV1Message"]["message"]["data"]["type"].as_str())
         .unwrap_or("push");
     let push_type = push["attributes"].as_object().and_then(|attributes| {
         attributes
@@ -362,12 +363,12 @@ impl Kinds {
             Some(ItemKey::Media { .. }) => &mut self.media,
             Some(ItemKey::Record { .. }) => &mut self.records,
             Some(ItemKey::Watermark { .. }) => &mut self.watermarks,
-            Some(ItemKey::SyncVersion { .. }) => &mut self.counter,
+            // A partition's counter: a user's SYNCVER, a space's own item.
+            Some(ItemKey::SyncVersion { .. } | ItemKey::Space { .. }) => &mut self.counter,
             Some(ItemKey::Membership { .. }) => &mut self.memberships,
             Some(ItemKey::Member { .. }) => &mut self.members,
             Some(ItemKey::Connection { .. }) => &mut self.connections,
             Some(ItemKey::Idempotency { .. }) => &mut self.idempotency,
-            _ if item["SK"] == "SYNCVER" => &mut self.counter,
             _ => &mut self.other,
         };
         list.push(item);
@@ -553,7 +554,7 @@ impl Console {
         records(body, &kinds.records);
         body.push_str("<h4>Photos</h4>");
         self.photos(body, &kinds.media);
-        body.push_str("<h4>Feed version</h4>");
+        body.push_str("<h4>The space and its feed version</h4>");
         items_table(body, &kinds.counter);
         body.push_str("</section>");
         Ok(())
@@ -758,7 +759,7 @@ mod tests {
         });
         assert_eq!(push_kind(&apns), "sync (background)");
         let fcm = serde_json::json!({
-            "message": r#"{"default":"x","GCM":"{\"data\":{\"type\":\"media_ready\"}}"}"#,
+            "message": r#"{"default":"x","GCM":"{\"fcmV1Message\":{\"message\":{\"data\":{\"type\":\"media_ready\"}}}}"}"#,
             "attributes": {},
         });
         assert_eq!(push_kind(&fcm), "media_ready");

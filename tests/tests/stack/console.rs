@@ -94,6 +94,17 @@ async fn the_console_shows_what_a_user_did_in_a_real_browser() {
         )
         .await;
     assert_eq!(pushed.status, 200, "{pushed:?}");
+    let space = api.create_space(&user, "Flat 3B shopping").await;
+    let pushed = api
+        .push(
+            &user,
+            "phone",
+            vec![json!({"id": 2, "collection": "groceries", "recordId": "r2", "op": "put",
+                        "spaceId": space, "fields": {"text": "washing-up liquid"}, "hlc": hlc_now("phone")})],
+        )
+        .await;
+    assert_eq!(pushed.status, 200, "{pushed:?}");
+    assert_eq!(pushed.body["rejected"], json!([]));
     let registered = api
         .send(
             api.request("PUT", "/devices/pixel-9-console", Some(&user.access_token))
@@ -141,7 +152,10 @@ async fn the_console_shows_what_a_user_did_in_a_real_browser() {
     assert_no_script_errors(&page, &log);
     assert!(page.contains("oat milk, two cartons"), "the record's text");
     assert!(page.contains("groceries"), "its collection");
+    assert!(page.contains("Flat 3B shopping"), "the user's space");
+    assert!(page.contains("washing-up liquid"), "the space's record");
     assert!(page.contains("pixel-9-console"), "the device");
+    assert!(page.contains("media_ready"), "what the device was pushed");
     assert!(page.contains(&media_id), "the photo");
     assert!(
         page.contains("data-loaded=\"yes\""),
