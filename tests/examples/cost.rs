@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use e2e::bill::{self, Meter, Prices, Quantities};
+use e2e::bill::{self, Meter, Operations, Prices, Quantities};
 use e2e::{TestStack, User, hlc_now, upload};
 use serde::Deserialize;
 use serde_json::json;
@@ -43,6 +43,19 @@ const MODELLED: &[(&str, f64, f64)] = &[
     ("JanitorFunction", 27.2, 3.0),
 ];
 const CPU_BOUND: &[&str] = &["ResizeFunction"];
+
+/// A function's modelled warm and INIT milliseconds at `memory_mb`.
+fn modelled(function: &str, memory_mb: f64) -> (f64, f64) {
+    let (_, warm, init) = MODELLED
+        .iter()
+        .find(|(f, _, _)| *f == function)
+        .unwrap_or_else(|| panic!("{function} has no modelled duration"));
+    if CPU_BOUND.contains(&function) {
+        (warm * 1769.0 / memory_mb, *init)
+    } else {
+        (*warm, *init)
+    }
+}
 /// Share of invocations that start a new container (their INIT is billed
 /// on `provided.al2023`): an assumption, see docs/cost.md.
 const COLD_START_RATE: f64 = 0.01;
@@ -118,10 +131,11 @@ async fn start(api: &TestStack) -> Counters {
 }
 
 /// What each function is: its `MemorySize` and whether an HTTP API route
-/// calls it.
+/// calls it; and the user pool's tier, whose price a MAU is.
 struct Functions {
     memory_mb: BTreeMap<String, u64>,
     http: Vec<String>,
+    mau_item: &'static str,
 }
 
 /// What happened since `before`, per `users`, as priced quantities (the
@@ -144,16 +158,8 @@ async fn measured(
     let mut http = 0.0;
     for (function, (count, _)) in &after.invocations {
         let n = (*count - before.invocations.get(function).map_or(0, |c| c.0)) as f64;
-        let (_, warm, init) = MODELLED
-            .iter()
-            .find(|(f, _, _)| f == function)
-            .unwrap_or_else(|| panic!("{function} has no modelled duration"));
         let mb = functions.memory_mb[function] as f64;
-        let warm = if CPU_BOUND.contains(&function.as_str()) {
-            warm * 1769.0 / mb
-        } else {
-            *warm
-        };
+        let (warm, init) = modelled(function, mb);
         let billed_ms = warm.ceil() + COLD_START_RATE * init.ceil();
         calls += n;
         gb_seconds += n * billed_ms / 1000.0 * mb / 1024.0;
@@ -202,10 +208,7 @@ async fn measured(
         ),
         ("snsRequest", function_requests("sns") / users),
         ("sqsRequest", function_requests("sqs") / users),
-        (
-            "cognitoEssentialsMau",
-            if month.is_some() { 1.0 } else { 0.0 },
-        ),
+        (functions.mau_item, if month.is_some() { 1.0 } else { 0.0 }),
         (
             "cloudwatchLogsIngestedGb",
             calls * LOG_BYTES_PER_INVOCATION / GIB / users,
@@ -279,8 +282,17 @@ async fn edit(api: &TestStack, person: &mut Person, space: Option<&str>, n: u64)
     assert_eq!(pushed.status, 200, "{pushed:?}");
 }
 
+/// What the month was made of, for the comparison with Firebase and
+/// Amplify (all users together).
+#[derive(Default)]
+struct Tally {
+    pulls: f64,
+    edits: f64,
+}
+
 /// One month of `profile` for `people`, as its apps would drive the API.
-async fn month(api: &TestStack, profile: &Profile, people: &mut [Person], space: &str) {
+async fn month(api: &TestStack, profile: &Profile, people: &mut [Person], space: &str) -> Tally {
+    let mut tally = Tally::default();
     let photo = jpeg_with_exif(2000, 1500, 1);
     for session in 0..profile.sessions_per_month {
         for person in people.iter_mut() {
@@ -290,13 +302,16 @@ async fn month(api: &TestStack, profile: &Profile, people: &mut [Person], space:
             let socket = open_socket(api, &person.user, "phone").await;
             let token = person.user.access_token.clone();
             api.get("/sync/pull?clientId=phone", Some(&token)).await;
+            tally.pulls += 1.0;
             for e in 0..profile.edits_per_session {
                 let n = session * profile.edits_per_session + e;
                 let shared = (n + 1).is_multiple_of(profile.shared_edit_every);
                 edit(api, person, shared.then_some(space), n).await;
+                tally.edits += 1.0;
             }
             for _ in 0..profile.follower_pulls_per_session {
                 api.get("/sync/pull?clientId=tablet", Some(&token)).await;
+                tally.pulls += 1.0;
             }
             let mut socket = socket;
             let _ = socket.close(None).await;
@@ -324,6 +339,29 @@ async fn month(api: &TestStack, profile: &Profile, people: &mut [Person], space:
             }
         }
     }
+    tally
+}
+
+/// How many records a device of `user` holds: a full pull's changes.
+async fn records_held(api: &TestStack, user: &User) -> f64 {
+    let mut held = 0.0;
+    let mut cursor = String::new();
+    loop {
+        let pulled = api
+            .get(
+                &format!("/sync/pull?clientId=count&cursor={cursor}"),
+                Some(&user.access_token),
+            )
+            .await;
+        held += pulled.body["changes"].as_array().map_or(0, Vec::len) as f64;
+        if pulled.body["hasMore"] != true {
+            return held;
+        }
+        cursor = pulled.body["cursor"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+    }
 }
 
 fn usd(value: f64) -> String {
@@ -336,6 +374,19 @@ fn usd(value: f64) -> String {
     }
 }
 
+/// A quantity with the digits that matter.
+fn amount(value: f64) -> String {
+    if value >= 100.0 {
+        format!("{value:.0}")
+    } else if value >= 1.0 {
+        format!("{value:.2}")
+    } else if value == 0.0 {
+        "0".into()
+    } else {
+        format!("{value:.8}").trim_end_matches('0').to_string()
+    }
+}
+
 fn print_bill(prices: &Prices, name: &str, profile: &Profile, per_user: &Quantities) {
     println!("\n### {name}: {}\n", profile.description.trim());
     println!("| item | per user-month | unit price | per 1,000 MAU |");
@@ -343,9 +394,9 @@ fn print_bill(prices: &Prices, name: &str, profile: &Profile, per_user: &Quantit
     let thousand = bill::bill(prices, per_user, 1_000);
     for line in &thousand {
         println!(
-            "| {} | {:.4} | {} | {} |",
+            "| {} | {} | {} | {} |",
             line.item,
-            line.quantity / 1_000.0,
+            amount(line.quantity / 1_000.0),
             prices.prices[&line.item].unit,
             usd(line.usd)
         );
@@ -365,6 +416,81 @@ fn print_bill(prices: &Prices, name: &str, profile: &Profile, per_user: &Quantit
             usd(gross),
             usd(net),
             usd(gross / users as f64)
+        );
+    }
+}
+
+/// The same month on Firebase and on Amplify Gen 2, beside ours: per
+/// 1,000 MAU and at a million, list price and after each free tier, with
+/// the operations each was priced from.
+fn print_comparison(ours: &Prices, quantities: &Quantities, ops: &Operations) {
+    println!(
+        "\nThe same month elsewhere (operations per user: {:.0} pulls, {:.0} edits, {:.0} records held, {:.0} photos of {:.0} + {:.0} KB, {:.0} views, {:.1} MB viewed, {:.0} pushes, {:.0} live minutes):\n",
+        ops.pulls,
+        ops.edits,
+        ops.records_held,
+        ops.photos,
+        ops.original_bytes_per_photo / 1024.0,
+        ops.variant_bytes_per_photo / 1024.0,
+        ops.views,
+        ops.bytes_viewed / 1e6,
+        ops.pushes,
+        ops.live_minutes
+    );
+    println!(
+        "| backend | 1,000 MAU | after free tier | 1M MAU | after free tier | largest line at 1M |"
+    );
+    println!("|---|---:|---:|---:|---:|---|");
+    let firebase = Prices::load_named("firebase");
+    let amplify = Prices::load_named("amplify");
+    for (name, prices, per_user) in [
+        ("this backend", ours, quantities.clone()),
+        ("Firebase", &firebase, bill::firebase_quantities(ops)),
+        ("Amplify Gen 2", &amplify, bill::amplify_quantities(ops)),
+    ] {
+        let small = bill::bill(prices, &per_user, 1_000);
+        let large = bill::bill(prices, &per_user, 1_000_000);
+        let (small_gross, small_net) = bill::total(&small);
+        let (large_gross, large_net) = bill::total(&large);
+        let largest = large
+            .iter()
+            .max_by(|a, b| a.usd.total_cmp(&b.usd))
+            .map(|l| format!("{} ({:.0}%)", l.item, 100.0 * l.usd / large_gross))
+            .unwrap_or_default();
+        println!(
+            "| {name} | {} | {} | {} | {} | {largest} |",
+            usd(small_gross),
+            usd(small_net),
+            usd(large_gross),
+            usd(large_net)
+        );
+    }
+}
+
+/// The user pool's tier, the lever the first bill showed: Essentials (the
+/// default for new pools) against Lite (the template's), all else equal.
+fn print_cognito_lever(prices: &Prices, quantities: &Quantities) {
+    let with = |tier: &'static str| {
+        let mut q: Quantities = quantities
+            .iter()
+            .filter(|(item, _)| !item.ends_with("Mau"))
+            .map(|(item, quantity)| (*item, *quantity))
+            .collect();
+        q.insert(tier, 1.0);
+        q
+    };
+    println!("\nLever: the user pool's tier (the rest of the bill equal):\n");
+    println!("| MAU | Essentials | Lite (the template's) | saved |");
+    println!("|---:|---:|---:|---:|");
+    for users in [10_000u64, 100_000, 1_000_000] {
+        let (_, essentials) =
+            bill::total(&bill::bill(prices, &with("cognitoEssentialsMau"), users));
+        let (_, lite) = bill::total(&bill::bill(prices, &with("cognitoLiteMau"), users));
+        println!(
+            "| {users} | {} | {} | {:.0}% |",
+            usd(essentials),
+            usd(lite),
+            100.0 * (essentials - lite) / essentials
         );
     }
 }
@@ -423,6 +549,15 @@ async fn main() {
             })
             .collect(),
         http: parsed.routes().into_iter().map(|r| r.function).collect(),
+        mau_item: match parsed
+            .single("AWS::Cognito::UserPool")
+            .ok()
+            .and_then(|(_, pool)| pool.get("UserPoolTier")?.as_str().map(str::to_string))
+            .as_deref()
+        {
+            Some("LITE") => "cognitoLiteMau",
+            _ => "cognitoEssentialsMau",
+        },
     };
 
     println!(
@@ -465,12 +600,37 @@ async fn main() {
         let (refresh, _) = measured(&api, &before, 1.0, None, &functions).await;
 
         let before = start(&api).await;
-        month(&api, profile, &mut people, &space).await;
+        let tally = month(&api, profile, &mut people, &space).await;
         let live = profile.sessions_per_month as f64 * profile.live_minutes_per_session;
         let (mut quantities, metered) =
             measured(&api, &before, USERS as f64, Some(live), &functions).await;
+        let after = counters(&api).await;
+        let users = USERS as f64;
+        let photos = profile.photos_per_month as f64;
+        let resize_mb = functions.memory_mb["ResizeFunction"] as f64;
+        let (resize_ms, _) = modelled("ResizeFunction", resize_mb);
+        let operations = Operations {
+            pulls: tally.pulls / users,
+            edits: tally.edits / users,
+            records_held: records_held(&api, &people[0].user).await,
+            record_bytes: quantities["dynamodbStorageGbMonth"] * 1024.0 * 1024.0 * 1024.0,
+            photos,
+            variants_per_photo: 8.0,
+            variant_bytes_per_photo: if photos > 0.0 {
+                (after.bucket_bytes - before.bucket_bytes) / users / photos
+            } else {
+                0.0
+            },
+            original_bytes_per_photo: jpeg_with_exif(2000, 1500, 1).len() as f64,
+            views: quantities["cloudfrontHttpsRequest"],
+            bytes_viewed: quantities["cloudfrontGbOut"] * 1024.0 * 1024.0 * 1024.0,
+            pushes: quantities["snsMobilePush"],
+            live_minutes: live,
+            resize_seconds: resize_ms / 1000.0,
+            resize_gb: resize_mb / 1024.0,
+        };
         for (item, quantity) in refresh {
-            if !item.ends_with("Month") && item != "cognitoEssentialsMau" {
+            if !item.ends_with("Month") && !item.ends_with("Mau") {
                 *quantities.entry(item).or_default() +=
                     quantity * profile.sessions_per_month as f64;
             }
@@ -495,6 +655,8 @@ async fn main() {
             );
         }
         print_bill(&prices, name, profile, &quantities);
+        print_comparison(&prices, &quantities, &operations);
+        print_cognito_lever(&prices, &quantities);
         per_profile.insert(name.clone(), quantities);
 
         // Cost per user action, each measured alone.

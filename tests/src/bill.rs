@@ -144,8 +144,14 @@ pub struct Price {
 impl Prices {
     /// The project's price list.
     pub fn load() -> Self {
+        Self::load_named("aws-us-east-1")
+    }
+
+    /// `infra/pricing/NAME.yaml`: `aws-us-east-1`, and for the comparison
+    /// `firebase` and `amplify`.
+    pub fn load_named(name: &str) -> Self {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../infra/pricing/aws-us-east-1.yaml");
+            .join(format!("../infra/pricing/{name}.yaml"));
         Self::parse(&std::fs::read_to_string(&path).expect("the price list"))
     }
 
@@ -195,6 +201,102 @@ pub fn total(lines: &[Line]) -> (f64, f64) {
     let usd: f64 = lines.iter().map(|l| l.usd).sum();
     let free: f64 = lines.iter().map(|l| l.free_usd).sum();
     (usd, usd - free)
+}
+
+/// A user's month in operations any backend has, counted while the
+/// workload ran: what the comparison maps to Firebase's and Amplify's units.
+#[derive(Debug, Clone, Default)]
+pub struct Operations {
+    /// Times a device opened the data (a session's pull, a follower's).
+    pub pulls: f64,
+    /// Records written (one mutation each).
+    pub edits: f64,
+    /// Records a device holds: what a listener re-attached after 30
+    /// minutes reads again on Firestore.
+    pub records_held: f64,
+    /// Bytes the user's records take in the table.
+    pub record_bytes: f64,
+    pub photos: f64,
+    /// Objects made per photo (variants).
+    pub variants_per_photo: f64,
+    /// Bytes stored per photo, variants, and the original's.
+    pub variant_bytes_per_photo: f64,
+    pub original_bytes_per_photo: f64,
+    /// Variant downloads and their bytes.
+    pub views: f64,
+    pub bytes_viewed: f64,
+    /// Pushes delivered to devices.
+    pub pushes: f64,
+    pub live_minutes: f64,
+    /// Modelled Lambda time of one resize, and its memory.
+    pub resize_seconds: f64,
+    pub resize_gb: f64,
+}
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// The same month on Firebase: each edit one Firestore write; each time a
+/// device opens the data its listener re-reads every document (Firestore
+/// bills a listener re-attached after 30 minutes as a new query); photos
+/// in Cloud Storage with the original kept (the Resize Images extension's
+/// default), made by a function that also fans out each edit's FCM push
+/// (FCM itself is free); authentication free up to 50,000 MAU.
+pub fn firebase_quantities(ops: &Operations) -> Quantities {
+    // Cloud Functions bill per started 100 ms; 1st gen: 256 MB is 0.4 GHz,
+    // 1 GB 1.4 GHz.
+    let resize_billed = (ops.resize_seconds * 10.0).ceil() / 10.0;
+    let push_billed = 0.1;
+    Quantities::from([
+        ("firestoreWrite", ops.edits),
+        ("firestoreRead", ops.pulls * ops.records_held.max(1.0)),
+        ("firestoreStorageGib", ops.record_bytes / GIB),
+        (
+            "storageGbMonth",
+            ops.photos * (ops.variant_bytes_per_photo + ops.original_bytes_per_photo) / GIB,
+        ),
+        ("storageClassA", ops.photos * (1.0 + ops.variants_per_photo)),
+        ("storageClassB", ops.views + ops.photos),
+        ("egressGb", ops.bytes_viewed / GIB),
+        ("functionsInvocation", ops.edits + ops.photos),
+        (
+            "functionsGbSecond",
+            ops.photos * resize_billed * ops.resize_gb + ops.edits * push_billed * 0.25,
+        ),
+        (
+            "functionsGhzSecond",
+            ops.photos * resize_billed * 1.4 + ops.edits * push_billed * 0.4,
+        ),
+        ("authMau", 1.0),
+    ])
+}
+
+/// The same month on Amplify Gen 2 (AppSync and DataStore-style delta
+/// sync): each edit a mutation writing the model item, its owner index
+/// entry and the delta-sync record (3 write units for items under 1 KB);
+/// each pull a sync query (half a read unit, eventually consistent);
+/// live-channel minutes as subscription minutes; photos in S3 served from
+/// the bucket (no CDN), variants made by a resize Lambda as ours.
+pub fn amplify_quantities(ops: &Operations) -> Quantities {
+    Quantities::from([
+        ("appsyncOperation", ops.edits + ops.pulls),
+        ("appsyncConnectionMinute", ops.live_minutes),
+        ("dynamodbWriteRequestUnit", ops.edits * 3.0),
+        ("dynamodbReadRequestUnit", ops.pulls * 0.5),
+        (
+            "s3StorageGbMonth",
+            ops.photos * ops.variant_bytes_per_photo / GIB,
+        ),
+        ("s3PutRequest", ops.photos * (1.0 + ops.variants_per_photo)),
+        ("s3GetRequest", ops.views + ops.photos),
+        ("s3TransferOutGb", ops.bytes_viewed / GIB),
+        ("lambdaRequest", ops.photos),
+        (
+            "lambdaArmGbSecond",
+            ops.photos * ops.resize_seconds * ops.resize_gb,
+        ),
+        ("cognitoEssentialsMau", 1.0),
+        ("snsMobilePush", ops.pushes),
+    ])
 }
 
 #[cfg(test)]
@@ -259,6 +361,42 @@ mod tests {
         .unwrap();
         // 2 KB in a transaction (4) and its index entry (2).
         assert_eq!(put.write_units(), 6.0);
+    }
+
+    #[test]
+    fn the_comparison_maps_each_operation_to_the_others_units_at_their_prices() {
+        let ops = Operations {
+            pulls: 60.0,
+            edits: 180.0,
+            records_held: 40.0,
+            photos: 2.0,
+            variants_per_photo: 8.0,
+            variant_bytes_per_photo: 1000.0,
+            original_bytes_per_photo: 3000.0,
+            views: 20.0,
+            resize_seconds: 0.45,
+            resize_gb: 1.0,
+            live_minutes: 300.0,
+            ..Operations::default()
+        };
+        let firebase = firebase_quantities(&ops);
+        assert_eq!(firebase["firestoreRead"], 2400.0);
+        assert_eq!(firebase["firestoreWrite"], 180.0);
+        assert_eq!(firebase["storageClassA"], 18.0);
+        assert!((firebase["functionsGbSecond"] - (2.0 * 0.5 + 180.0 * 0.025)).abs() < 1e-9);
+        let amplify = amplify_quantities(&ops);
+        assert_eq!(amplify["appsyncOperation"], 240.0);
+        assert_eq!(amplify["dynamodbWriteRequestUnit"], 540.0);
+        // Every quantity has a price in its provider's list.
+        for (name, quantities) in [("firebase", firebase), ("amplify", amplify)] {
+            let prices = Prices::load_named(name);
+            for item in quantities.keys() {
+                assert!(prices.prices.contains_key(*item), "{name}: {item}");
+            }
+            for (item, price) in &prices.prices {
+                assert!(price.source.starts_with("https://"), "{name}: {item}");
+            }
+        }
     }
 
     #[test]
