@@ -39,6 +39,7 @@ pub struct Deps {
     pub table: Table,
     pub sockets: Sockets,
     pub members: MemberCache,
+    pub connections: ConnectionCache,
 }
 
 impl Deps {
@@ -47,6 +48,7 @@ impl Deps {
             table: Table::new(sdk, &config.table_name),
             sockets: Sockets::new(sdk, &config.management_url),
             members: MemberCache::default(),
+            connections: ConnectionCache::default(),
         }
     }
 }
@@ -85,6 +87,77 @@ impl MemberCache {
             cached.remove(space);
         }
     }
+}
+
+/// The connection items this container read or wrote lately, by id: a
+/// busy fan-out then reads only its members' presence (which ids are open,
+/// always read afresh) and skips re-reading the connections it already
+/// holds, the second read of every round. What a connection was poked for
+/// is kept up to date by this container's own saves; a mark another
+/// container saved meanwhile can only make a poke go out twice, and a poke
+/// is a hint. A connection that went away answers 410 and is forgotten.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionCache(
+    std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Connection)>>,
+    >,
+);
+
+impl ConnectionCache {
+    /// The fresh ones of `named`, and the ids to read.
+    fn split(&self, named: Vec<(UserId, String)>) -> (Vec<Connection>, Vec<(UserId, String)>) {
+        let Ok(cached) = self.0.lock() else {
+            return (Vec::new(), named);
+        };
+        let mut known = Vec::new();
+        let mut unknown = Vec::new();
+        for (user, id) in named {
+            match cached.get(&id) {
+                Some((at, connection)) if at.elapsed() < MEMBERS_FRESH => {
+                    known.push(connection.clone())
+                }
+                _ => unknown.push((user, id)),
+            }
+        }
+        (known, unknown)
+    }
+
+    fn keep(&self, connections: &[Connection]) {
+        if let Ok(mut cached) = self.0.lock() {
+            cached.retain(|_, (at, _)| at.elapsed() < MEMBERS_FRESH);
+            let now = std::time::Instant::now();
+            for connection in connections {
+                cached.insert(connection.connection_id.clone(), (now, connection.clone()));
+            }
+        }
+    }
+
+    fn forget(&self, connection_id: &str) {
+        if let Ok(mut cached) = self.0.lock() {
+            cached.remove(connection_id);
+        }
+    }
+}
+
+/// The open connections of `users`: presence read afresh, connection
+/// items from the cache where it holds them.
+async fn open_connections(
+    deps: &Deps,
+    users: &[UserId],
+) -> Result<BTreeMap<UserId, Vec<Connection>>, Error> {
+    let named = deps.table.present(users).await?;
+    let (mut open, unknown) = deps.connections.split(named);
+    let read = deps.table.connections_named(&unknown).await?;
+    deps.connections.keep(&read);
+    open.extend(read);
+    let mut by_user: BTreeMap<UserId, Vec<Connection>> = BTreeMap::new();
+    for connection in open {
+        by_user
+            .entry(connection.user_id.clone())
+            .or_default()
+            .push(connection);
+    }
+    Ok(by_user)
 }
 
 /// Changes of one partition a user is poked for.
@@ -254,7 +327,7 @@ pub async fn handle_stream(deps: &Deps, event: Event) -> Result<DynamoDbEventRes
     }
     let mut failed = expand_spaces(deps, &mut batch).await;
     let ids: Vec<UserId> = batch.users.keys().cloned().collect();
-    let mut open = match deps.table.connections_of(&ids).await {
+    let mut open = match Box::pin(open_connections(deps, &ids)).await {
         Ok(open) => open,
         Err(err) => {
             tracing::warn!(error = %err, "live channel: connections could not be read; the batch is retried");
@@ -299,6 +372,7 @@ pub async fn handle_stream(deps: &Deps, event: Event) -> Result<DynamoDbEventRes
     // What was poked, for every user at once (25 connections a call): a
     // redelivered batch pokes nobody twice.
     deps.table.save_pokes(&marked).await?;
+    deps.connections.keep(&marked);
     failed.sort();
     failed.dedup();
     if totals.pokes + totals.media + totals.gone > 0 {
@@ -459,6 +533,7 @@ async fn send(
             }
             Ok(Delivered::Gone) => {
                 totals.gone += 1;
+                deps.connections.forget(&connection.connection_id);
                 if let Err(err) = deps
                     .table
                     .delete_connection(user_id, &connection.connection_id)

@@ -93,6 +93,20 @@ impl Table {
         &self,
         users: &[UserId],
     ) -> Result<BTreeMap<UserId, Vec<Connection>>, Error> {
+        let named = self.present(users).await?;
+        let mut by_user: BTreeMap<UserId, Vec<Connection>> = BTreeMap::new();
+        for connection in self.connections_named(&named).await? {
+            by_user
+                .entry(connection.user_id.clone())
+                .or_default()
+                .push(connection);
+        }
+        Ok(by_user)
+    }
+
+    /// The connection ids each of `users`' presence item names, read 100
+    /// users to a `BatchGetItem`.
+    pub async fn present(&self, users: &[UserId]) -> Result<Vec<(UserId, String)>, Error> {
         let presences = self
             .get_items(users.iter().map(|u| item_key(&presence_key(u))).collect())
             .await?;
@@ -107,6 +121,18 @@ impl Table {
                 named.extend(ids.iter().map(|id| (user.clone(), id.clone())));
             }
         }
+        Ok(named)
+    }
+
+    /// The connection items of `named` ids, 100 to a `BatchGetItem`; ids
+    /// whose item is gone are dropped from their user's presence.
+    pub async fn connections_named(
+        &self,
+        named: &[(UserId, String)],
+    ) -> Result<Vec<Connection>, Error> {
+        if named.is_empty() {
+            return Ok(Vec::new());
+        }
         let found: Vec<Connection> = super::decode_each(
             self.get_items(
                 named
@@ -117,23 +143,15 @@ impl Table {
             .await?,
             "connection",
         );
-        let mut by_user: BTreeMap<UserId, Vec<Connection>> = BTreeMap::new();
-        for connection in found {
-            by_user
-                .entry(connection.user_id.clone())
-                .or_default()
-                .push(connection);
-        }
-        for (user, id) in &named {
-            let open = by_user
-                .get(user)
-                .is_some_and(|c| c.iter().any(|c| &c.connection_id == id));
-            if !open {
+        let found_ids: std::collections::HashSet<&str> =
+            found.iter().map(|c| c.connection_id.as_str()).collect();
+        for (user, id) in named {
+            if !found_ids.contains(id.as_str()) {
                 self.change_presence(user, "DELETE", vec![id.clone()])
                     .await?;
             }
         }
-        Ok(by_user)
+        Ok(found)
     }
 
     /// Every open connection of a user.
