@@ -16,7 +16,6 @@ use e2e::bill::{self, Meter, Operations, Prices, Quantities};
 use e2e::{TestStack, User, hlc_now, upload};
 use serde::Deserialize;
 use serde_json::json;
-use shared::media::pipeline::testing::jpeg_with_exif;
 use std::sync::atomic::Ordering;
 
 /// Simulated users per profile; the bill is per user, then scaled.
@@ -288,12 +287,39 @@ async fn edit(api: &TestStack, person: &mut Person, space: Option<&str>, n: u64)
 struct Tally {
     pulls: f64,
     edits: f64,
+    original_bytes: f64,
+}
+
+/// Real photos to upload, taken in turn: the JPEGs of `COST_PHOTOS`
+/// (scripts/bench fetches Debian's mate-backgrounds nature photos, 2 to 5
+/// MP, 0.3 to 1.2 MB). Synthetic images compress far better than photos
+/// and would understate storage and CDN bytes.
+fn photos() -> Vec<Vec<u8>> {
+    let folder = std::env::var("COST_PHOTOS")
+        .expect("COST_PHOTOS names a folder of JPEG photos: run scripts/bench cost");
+    let mut paths: Vec<_> = std::fs::read_dir(&folder)
+        .unwrap_or_else(|err| panic!("{folder}: {err}"))
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "jpg"))
+        .collect();
+    paths.sort();
+    assert!(!paths.is_empty(), "no .jpg in {folder}");
+    paths
+        .iter()
+        .map(|path| std::fs::read(path).unwrap())
+        .collect()
 }
 
 /// One month of `profile` for `people`, as its apps would drive the API.
-async fn month(api: &TestStack, profile: &Profile, people: &mut [Person], space: &str) -> Tally {
+async fn month(
+    api: &TestStack,
+    profile: &Profile,
+    people: &mut [Person],
+    space: &str,
+    photos: &[Vec<u8>],
+) -> Tally {
     let mut tally = Tally::default();
-    let photo = jpeg_with_exif(2000, 1500, 1);
     for session in 0..profile.sessions_per_month {
         for person in people.iter_mut() {
             // Each session also refreshes its tokens: measured once and
@@ -319,7 +345,9 @@ async fn month(api: &TestStack, profile: &Profile, people: &mut [Person], space:
     }
     for n in 0..profile.photos_per_month {
         for person in people.iter() {
-            let id = upload(api, &person.user, "image/jpeg", &photo).await;
+            let photo = &photos[(n as usize) % photos.len()];
+            tally.original_bytes += photo.len() as f64;
+            let id = upload(api, &person.user, "image/jpeg", photo).await;
             let media = api.wait_until_processed(&person.user, &id).await;
             assert_eq!(media["status"], "ready", "photo {n}: {media}");
             for (variant, views) in &profile.views_per_photo {
@@ -530,6 +558,7 @@ async fn main() {
     )
     .unwrap();
     let prices = Prices::load();
+    let photo_corpus = photos();
     // A month of requests in minutes: the per-user rate limits would
     // refuse it. Counting a write costs the same at any limit.
     let template = std::fs::read_to_string(root.join("template.yaml"))
@@ -600,7 +629,7 @@ async fn main() {
         let (refresh, _) = measured(&api, &before, 1.0, None, &functions).await;
 
         let before = start(&api).await;
-        let tally = month(&api, profile, &mut people, &space).await;
+        let tally = month(&api, profile, &mut people, &space, &photo_corpus).await;
         let live = profile.sessions_per_month as f64 * profile.live_minutes_per_session;
         let (mut quantities, metered) =
             measured(&api, &before, USERS as f64, Some(live), &functions).await;
@@ -621,7 +650,11 @@ async fn main() {
             } else {
                 0.0
             },
-            original_bytes_per_photo: jpeg_with_exif(2000, 1500, 1).len() as f64,
+            original_bytes_per_photo: if photos > 0.0 {
+                tally.original_bytes / users / photos
+            } else {
+                0.0
+            },
             views: quantities["cloudfrontHttpsRequest"],
             bytes_viewed: quantities["cloudfrontGbOut"] * 1024.0 * 1024.0 * 1024.0,
             pushes: quantities["snsMobilePush"],
@@ -686,13 +719,7 @@ async fn main() {
         if name == "photos" {
             let person = &people[0];
             let before = start(&api).await;
-            let id = upload(
-                &api,
-                &person.user,
-                "image/jpeg",
-                &jpeg_with_exif(2000, 1500, 1),
-            )
-            .await;
+            let id = upload(&api, &person.user, "image/jpeg", &photo_corpus[0]).await;
             let media = api.wait_until_processed(&person.user, &id).await;
             let url = media["variants"]
                 .as_array()
