@@ -3,8 +3,9 @@ empty). moto keeps everything in memory; here the region backends of the
 services the stack uses are pickled to one file, as Firebase's emulators
 export on exit:
 
-- after every change, at most once a second, by a background thread, so a
-  hard kill (SIGKILL) loses at most the last second;
+- after every change, at most once a second (less often when a save takes
+  over a tenth of that), by a background thread, so a hard kill (SIGKILL)
+  loses at most the last moments;
 - once more on SIGINT/SIGTERM, before the server exits.
 
 A snapshot is written to a temporary file, flushed to disk and renamed over
@@ -167,13 +168,19 @@ class Persistence:
 
     def start(self):
         def loop():
+            pause = INTERVAL_SECONDS
             while True:
                 self.dirty.wait()
-                time.sleep(INTERVAL_SECONDS)
+                time.sleep(pause)
+                started = time.monotonic()
                 try:
                     self.save()
                 except Exception:  # noqa: BLE001 - keep serving; say why
                     traceback.print_exc()
+                # A large state (photos' bytes) takes longer to write: it
+                # is written less often, so saving never takes more than
+                # a tenth of the emulator's time.
+                pause = max(INTERVAL_SECONDS, 9 * (time.monotonic() - started))
 
         threading.Thread(target=loop, name="emulator-state", daemon=True).start()
 

@@ -565,7 +565,7 @@ impl Console {
             return "(the emulator's log is not known to this stack: scripts/dev sets EMULATOR_LOG)"
                 .into();
         };
-        match std::fs::read_to_string(path) {
+        match tail(path, 64 * 1024) {
             Ok(text) => {
                 let all: Vec<&str> = text.lines().collect();
                 all[all.len().saturating_sub(lines)..].join("\n")
@@ -573,6 +573,18 @@ impl Console {
             Err(err) => format!("{}: {err}", path.display()),
         }
     }
+}
+
+/// The last `bytes` of a file (a log that grows all day is not read whole
+/// on every refresh).
+fn tail(path: &std::path::Path, bytes: u64) -> std::io::Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let length = file.metadata()?.len();
+    file.seek(SeekFrom::Start(length.saturating_sub(bytes)))?;
+    let mut raw = Vec::new();
+    file.read_to_end(&mut raw)?;
+    Ok(String::from_utf8_lossy(&raw).into_owned())
 }
 
 /// Sync records grouped by collection: each field with its stamp.
@@ -764,6 +776,15 @@ mod tests {
         });
         assert_eq!(push_kind(&fcm), "media_ready");
         assert_eq!(push_kind(&serde_json::json!({"message": "plain"})), "push");
+    }
+
+    #[test]
+    fn only_the_end_of_a_log_is_read() {
+        let path = std::env::temp_dir().join(format!("log-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&path, "first\nsecond\nthird\n").unwrap();
+        assert_eq!(tail(&path, 6).unwrap(), "third\n");
+        assert_eq!(tail(&path, 1000).unwrap(), "first\nsecond\nthird\n");
+        std::fs::remove_file(path).unwrap();
     }
 
     #[test]
