@@ -434,16 +434,12 @@ fn print_bill(prices: &Prices, name: &str, profile: &Profile, per_user: &Quantit
     for users in [1_000u64, 10_000, 100_000, 1_000_000] {
         let lines = bill::bill(prices, per_user, users);
         let (gross, net) = bill::total(&lines);
-        let largest = lines
-            .iter()
-            .max_by(|a, b| a.usd.total_cmp(&b.usd))
-            .map(|l| format!("{} ({:.0}%)", l.item, 100.0 * l.usd / gross))
-            .unwrap_or_default();
         println!(
-            "| {users} | {} | {} | {} | {largest} |",
+            "| {users} | {} | {} | {} | {} |",
             usd(gross),
             usd(net),
-            usd(gross / users as f64)
+            usd(gross / users as f64),
+            bill::largest(&lines)
         );
     }
 }
@@ -480,17 +476,13 @@ fn print_comparison(ours: &Prices, quantities: &Quantities, ops: &Operations) {
         let large = bill::bill(prices, &per_user, 1_000_000);
         let (small_gross, small_net) = bill::total(&small);
         let (large_gross, large_net) = bill::total(&large);
-        let largest = large
-            .iter()
-            .max_by(|a, b| a.usd.total_cmp(&b.usd))
-            .map(|l| format!("{} ({:.0}%)", l.item, 100.0 * l.usd / large_gross))
-            .unwrap_or_default();
         println!(
-            "| {name} | {} | {} | {} | {} | {largest} |",
+            "| {name} | {} | {} | {} | {} | {} |",
             usd(small_gross),
             usd(small_net),
             usd(large_gross),
-            usd(large_net)
+            usd(large_net),
+            bill::largest(&large)
         );
     }
 }

@@ -197,6 +197,16 @@ pub fn bill(prices: &Prices, per_user: &Quantities, users: u64) -> Vec<Line> {
         .collect()
 }
 
+/// The line that costs most, named with its share of the list price.
+pub fn largest(lines: &[Line]) -> String {
+    let (gross, _) = total(lines);
+    lines
+        .iter()
+        .max_by(|a, b| a.usd.total_cmp(&b.usd))
+        .map(|l| format!("{} ({:.0}%)", l.item, 100.0 * l.usd / gross))
+        .unwrap_or_default()
+}
+
 pub fn total(lines: &[Line]) -> (f64, f64) {
     let usd: f64 = lines.iter().map(|l| l.usd).sum();
     let free: f64 = lines.iter().map(|l| l.free_usd).sum();
