@@ -18,6 +18,7 @@ mod janitor;
 mod limits;
 mod media;
 mod media_urls;
+mod meter;
 mod migration;
 mod notify;
 mod presign_botocore;
