@@ -280,10 +280,12 @@ pub fn firebase_quantities(ops: &Operations) -> Quantities {
     ])
 }
 
-/// The same month on Amplify Gen 2 (AppSync and DataStore-style delta
-/// sync): each edit a mutation writing the model item, its owner index
-/// entry and the delta-sync record (3 write units for items under 1 KB);
-/// each pull a sync query (half a read unit, eventually consistent);
+/// The same month on Amplify Gen 2 (AppSync over DynamoDB). Gen 2 has no
+/// offline sync of its own (DataStore stayed in Gen 1), so the app is
+/// taken to do what ours does with its API: each edit a mutation writing
+/// the model item and two index entries, by owner and by `updatedAt` for
+/// the delta query (3 write units for items under 1 KB); each pull a list
+/// query by `updatedAt` (half a read unit, eventually consistent);
 /// live-channel minutes as subscription minutes; photos in S3 served from
 /// the bucket (no CDN), variants made by a resize Lambda as ours.
 pub fn amplify_quantities(ops: &Operations) -> Quantities {
