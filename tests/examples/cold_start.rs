@@ -11,6 +11,14 @@
 //! random numbers; first minus warm is that first-call cost without the
 //! emulator's own time.
 //!
+//! Each warm invocation's CPU time (the process's threads' time on a CPU,
+//! from /proc) is its wait's complement: Lambda gives a function a share of
+//! one vCPU in proportion to its memory (all of it at 1,769 MB), so the CPU
+//! part stretches at a smaller size and the waiting does not. The second
+//! table models each function's warm invocation at 128 MB to 1,769 MB on
+//! that rule and prices it (arm64), Lambda Power Tuning's sweep on paper;
+//! `docs/cost.md` says how it is read.
+//!
 //!   cargo run -p e2e --example cold_start -- target/release [runs]
 
 use std::collections::BTreeMap;
@@ -159,6 +167,22 @@ impl Process {
             Ok(Some(Ok(()))) => sent.elapsed(),
             other => panic!("invocation failed: {other:?}"),
         }
+    }
+
+    /// CPU time the process's threads have used so far (schedstat's first
+    /// field, nanoseconds on a CPU).
+    fn cpu(&self) -> Duration {
+        let pid = self.child.id().unwrap();
+        let nanos: u64 = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|tasks| {
+                tasks
+                    .filter_map(Result::ok)
+                    .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+                    .filter_map(|line| line.split_whitespace().next()?.parse::<u64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0);
+        Duration::from_nanos(nanos)
     }
 
     /// Peak resident memory so far, in MiB.
@@ -499,6 +523,7 @@ async fn main() -> anyhow::Result<()> {
         "| function | SDKs linked | binary (stripped) | init: exec to first poll (median of {runs}) | first invocation, over TLS | warm invocation (median of 20) | first - warm | init + first | peak RSS |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut sweeps = Vec::new();
     for function in FUNCTIONS {
         let binary = dir.join(function.binary);
         let size = std::fs::metadata(&binary)?.len() as f64 / 1024.0 / 1024.0;
@@ -551,6 +576,7 @@ async fn main() -> anyhow::Result<()> {
         };
         let (mut inits, mut firsts) = (Vec::new(), Vec::new());
         let mut warm = Vec::new();
+        let mut warm_cpu = Duration::ZERO;
         let mut peak = 0.0f64;
         for run in 0..runs {
             let mut process = Process::start(&binary, &env).await;
@@ -560,13 +586,21 @@ async fn main() -> anyhow::Result<()> {
             if run == runs - 1 {
                 for _ in 0..warm_count {
                     let next_event = event().await;
+                    let before = process.cpu();
                     warm.push(process.invoke(next_event).await);
+                    warm_cpu += process.cpu() - before;
                 }
             }
             peak = peak.max(process.peak_mib());
             process.stop().await;
         }
         let (init, first, warm) = (median(inits), median(firsts), median(warm));
+        sweeps.push((
+            function.binary,
+            template.memory_mb(function.logical_id),
+            warm,
+            warm_cpu / warm_count,
+        ));
         println!(
             "| {} | {} | {size:.1} MiB | {} ms | {} ms | {} ms | {} ms | {} ms | {peak:.0} MiB |",
             function.binary,
@@ -578,9 +612,68 @@ async fn main() -> anyhow::Result<()> {
             ms(init + first),
         );
     }
+    print_memory_sweep(&sweeps);
     tls_providers(&dir, &instant_url, &ca_file, runs).await?;
     let _ = std::fs::remove_file(ca_file);
     Ok(())
+}
+
+/// Lambda's memory sizes the sweep tries; 1,769 MB is one whole vCPU.
+const SIZES_MB: [u64; 6] = [128, 256, 512, 1024, 1769, 2048];
+const FULL_VCPU_MB: f64 = 1769.0;
+/// arm64, per GB-second and per request (`infra/pricing/aws-us-east-1.yaml`).
+const GB_SECOND_USD: f64 = 0.0000133334;
+const REQUEST_USD: f64 = 0.0000002;
+
+/// A warm invocation at `mb`: its CPU time stretched by the vCPU share,
+/// its waiting as measured (this machine gives each process a whole core).
+fn modelled_ms(wall: Duration, cpu: Duration, mb: u64) -> f64 {
+    let cpu_ms = cpu.as_secs_f64() * 1000.0;
+    let wait_ms = (wall.as_secs_f64() * 1000.0 - cpu_ms).max(0.0);
+    wait_ms + cpu_ms * (FULL_VCPU_MB / mb as f64).max(1.0)
+}
+
+fn usd_per_million(ms: f64, mb: u64) -> f64 {
+    (ms.ceil() / 1000.0 * mb as f64 / 1024.0 * GB_SECOND_USD + REQUEST_USD) * 1e6
+}
+
+/// Each function's warm invocation priced at each size, and the cheapest
+/// size that is no more than a quarter slower than at a whole vCPU.
+fn print_memory_sweep(sweeps: &[(&str, u64, Duration, Duration)]) {
+    println!(
+        "\nMemory size, modelled (warm invocation: ms, and $ per million invocations, arm64):\n"
+    );
+    let header: Vec<String> = SIZES_MB.iter().map(|mb| format!("{mb} MB")).collect();
+    println!(
+        "| function | CPU / wall ms | {} | template | cheapest within 1.25x of 1,769 MB |",
+        header.join(" | ")
+    );
+    println!("|---|---:|{}---:|---|", "---:|".repeat(SIZES_MB.len()));
+    for (function, template_mb, wall, cpu) in sweeps {
+        let cells: Vec<String> = SIZES_MB
+            .iter()
+            .map(|mb| {
+                let ms = modelled_ms(*wall, *cpu, *mb);
+                format!("{ms:.0} ms ${:.2}", usd_per_million(ms, *mb))
+            })
+            .collect();
+        let fastest = modelled_ms(*wall, *cpu, FULL_VCPU_MB as u64);
+        let cheapest = SIZES_MB
+            .iter()
+            .filter(|mb| modelled_ms(*wall, *cpu, **mb) <= fastest * 1.25)
+            .min_by(|a, b| {
+                usd_per_million(modelled_ms(*wall, *cpu, **a), **a)
+                    .total_cmp(&usd_per_million(modelled_ms(*wall, *cpu, **b), **b))
+            })
+            .copied()
+            .unwrap_or(*template_mb);
+        println!(
+            "| {function} | {:.1} / {:.1} | {} | {template_mb} MB | {cheapest} MB |",
+            cpu.as_secs_f64() * 1000.0,
+            wall.as_secs_f64() * 1000.0,
+            cells.join(" | ")
+        );
+    }
 }
 
 /// rustls on aws-lc-rs against rustls on ring: `tls-probe` built both ways
