@@ -53,8 +53,49 @@ impl Deps {
     }
 }
 
-/// How long a container trusts the members it read of a space.
-const MEMBERS_FRESH: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a container trusts what it read: a space's members, the
+/// connection items.
+const CACHED_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What this container read lately, each entry trusted for [`CACHED_FOR`].
+#[derive(Debug)]
+pub struct Cache<K, V>(std::sync::Arc<std::sync::Mutex<BTreeMap<K, (std::time::Instant, V)>>>);
+
+impl<K, V> Clone for Cache<K, V> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<K, V> Default for Cache<K, V> {
+    fn default() -> Self {
+        Self(Default::default())
+    }
+}
+
+impl<K: Ord, V: Clone> Cache<K, V> {
+    fn fresh(&self, key: &K) -> Option<V> {
+        let cached = self.0.lock().ok()?;
+        let (read_at, value) = cached.get(key)?;
+        (read_at.elapsed() < CACHED_FOR).then(|| value.clone())
+    }
+
+    fn keep(&self, entries: impl IntoIterator<Item = (K, V)>) {
+        if let Ok(mut cached) = self.0.lock() {
+            cached.retain(|_, (read_at, _)| read_at.elapsed() < CACHED_FOR);
+            let now = std::time::Instant::now();
+            for (key, value) in entries {
+                cached.insert(key, (now, value));
+            }
+        }
+    }
+
+    fn forget(&self, key: &K) {
+        if let Ok(mut cached) = self.0.lock() {
+            cached.remove(key);
+        }
+    }
+}
 
 /// The members of the spaces this container poked lately: a busy space's
 /// batches then skip the members query, the largest read of a fan-out.
@@ -62,32 +103,7 @@ const MEMBERS_FRESH: std::time::Duration = std::time::Duration::from_secs(10);
 /// member removed meanwhile being poked for a few seconds more leaks
 /// nothing; a membership change in a batch drops its space's entry, and a
 /// new member pulls when they join anyway.
-#[derive(Debug, Clone, Default)]
-pub struct MemberCache(std::sync::Arc<std::sync::Mutex<BTreeMap<SpaceId, MembersRead>>>);
-
-/// When a space's members were read, and who they were.
-type MembersRead = (std::time::Instant, Vec<UserId>);
-
-impl MemberCache {
-    fn fresh(&self, space: &SpaceId) -> Option<Vec<UserId>> {
-        let cached = self.0.lock().ok()?;
-        let (read_at, members) = cached.get(space)?;
-        (read_at.elapsed() < MEMBERS_FRESH).then(|| members.clone())
-    }
-
-    fn keep(&self, space: SpaceId, members: Vec<UserId>) {
-        if let Ok(mut cached) = self.0.lock() {
-            cached.retain(|_, (read_at, _)| read_at.elapsed() < MEMBERS_FRESH);
-            cached.insert(space, (std::time::Instant::now(), members));
-        }
-    }
-
-    fn forget(&self, space: &SpaceId) {
-        if let Ok(mut cached) = self.0.lock() {
-            cached.remove(space);
-        }
-    }
-}
+pub type MemberCache = Cache<SpaceId, Vec<UserId>>;
 
 /// The connection items this container read or wrote lately, by id: a
 /// busy fan-out then reads only its members' presence (which ids are open,
@@ -96,47 +112,14 @@ impl MemberCache {
 /// is kept up to date by this container's own saves; a mark another
 /// container saved meanwhile can only make a poke go out twice, and a poke
 /// is a hint. A connection that went away answers 410 and is forgotten.
-#[derive(Debug, Clone, Default)]
-pub struct ConnectionCache(
-    std::sync::Arc<
-        std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Connection)>>,
-    >,
-);
+pub type ConnectionCache = Cache<String, Connection>;
 
-impl ConnectionCache {
-    /// The fresh ones of `named`, and the ids to read.
-    fn split(&self, named: Vec<(UserId, String)>) -> (Vec<Connection>, Vec<(UserId, String)>) {
-        let Ok(cached) = self.0.lock() else {
-            return (Vec::new(), named);
-        };
-        let mut known = Vec::new();
-        let mut unknown = Vec::new();
-        for (user, id) in named {
-            match cached.get(&id) {
-                Some((at, connection)) if at.elapsed() < MEMBERS_FRESH => {
-                    known.push(connection.clone())
-                }
-                _ => unknown.push((user, id)),
-            }
-        }
-        (known, unknown)
-    }
-
-    fn keep(&self, connections: &[Connection]) {
-        if let Ok(mut cached) = self.0.lock() {
-            cached.retain(|_, (at, _)| at.elapsed() < MEMBERS_FRESH);
-            let now = std::time::Instant::now();
-            for connection in connections {
-                cached.insert(connection.connection_id.clone(), (now, connection.clone()));
-            }
-        }
-    }
-
-    fn forget(&self, connection_id: &str) {
-        if let Ok(mut cached) = self.0.lock() {
-            cached.remove(connection_id);
-        }
-    }
+fn keep_connections(cache: &ConnectionCache, connections: &[Connection]) {
+    cache.keep(
+        connections
+            .iter()
+            .map(|c| (c.connection_id.clone(), c.clone())),
+    );
 }
 
 /// The open connections of `users`: presence read afresh, connection
@@ -145,19 +128,18 @@ async fn open_connections(
     deps: &Deps,
     users: &[UserId],
 ) -> Result<BTreeMap<UserId, Vec<Connection>>, Error> {
-    let named = deps.table.present(users).await?;
-    let (mut open, unknown) = deps.connections.split(named);
-    let read = deps.table.connections_named(&unknown).await?;
-    deps.connections.keep(&read);
-    open.extend(read);
-    let mut by_user: BTreeMap<UserId, Vec<Connection>> = BTreeMap::new();
-    for connection in open {
-        by_user
-            .entry(connection.user_id.clone())
-            .or_default()
-            .push(connection);
+    let mut open = Vec::new();
+    let mut unknown = Vec::new();
+    for (user, id) in deps.table.present(users).await? {
+        match deps.connections.fresh(&id) {
+            Some(connection) => open.push(connection),
+            None => unknown.push((user, id)),
+        }
     }
-    Ok(by_user)
+    let read = deps.table.connections_named(&unknown).await?;
+    keep_connections(&deps.connections, &read);
+    open.extend(read);
+    Ok(shared::store::by_user(open))
 }
 
 /// Changes of one partition a user is poked for.
@@ -277,7 +259,7 @@ fn note(batch: &mut Batch, record: &EventRecord) {
 }
 
 /// Adds each space's changes to the work of each of its members (as read
-/// within [`MEMBERS_FRESH`]: see [`MemberCache`]). A space whose members cannot
+/// within [`CACHED_FOR`]: see [`MemberCache`]). A space whose members cannot
 /// be read is its first record's failure.
 async fn expand_spaces(deps: &Deps, batch: &mut Batch) -> Vec<String> {
     let mut failed = Vec::new();
@@ -293,7 +275,7 @@ async fn expand_spaces(deps: &Deps, batch: &mut Batch) -> Vec<String> {
             None => match deps.table.members(&space).await {
                 Ok(members) => {
                     let ids: Vec<UserId> = members.into_iter().map(|m| m.user_id).collect();
-                    deps.members.keep(space.clone(), ids.clone());
+                    deps.members.keep([(space.clone(), ids.clone())]);
                     ids
                 }
                 Err(err) => {
@@ -372,7 +354,7 @@ pub async fn handle_stream(deps: &Deps, event: Event) -> Result<DynamoDbEventRes
     // What was poked, for every user at once (25 connections a call): a
     // redelivered batch pokes nobody twice.
     deps.table.save_pokes(&marked).await?;
-    deps.connections.keep(&marked);
+    keep_connections(&deps.connections, &marked);
     failed.sort();
     failed.dedup();
     if totals.pokes + totals.media + totals.gone > 0 {

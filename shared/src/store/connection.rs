@@ -26,6 +26,18 @@ fn connection_item(connection: &Connection) -> Result<super::Item, Error> {
     Stored::item(&key, connection, Some(expires_at))
 }
 
+/// Connections grouped by their user.
+pub fn by_user(connections: Vec<Connection>) -> BTreeMap<UserId, Vec<Connection>> {
+    let mut grouped: BTreeMap<UserId, Vec<Connection>> = BTreeMap::new();
+    for connection in connections {
+        grouped
+            .entry(connection.user_id.clone())
+            .or_default()
+            .push(connection);
+    }
+    grouped
+}
+
 fn presence_key(user_id: &UserId) -> ItemKey {
     ItemKey::Presence {
         user: user_id.clone(),
@@ -94,14 +106,7 @@ impl Table {
         users: &[UserId],
     ) -> Result<BTreeMap<UserId, Vec<Connection>>, Error> {
         let named = self.present(users).await?;
-        let mut by_user: BTreeMap<UserId, Vec<Connection>> = BTreeMap::new();
-        for connection in self.connections_named(&named).await? {
-            by_user
-                .entry(connection.user_id.clone())
-                .or_default()
-                .push(connection);
-        }
-        Ok(by_user)
+        Ok(by_user(self.connections_named(&named).await?))
     }
 
     /// The connection ids each of `users`' presence item names, read 100

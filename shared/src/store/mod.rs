@@ -16,6 +16,7 @@ mod space;
 mod sync;
 
 pub use change::{Pushers, TableChange};
+pub use connection::by_user;
 pub use migration::legacy_record;
 
 use std::collections::HashMap;
