@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use e2e::bill::{self, Meter, Operations, Prices, Quantities};
-use e2e::{TestStack, User, hlc_now, upload};
+use e2e::{TestStack, User, hlc_now, read_meter, start_meter, stop_meter, upload};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::atomic::Ordering;
@@ -112,20 +112,9 @@ async fn counters(api: &TestStack) -> Counters {
     }
 }
 
-async fn meter(api: &TestStack, verb: &str) -> Option<Meter> {
-    let http = reqwest::Client::new();
-    let url = format!("{}/_emulator/meter{verb}", api.emulator_url);
-    if verb.is_empty() {
-        Some(http.get(url).send().await.ok()?.json().await.ok()?)
-    } else {
-        http.post(url).send().await.ok()?;
-        None
-    }
-}
-
 /// Starts counting: meter on, counters read.
 async fn start(api: &TestStack) -> Counters {
-    meter(api, "/start").await;
+    start_meter(&api.emulator_url).await;
     counters(api).await
 }
 
@@ -150,7 +139,7 @@ async fn measured(
     functions: &Functions,
 ) -> (Quantities, Meter) {
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let meter = meter(api, "").await.expect("the emulator's meter");
+    let meter = read_meter(&api.emulator_url).await;
     let after = counters(api).await;
     let mut calls = 0.0;
     let mut gb_seconds = 0.0;
@@ -217,7 +206,7 @@ async fn measured(
 }
 
 async fn table_bytes(api: &TestStack) -> f64 {
-    let metered = meter(api, "").await.unwrap_or_default();
+    let metered = read_meter(&api.emulator_url).await;
     metered
         .table_bytes
         .get(&api.stack.resources.table_name)
@@ -732,7 +721,7 @@ async fn main() {
                 &q,
             );
         }
-        meter(&api, "/stop").await;
+        stop_meter(&api.emulator_url).await;
         api.stop().await;
     }
     let _ = std::fs::remove_file(template_path);

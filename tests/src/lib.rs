@@ -517,6 +517,36 @@ impl Drop for OwnEmulator {
     }
 }
 
+/// Starts the emulator's meter (`infra/emulator/meter.py`), forgetting what
+/// it recorded before.
+pub async fn start_meter(emulator_url: &str) {
+    meter_control(emulator_url, "start").await;
+}
+
+pub async fn stop_meter(emulator_url: &str) {
+    meter_control(emulator_url, "stop").await;
+}
+
+async fn meter_control(emulator_url: &str, verb: &str) {
+    reqwest::Client::new()
+        .post(format!("{emulator_url}/_emulator/meter/{verb}"))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .unwrap_or_else(|err| panic!("the meter's {verb}: {err}"));
+}
+
+/// What the emulator's meter recorded since it was started.
+pub async fn read_meter(emulator_url: &str) -> bill::Meter {
+    reqwest::get(format!("{emulator_url}/_emulator/meter"))
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .expect("the emulator's meter")
+        .json()
+        .await
+        .expect("the meter's JSON")
+}
+
 /// A free port on loopback (free when asked).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

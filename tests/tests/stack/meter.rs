@@ -7,21 +7,11 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     LocalSecondaryIndex, Projection, ProjectionType, Put, ScalarAttributeType, TransactWriteItem,
 };
-use e2e::bill::{Meter, ReadMode};
-use e2e::{OwnEmulator, free_port};
+use e2e::bill::ReadMode;
+use e2e::{OwnEmulator, free_port, read_meter, start_meter, stop_meter};
 
 fn s(value: &str) -> AttributeValue {
     AttributeValue::S(value.into())
-}
-
-async fn meter(emulator: &OwnEmulator, verb: &str) -> Option<Meter> {
-    let http = reqwest::Client::new();
-    let url = format!("{}/_emulator/meter{verb}", emulator.url);
-    if verb.is_empty() {
-        return Some(http.get(url).send().await.unwrap().json().await.unwrap());
-    }
-    http.post(url).send().await.unwrap();
-    None
 }
 
 #[tokio::test]
@@ -70,7 +60,7 @@ async fn the_meter_records_what_dynamodb_bills() {
         .await
         .unwrap();
 
-    meter(&emulator, "/start").await;
+    start_meter(&emulator.url).await;
     // 2 + 2 bytes of keys, "text" (4) and 1,500 bytes: 1,510 bytes, two
     // write units; in the Feed index (it has feedVer, 7 + 2 bytes) too.
     let text = "x".repeat(1500);
@@ -121,8 +111,8 @@ async fn the_meter_records_what_dynamodb_bills() {
         .send()
         .await
         .unwrap();
-    let metered = meter(&emulator, "").await.unwrap();
-    meter(&emulator, "/stop").await;
+    let metered = read_meter(&emulator.url).await;
+    stop_meter(&emulator.url).await;
 
     let ops: Vec<&str> = metered.dynamodb.iter().map(|r| r.op.as_str()).collect();
     assert_eq!(ops, ["PutItem", "TransactWriteItems", "GetItem", "Query"]);
