@@ -109,9 +109,11 @@ pub type MemberCache = Cache<SpaceId, Vec<UserId>>;
 /// busy fan-out then reads only its members' presence (which ids are open,
 /// always read afresh) and skips re-reading the connections it already
 /// holds, the second read of every round. What a connection was poked for
-/// is kept up to date by this container's own saves; a mark another
-/// container saved meanwhile can only make a poke go out twice, and a poke
-/// is a hint. A connection that went away answers 410 and is forgotten.
+/// is kept here as this container pokes it, and in the table only when a
+/// batch is to be redelivered; a mark that lags (another container's, or
+/// a batch redelivered although it was done) can only make a poke go out
+/// twice, never hold one back, and a poke is a hint. A connection that
+/// went away answers 410 and is forgotten.
 pub type ConnectionCache = Cache<String, Connection>;
 
 fn keep_connections(cache: &ConnectionCache, connections: &[Connection]) {
@@ -351,10 +353,15 @@ pub async fn handle_stream(deps: &Deps, event: Event) -> Result<DynamoDbEventRes
             }
         }
     }
-    // What was poked, for every user at once (25 connections a call): a
-    // redelivered batch pokes nobody twice.
-    deps.table.save_pokes(&marked).await?;
+    // What was poked is kept for the next batches in this container, and
+    // saved (25 connections a call) only when part of this batch is to be
+    // redelivered: a batch the stream takes as done is not read again.
+    // Saving every poke was a write per connection per change, 200 for
+    // one change in a space of 200, each one a stream record to filter.
     keep_connections(&deps.connections, &marked);
+    if !failed.is_empty() {
+        deps.table.save_pokes(&marked).await?;
+    }
     failed.sort();
     failed.dedup();
     if totals.pokes + totals.media + totals.gone > 0 {

@@ -183,8 +183,11 @@ impl Table {
 
     /// Stores what these connections were poked for, 25 to a
     /// `BatchWriteItem` (a fan-out to many devices costs a few calls, not
-    /// one per device). Items are rewritten whole, as the query read them.
+    /// one per device), all sent at once: the stream's next batch waits
+    /// for this one's handler. Items are rewritten whole, as the query read
+    /// them.
     pub async fn save_pokes(&self, connections: &[Connection]) -> Result<(), Error> {
+        let mut chunks = tokio::task::JoinSet::new();
         for chunk in connections.chunks(25) {
             let requests = chunk
                 .iter()
@@ -196,7 +199,11 @@ impl Table {
                     Ok(WriteRequest::builder().put_request(put).build())
                 })
                 .collect::<Result<Vec<_>, Error>>()?;
-            self.batch_write(requests).await?;
+            let table = self.clone();
+            chunks.spawn(async move { table.batch_write(requests).await });
+        }
+        while let Some(joined) = chunks.join_next().await {
+            joined.map_err(Error::internal)??;
         }
         Ok(())
     }

@@ -275,6 +275,72 @@ async fn a_redelivered_batch_pokes_once() {
     api.stop().await;
 }
 
+/// Pokes are saved only when part of a batch is to be redelivered; then
+/// another container taking the redelivery pokes nobody twice.
+#[tokio::test]
+async fn a_batch_redelivered_after_a_failure_to_another_container_pokes_once() {
+    use e2e::faults::{Fault, FaultyProxy};
+
+    let proxy = FaultyProxy::start(&e2e::emulator_url()).await;
+    let api = TestStack::start_against(proxy.url.clone()).await;
+    let user = api.user().await;
+    let mut tablet = open(&api, Some(&user.access_token), "tablet")
+        .await
+        .unwrap();
+    wait_for_connections(&api, &user, 1).await;
+    let sdk = api.sdk().await;
+    let container = || {
+        realtime::poke::Deps::new(
+            &sdk,
+            &realtime::poke::Config {
+                table_name: api.stack.resources.table_name.clone(),
+                management_url: api.stack.websocket_url.replace("ws://", "http://"),
+            },
+        )
+    };
+    // A change in a space whose members cannot be read (its record fails
+    // and is redelivered, with every record after it), then one of the
+    // user's own, which is poked.
+    let event: aws_lambda_events::dynamodb::Event = serde_json::from_value(json!({
+        "Records": [
+            e2e::events::stream_record("100", "INSERT", json!({
+                "PK": {"S": "SPACE#s-unreadable"}, "SK": {"S": "REC#cards#c1"},
+                "feedVer": {"N": "3"}, "origin": {"S": "laptop"},
+                "originUser": {"S": "someone-else"},
+            }), json!({})),
+            e2e::events::stream_record("101", "INSERT", json!({
+                "PK": {"S": format!("USER#{}", user.user_id)}, "SK": {"S": "REC#notes#a"},
+                "feedVer": {"N": "42"}, "origin": {"S": "phone"},
+            }), json!({})),
+        ]
+    }))
+    .unwrap();
+    proxy.set(Fault::FailOnly("DynamoDB_20120810.Query"));
+    let first = realtime::poke::handle_stream(&container(), event.clone())
+        .await
+        .unwrap();
+    proxy.set(Fault::None);
+    let failed: Vec<_> = first
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone().unwrap())
+        .collect();
+    assert_eq!(failed, ["100"]);
+    let poke = next_message(&mut tablet, Duration::from_secs(5)).await;
+    assert_eq!(poke.unwrap()["type"], "poke");
+
+    let again = realtime::poke::handle_stream(&container(), event)
+        .await
+        .unwrap();
+    assert!(again.batch_item_failures.is_empty());
+    assert_eq!(
+        next_message(&mut tablet, Duration::from_millis(1000)).await,
+        None,
+        "poked once"
+    );
+    api.stop().await;
+}
+
 #[tokio::test]
 async fn idle_and_old_connections_are_closed_as_api_gateway_does() {
     let api = TestStack::start_with_websocket_limits(local_stack::websocket::Limits {
