@@ -42,6 +42,8 @@ struct RuntimeApi {
     first_poll: OnceLock<Instant>,
     events: Mutex<mpsc::Receiver<Value>>,
     results: mpsc::Sender<Result<(), String>>,
+    /// Whether the events carry a verified caller's claims.
+    authorized: bool,
 }
 
 async fn next(State(api): State<Arc<RuntimeApi>>) -> (HeaderMap, String) {
@@ -72,10 +74,16 @@ async fn response(
     _id: UrlPath<String>,
     body: Bytes,
 ) -> StatusCode {
+    // An HTTP function's 5xx means the work failed, and a 401 from a route
+    // called with claims means the fixture never reached the work: neither
+    // is a valid figure. (Sign-in with a wrong password is 401 by design:
+    // it is called without claims.)
     let result = match serde_json::from_slice::<Value>(&body) {
-        // An HTTP function's 5xx means the work failed: not a valid figure.
         Ok(reply) if reply["statusCode"].as_u64().is_some_and(|s| s >= 500) => {
             Err(format!("5xx: {reply}"))
+        }
+        Ok(reply) if reply["statusCode"] == 401 && api.authorized => {
+            Err(format!("401 with claims: {reply}"))
         }
         _ => Ok(()),
     };
@@ -102,13 +110,14 @@ struct Process {
 }
 
 impl Process {
-    async fn start(binary: &Path, env: &BTreeMap<String, String>) -> Self {
+    async fn start(binary: &Path, env: &BTreeMap<String, String>, authorized: bool) -> Self {
         let (events_tx, events_rx) = mpsc::channel(1);
         let (results_tx, results_rx) = mpsc::channel(1);
         let api = Arc::new(RuntimeApi {
             first_poll: OnceLock::new(),
             events: Mutex::new(events_rx),
             results: results_tx,
+            authorized,
         });
         let router = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -407,7 +416,8 @@ async fn tls_front(emulator: &str) -> anyhow::Result<(String, String, PathBuf)> 
 
 fn http_event(route: &str, body: Option<&str>, authorized: bool) -> Value {
     let claims = authorized.then(|| {
-        json!({"sub": USER, "iat": chrono::Utc::now().timestamp().to_string(), "client_id": "bench"})
+        json!({"sub": USER, "iat": chrono::Utc::now().timestamp().to_string(),
+               "client_id": "bench", "token_use": "access"})
     });
     let mut event = apigw::testing::event(route, body, claims);
     match route {
@@ -580,7 +590,14 @@ async fn main() -> anyhow::Result<()> {
         let mut warm_cpu = Duration::ZERO;
         let mut peak = 0.0f64;
         for run in 0..runs {
-            let mut process = Process::start(&binary, &env).await;
+            let authorized = matches!(
+                function.work,
+                Work::Http {
+                    authorized: true,
+                    ..
+                }
+            );
+            let mut process = Process::start(&binary, &env, authorized).await;
             inits.push(process.init().await);
             let first_event = event().await;
             firsts.push(process.invoke(first_event).await);
