@@ -94,7 +94,10 @@ async fn main() -> anyhow::Result<()> {
     let sizes: Vec<usize> = std::env::var("SPACE_MEMBERS").map_or(vec![200, 1000], |v| {
         v.split(",").map(|n| n.parse().unwrap()).collect()
     });
-    for members in sizes {
+    // A space holds at most this many members, the owner (who pushes)
+    // included: "1,000 members" is the owner and 999 connected others.
+    let most = shared::model::quota::Quotas::default().members_per_space as usize - 1;
+    for members in sizes.into_iter().map(|n| n.min(most)) {
         let space = SpaceId::parse(&uuid::Uuid::new_v4().to_string())?;
         Memberships::create_space(&table, &owner.user_id, &space, "bench").await?;
         let started = Instant::now();
