@@ -141,7 +141,7 @@ async fn open_connections(
     let read = deps.table.connections_named(&unknown).await?;
     keep_connections(&deps.connections, &read);
     open.extend(read);
-    Ok(shared::store::by_user(open))
+    Ok(shared::store::by_user(open, |c: &Connection| &c.user_id))
 }
 
 /// Changes of one partition a user is poked for.

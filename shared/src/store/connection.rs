@@ -26,18 +26,6 @@ fn connection_item(connection: &Connection) -> Result<super::Item, Error> {
     Stored::item(&key, connection, Some(expires_at))
 }
 
-/// Connections grouped by their user.
-pub fn by_user(connections: Vec<Connection>) -> BTreeMap<UserId, Vec<Connection>> {
-    let mut grouped: BTreeMap<UserId, Vec<Connection>> = BTreeMap::new();
-    for connection in connections {
-        grouped
-            .entry(connection.user_id.clone())
-            .or_default()
-            .push(connection);
-    }
-    grouped
-}
-
 fn presence_key(user_id: &UserId) -> ItemKey {
     ItemKey::Presence {
         user: user_id.clone(),
@@ -106,7 +94,10 @@ impl Table {
         users: &[UserId],
     ) -> Result<BTreeMap<UserId, Vec<Connection>>, Error> {
         let named = self.present(users).await?;
-        Ok(by_user(self.connections_named(&named).await?))
+        Ok(super::by_user(
+            self.connections_named(&named).await?,
+            |c: &Connection| &c.user_id,
+        ))
     }
 
     /// The connection ids each of `users`' presence item names, read 100

@@ -117,13 +117,7 @@ impl Table {
             })
             .collect();
         let found: Vec<Device> = super::decode_each(self.get_items(named).await?, "device");
-        let mut by_user: BTreeMap<UserId, Vec<Device>> = BTreeMap::new();
-        for device in found {
-            by_user
-                .entry(device.user_id.clone())
-                .or_default()
-                .push(device);
-        }
+        let mut by_user = super::by_user(found, |d: &Device| &d.user_id);
         for (user, ids) in &complete {
             let gone: Vec<String> = ids
                 .iter()

@@ -16,10 +16,9 @@ mod space;
 mod sync;
 
 pub use change::{Pushers, TableChange};
-pub use connection::by_user;
 pub use migration::legacy_record;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -32,10 +31,22 @@ pub use media::{Page, Readied};
 pub use space::{Accepted, NewInvitation, SpaceAccess, SpacePage};
 
 use crate::keys::{self, ItemKey};
-use crate::model::ids::Partition;
+use crate::model::ids::{Partition, UserId};
 use crate::model::purge::Swept;
 use crate::model::quota::Quotas;
 use crate::{Error, adapters::aws};
+
+/// Items grouped by the user `user_of` names (connections, devices).
+pub fn by_user<T>(items: Vec<T>, user_of: impl Fn(&T) -> &UserId) -> BTreeMap<UserId, Vec<T>> {
+    let mut grouped: BTreeMap<_, Vec<T>> = BTreeMap::new();
+    for item in items {
+        grouped
+            .entry(user_of(&item).clone())
+            .or_default()
+            .push(item);
+    }
+    grouped
+}
 
 type Item = HashMap<String, AttributeValue>;
 
